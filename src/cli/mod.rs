@@ -1,0 +1,99 @@
+//! Command-line interface: one module per subcommand. `main.rs` only parses and dispatches.
+
+pub mod diff;
+pub mod translate;
+
+use crate::compile::Options;
+use crate::diagnostic::Diagnostic;
+use crate::source::files::LoadOptions;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ambassador-xds",
+    version,
+    about = "Compile Ambassador Mappings, TLSContexts and Secrets into Envoy xDS resources",
+    long_about = "ambassador-xds reads Ambassador (Emissary-ingress) resources and produces the Envoy \
+                  Listeners, Routes, Clusters (with UpstreamTlsContext) and SDS Secrets that make a \
+                  stock Envoy originate mutual TLS to upstream services."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the Envoy resources compiled from PATHs (the golden-file format)
+    Translate(translate::TranslateArgs),
+    /// Compare the Envoy resources compiled from PATHs with a golden file
+    Diff(diff::DiffArgs),
+}
+
+/// Inputs and knobs shared by every command that compiles.
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    /// Files or directories (searched recursively for .yaml, .yml and .json) holding Ambassador
+    /// resources and Kubernetes Secrets
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    /// Port of the HTTP listener created when no Listener resource is given
+    #[arg(long, default_value_t = 8080, value_name = "N")]
+    pub listener_port: u16,
+
+    /// Namespace Ambassador runs in: bare service names from Mappings in other namespaces get
+    /// `.<namespace>` appended
+    #[arg(long, default_value = "default", value_name = "NS")]
+    pub ambassador_namespace: String,
+
+    /// Use only resources whose ambassador_id names this instance
+    #[arg(long, env = "AMBASSADOR_ID", default_value = "default", value_name = "ID")]
+    pub ambassador_id: String,
+
+    /// Read absolute cert_chain_file/private_key_file/cacert_chain_file paths under DIR (to
+    /// translate a config written for a container on another machine)
+    #[arg(long, value_name = "DIR")]
+    pub files_root: Option<PathBuf>,
+}
+
+impl CompileArgs {
+    pub fn options(&self) -> Options {
+        Options {
+            listener_port: self.listener_port,
+            ambassador_namespace: self.ambassador_namespace.clone(),
+            ambassador_id: self.ambassador_id.clone(),
+        }
+    }
+
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions { files_root: self.files_root.clone() }
+    }
+}
+
+/// Process exit codes shared by the subcommands.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const DIFFERENT: i32 = 1;
+    pub const ERROR: i32 = 2;
+}
+
+/// Diagnostics go to stderr, one per line, with a count at the end.
+pub fn print_diagnostics(diagnostics: &[Diagnostic]) {
+    for diagnostic in diagnostics {
+        eprintln!("{diagnostic}");
+    }
+    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+    let warnings = diagnostics.len() - errors;
+    if !diagnostics.is_empty() {
+        eprintln!("{errors} error(s), {warnings} warning(s)");
+    }
+}
+
+pub fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Translate(args) => translate::run(&args),
+        Command::Diff(args) => diff::run(&args),
+    }
+}

@@ -1,0 +1,150 @@
+//! The compiled configuration: everything Envoy needs, already resolved, named and ordered, but
+//! free of protobuf. `xds` turns it into envoy-types messages one resource type per module.
+
+/// One `Ir` is one complete, consistent snapshot: every cluster a route names exists, and every
+/// secret a cluster names exists.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ir {
+    pub listeners: Vec<HttpListener>,
+    pub route_configs: Vec<RouteTable>,
+    /// Sorted by name.
+    pub clusters: Vec<Cluster>,
+    /// Sorted by name.
+    pub secrets: Vec<TlsSecret>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpListener {
+    pub name: String,
+    pub port: u16,
+    pub stat_prefix: String,
+    pub route_config: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteTable {
+    pub name: String,
+    /// In match order: Envoy takes the first route that matches.
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    /// `<namespace>/<mapping name>`, so golden diffs point at the Mapping.
+    pub name: String,
+    pub matcher: RouteMatch,
+    pub action: RouteAction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PathMatch {
+    Prefix(String),
+    Regex(String),
+    Exact(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteMatch {
+    pub path: PathMatch,
+    pub case_sensitive: bool,
+    pub headers: Vec<HeaderMatch>,
+    /// Set on all but the last route of a canary group.
+    pub runtime_fraction: Option<RuntimeFraction>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HeaderMatch {
+    pub name: String,
+    pub value: HeaderValueMatch,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HeaderValueMatch {
+    Exact(String),
+    Regex(String),
+    Prefix(String),
+    Suffix(String),
+    Present,
+}
+
+/// A share of traffic for one route of a weighted group: `percent` out of 100, overridable at
+/// runtime under `runtime_key` (Emissary's `routing.traffic_shift.<cluster>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeFraction {
+    pub percent: u32,
+    pub runtime_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouteAction {
+    Forward(Forward),
+    /// The Mapping asked for something we cannot provide safely (e.g. TLS with a missing
+    /// certificate): answer directly instead of forwarding in plaintext.
+    FailClosed { status: u32, body: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    pub cluster: String,
+    pub prefix_rewrite: Option<String>,
+    pub timeout_ms: u64,
+    pub idle_timeout_ms: Option<u64>,
+    pub host_rewrite: Option<String>,
+    pub auto_host_rewrite: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub connect_timeout_ms: u64,
+    pub tls: Option<UpstreamTls>,
+}
+
+/// TLS origination settings; certificate material is referenced by SDS secret name only.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UpstreamTls {
+    pub client_certificate_secret: Option<String>,
+    pub validation_secret: Option<String>,
+    pub sni: Option<String>,
+    pub alpn_protocols: Vec<String>,
+    pub min_version: Option<TlsVersion>,
+    pub max_version: Option<TlsVersion>,
+    pub cipher_suites: Vec<String>,
+    pub ecdh_curves: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    V1_0,
+    V1_1,
+    V1_2,
+    V1_3,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSecret {
+    pub name: String,
+    pub content: SecretContent,
+}
+
+/// PEM text, already checked to parse (and, for certificates, to match its key).
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretContent {
+    Certificate { chain: String, private_key: String },
+    ValidationContext { trusted_ca: String },
+}
+
+impl std::fmt::Debug for SecretContent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretContent::Certificate { chain, .. } => {
+                f.debug_struct("Certificate").field("chain", chain).field("private_key", &"[redacted]").finish()
+            }
+            SecretContent::ValidationContext { trusted_ca } => {
+                f.debug_struct("ValidationContext").field("trusted_ca", trusted_ca).finish()
+            }
+        }
+    }
+}

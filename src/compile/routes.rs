@@ -1,0 +1,366 @@
+//! Route matching and order, following Emissary's `IRHTTPMapping` rules:
+//!
+//! * a Mapping's match is its path (`prefix`, `prefix_regex`, `prefix_exact`), its headers
+//!   (`headers`, `regex_headers`, then `:authority` from `host`/`hostname`, then `:method`);
+//! * Mappings with the same match form a group (a canary); groups are ordered by the route
+//!   weight `[precedence, len(prefix), header bytes, prefix, header keys]`, highest first, and
+//!   equal weights come out in reverse order of the Mappings' `name.namespace` (as Emissary's
+//!   reversed stable sort does);
+//! * inside a group, weighted Mappings (in order) then unweighted ones share 100% of the traffic
+//!   by cumulative `runtime_fraction`s.
+
+use super::ir::{HeaderMatch, HeaderValueMatch, PathMatch, Route, RouteAction, RouteMatch, RuntimeFraction};
+use crate::model::mapping::HeaderValue;
+use crate::model::MappingSpec;
+
+/// A header the route requires, and whether its value is a regex (both count in the weight).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct WeightedHeader {
+    name: String,
+    /// `None` for "present" and for the no-op `hostname: "*"`.
+    value: Option<String>,
+    regex: bool,
+}
+
+impl WeightedHeader {
+    fn length(&self) -> usize {
+        self.name.len() + self.value.as_deref().unwrap_or("*").len() + usize::from(self.regex)
+    }
+
+    fn key(&self) -> String {
+        format!("{}-{}", self.name, self.value.as_deref().unwrap_or("*"))
+    }
+}
+
+/// What a Mapping matches, before grouping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchSpec {
+    pub path: PathMatch,
+    pub case_sensitive: bool,
+    pub precedence: i32,
+    headers: Vec<WeightedHeader>,
+    /// Emitted header matchers (the no-op `hostname: "*"` is weighed but not emitted).
+    pub header_matches: Vec<HeaderMatch>,
+}
+
+/// Emissary's `route_weight`, compared lexicographically (Python list order).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RouteWeight {
+    precedence: i32,
+    prefix_len: usize,
+    header_bytes: usize,
+    prefix: String,
+    header_keys: Vec<String>,
+}
+
+impl MatchSpec {
+    pub fn weight(&self) -> RouteWeight {
+        let prefix = match &self.path {
+            PathMatch::Prefix(p) | PathMatch::Regex(p) | PathMatch::Exact(p) => p.clone(),
+        };
+        RouteWeight {
+            precedence: self.precedence,
+            prefix_len: prefix.len(),
+            header_bytes: self.headers.iter().map(WeightedHeader::length).sum(),
+            prefix,
+            header_keys: self.headers.iter().map(WeightedHeader::key).collect(),
+        }
+    }
+
+    /// Mappings with equal group keys are one canary group.
+    fn group_key(&self) -> (&PathMatch, i32, &[WeightedHeader]) {
+        (&self.path, self.precedence, &self.headers)
+    }
+}
+
+/// Builds a Mapping's match. Errors drop the Mapping; warnings are returned alongside.
+pub fn match_spec(spec: &MappingSpec, prefix: &str) -> Result<(MatchSpec, Vec<String>), String> {
+    let mut warnings = Vec::new();
+    let path = if spec.prefix_regex {
+        check_regex("prefix", prefix)?;
+        PathMatch::Regex(prefix.to_string())
+    } else if spec.prefix_exact {
+        PathMatch::Exact(prefix.to_string())
+    } else {
+        PathMatch::Prefix(prefix.to_string())
+    };
+
+    let mut headers = Vec::new();
+    let mut header_matches = Vec::new();
+    let mut push = |name: &str, value: Option<&str>, regex: bool, matcher: Option<HeaderValueMatch>| {
+        headers.push(WeightedHeader { name: name.to_string(), value: value.map(str::to_string), regex });
+        if let Some(matcher) = matcher {
+            header_matches.push(HeaderMatch { name: name.to_string(), value: matcher });
+        }
+    };
+    for (name, value) in &spec.headers {
+        match value {
+            HeaderValue::Exact(value) => push(name, Some(value), false, Some(HeaderValueMatch::Exact(value.clone()))),
+            HeaderValue::Present(true) => push(name, None, false, Some(HeaderValueMatch::Present)),
+            HeaderValue::Present(false) => {
+                warnings.push(format!("`headers.{name}: false` matches nothing useful; use a string value or `true`; ignored"))
+            }
+        }
+    }
+    for (name, regex) in &spec.regex_headers {
+        check_regex(&format!("regex_headers.{name}"), regex)?;
+        push(name, Some(regex), true, Some(HeaderValueMatch::Regex(regex.clone())));
+    }
+
+    if spec.host.is_some() && spec.hostname.is_some() {
+        warnings.push("both `host` and `hostname` are set; `hostname` wins".into());
+    }
+    if let Some(hostname) = &spec.hostname {
+        // `hostname` is a glob: `*` alone matches every host, `*.x` a suffix, `x.*` a prefix.
+        let matcher = if hostname == "*" {
+            None
+        } else if let Some(suffix) = hostname.strip_prefix('*') {
+            Some(HeaderValueMatch::Suffix(suffix.to_string()))
+        } else if let Some(prefix) = hostname.strip_suffix('*') {
+            Some(HeaderValueMatch::Prefix(prefix.to_string()))
+        } else {
+            Some(HeaderValueMatch::Exact(hostname.clone()))
+        };
+        push(":authority", Some(hostname), false, matcher);
+    } else if let Some(host) = &spec.host {
+        if spec.host_regex {
+            check_regex("host", host)?;
+            push(":authority", Some(host), true, Some(HeaderValueMatch::Regex(host.clone())));
+        } else if host.contains('*') {
+            return Err(format!("`host: {host}` contains `*`, which matches nothing literally; use `hostname` for globs"));
+        } else {
+            push(":authority", Some(host), false, Some(HeaderValueMatch::Exact(host.clone())));
+        }
+    }
+    if let Some(method) = &spec.method {
+        if spec.method_regex {
+            check_regex("method", method)?;
+            push(":method", Some(method), true, Some(HeaderValueMatch::Regex(method.clone())));
+        } else {
+            push(":method", Some(method), false, Some(HeaderValueMatch::Exact(method.clone())));
+        }
+    }
+
+    let spec = MatchSpec {
+        path,
+        case_sensitive: spec.case_sensitive.unwrap_or(true),
+        precedence: spec.precedence.unwrap_or(0),
+        headers,
+        header_matches,
+    };
+    Ok((spec, warnings))
+}
+
+/// Envoy uses RE2; the `regex` crate's syntax is close enough to catch what Envoy would NACK.
+fn check_regex(field: &str, regex: &str) -> Result<(), String> {
+    regex_syntax::Parser::new().parse(regex).map(|_| ()).map_err(|err| {
+        let first_line = err.to_string().lines().last().unwrap_or_default().to_string();
+        format!("`{field}` is not a valid regular expression: {first_line}")
+    })
+}
+
+/// One Mapping, ready to be ordered.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// `<namespace>/<name>`.
+    pub name: String,
+    pub matcher: MatchSpec,
+    pub action: RouteAction,
+    pub weight: Option<u32>,
+    /// `routing.traffic_shift.<this>`: the Envoy cluster name, as in Emissary.
+    pub runtime_key: String,
+}
+
+/// A group whose weights cannot be normalized: every member is dropped and reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedGroup {
+    pub members: Vec<String>,
+    pub reason: String,
+}
+
+/// Orders candidates (given in `name.namespace` order) into Envoy's route list.
+pub fn order_routes(candidates: Vec<Candidate>) -> (Vec<Route>, Vec<RejectedGroup>) {
+    // Groups in insertion order, then a stable ascending sort reversed: Emissary's order.
+    let mut groups: Vec<Vec<Candidate>> = Vec::new();
+    for candidate in candidates {
+        match groups.iter_mut().find(|group| group[0].matcher.group_key() == candidate.matcher.group_key()) {
+            Some(group) => group.push(candidate),
+            None => groups.push(vec![candidate]),
+        }
+    }
+    let mut weighed: Vec<(RouteWeight, Vec<Candidate>)> = groups
+        .into_iter()
+        .map(|group| (group.iter().map(|c| c.matcher.weight()).max().expect("groups are non-empty"), group))
+        .collect();
+    weighed.sort_by(|a, b| a.0.cmp(&b.0));
+    weighed.reverse();
+
+    let mut routes = Vec::new();
+    let mut rejected = Vec::new();
+    for (_, group) in weighed {
+        match normalize_weights(&group) {
+            Ok(shares) => {
+                let single = group.len() == 1;
+                let mut ordered: Vec<(Candidate, u32)> = Vec::new();
+                let (weighted, unweighted): (Vec<_>, Vec<_>) = group.into_iter().zip(shares).partition(|(c, _)| c.weight.is_some());
+                ordered.extend(weighted);
+                ordered.extend(unweighted);
+                for (candidate, cumulative) in ordered {
+                    routes.push(Route {
+                        name: candidate.name,
+                        matcher: RouteMatch {
+                            path: candidate.matcher.path,
+                            case_sensitive: candidate.matcher.case_sensitive,
+                            headers: candidate.matcher.header_matches,
+                            runtime_fraction: (!single).then(|| RuntimeFraction {
+                                percent: cumulative,
+                                runtime_key: format!("routing.traffic_shift.{}", candidate.runtime_key),
+                            }),
+                        },
+                        action: candidate.action,
+                    });
+                }
+            }
+            Err(reason) => rejected.push(RejectedGroup { members: group.into_iter().map(|c| c.name).collect(), reason }),
+        }
+    }
+    (routes, rejected)
+}
+
+/// Cumulative percentages, one per member in the group's order: weighted members add their
+/// weight; unweighted members split what is left (rounded half to even, as Python's `round`),
+/// and the last unweighted member takes the rest up to 100.
+fn normalize_weights(group: &[Candidate]) -> Result<Vec<u32>, String> {
+    if group.len() == 1 {
+        return Ok(vec![100]);
+    }
+    if let Some(over) = group.iter().find(|c| c.weight.is_some_and(|w| w > 100)) {
+        return Err(format!("Mapping {} has weight {} (more than 100)", over.name, over.weight.unwrap_or_default()));
+    }
+    let mut shares = vec![0; group.len()];
+    let mut current = 0u32;
+    for (index, candidate) in group.iter().enumerate() {
+        if let Some(weight) = candidate.weight {
+            current += weight;
+            shares[index] = current;
+        }
+    }
+    if current > 100 {
+        return Err(format!("the weights of the Mappings sharing this match add up to {current}, more than 100"));
+    }
+    let unweighted: Vec<usize> = (0..group.len()).filter(|&i| group[i].weight.is_none()).collect();
+    if let Some((&last, rest)) = unweighted.split_last() {
+        let per = ((100 - current) as f64 / unweighted.len() as f64).round_ties_even() as u32;
+        for &index in rest {
+            current += per;
+            shares[index] = current;
+        }
+        shares[last] = 100;
+    }
+    Ok(shares)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::ir::Forward;
+
+    fn mapping(yaml: &str) -> MappingSpec {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    fn candidate(name: &str, yaml: &str) -> Candidate {
+        let spec = mapping(yaml);
+        let (matcher, _) = match_spec(&spec, spec.prefix.as_deref().unwrap()).unwrap();
+        Candidate {
+            name: name.into(),
+            matcher,
+            action: RouteAction::Forward(Forward {
+                cluster: format!("cluster_{name}"),
+                prefix_rewrite: None,
+                timeout_ms: 3000,
+                idle_timeout_ms: None,
+                host_rewrite: None,
+                auto_host_rewrite: false,
+            }),
+            weight: spec.weight,
+            runtime_key: format!("cluster_{name}"),
+        }
+    }
+
+    fn names(routes: &[Route]) -> Vec<&str> {
+        routes.iter().map(|r| r.name.as_str()).collect()
+    }
+
+    #[test]
+    fn longer_prefixes_first_then_headers_then_precedence_wins() {
+        let (routes, _) = order_routes(vec![
+            candidate("a", "prefix: /"),
+            candidate("b", "prefix: /api/"),
+            candidate("c", "{prefix: /api/, headers: {x-canary: 'yes'}}"),
+            candidate("d", "{prefix: /, precedence: 10}"),
+        ]);
+        assert_eq!(names(&routes), ["d", "c", "b", "a"]);
+    }
+
+    #[test]
+    fn equal_weights_come_out_in_reverse_order() {
+        let (routes, _) = order_routes(vec![candidate("a", "prefix: /x/"), candidate("b", "prefix: /y/")]);
+        assert_eq!(names(&routes), ["b", "a"]);
+    }
+
+    #[test]
+    fn canary_weights_are_cumulative_with_unweighted_last() {
+        let (routes, rejected) = order_routes(vec![
+            candidate("main", "prefix: /svc/"),
+            candidate("canary", "{prefix: /svc/, weight: 10}"),
+        ]);
+        assert!(rejected.is_empty());
+        assert_eq!(names(&routes), ["canary", "main"]);
+        let percents: Vec<u32> = routes.iter().map(|r| r.matcher.runtime_fraction.as_ref().unwrap().percent).collect();
+        assert_eq!(percents, [10, 100]);
+        assert_eq!(routes[0].matcher.runtime_fraction.as_ref().unwrap().runtime_key, "routing.traffic_shift.cluster_canary");
+    }
+
+    #[test]
+    fn unweighted_members_split_the_rest_rounding_half_to_even() {
+        let group: Vec<Candidate> = ["a", "b", "c"].iter().map(|n| candidate(n, "prefix: /s/")).collect();
+        assert_eq!(normalize_weights(&group).unwrap(), [33, 66, 100]);
+        let group = vec![candidate("w", "{prefix: /s/, weight: 50}"), candidate("a", "prefix: /s/"), candidate("b", "prefix: /s/")];
+        // (100 - 50) / 2 = 25 each; the last takes the remainder.
+        assert_eq!(normalize_weights(&group).unwrap(), [50, 75, 100]);
+    }
+
+    #[test]
+    fn single_mapping_takes_all_traffic_without_runtime_fraction() {
+        let (routes, _) = order_routes(vec![candidate("a", "{prefix: /a/, weight: 5}")]);
+        assert!(routes[0].matcher.runtime_fraction.is_none());
+    }
+
+    #[test]
+    fn overweight_groups_are_rejected() {
+        let (routes, rejected) = order_routes(vec![
+            candidate("a", "{prefix: /s/, weight: 70}"),
+            candidate("b", "{prefix: /s/, weight: 40}"),
+        ]);
+        assert!(routes.is_empty());
+        assert_eq!(rejected[0].members, ["a", "b"]);
+        assert!(rejected[0].reason.contains("110"));
+    }
+
+    #[test]
+    fn hostname_globs_and_host_literals() {
+        let (spec, _) = match_spec(&mapping("{prefix: /, hostname: '*.example.com'}"), "/").unwrap();
+        assert_eq!(spec.header_matches, [HeaderMatch { name: ":authority".into(), value: HeaderValueMatch::Suffix(".example.com".into()) }]);
+        let (spec, _) = match_spec(&mapping("{prefix: /, hostname: '*'}"), "/").unwrap();
+        assert!(spec.header_matches.is_empty());
+        assert_eq!(spec.weight().header_bytes, ":authority".len() + 1);
+        assert!(match_spec(&mapping("{prefix: /, host: '*.x'}"), "/").is_err());
+    }
+
+    #[test]
+    fn invalid_regexes_are_rejected() {
+        let err = match_spec(&mapping("{prefix: '/(unclosed', prefix_regex: true}"), "/(unclosed").unwrap_err();
+        assert!(err.contains("not a valid regular expression"), "{err}");
+    }
+}

@@ -1,0 +1,207 @@
+//! TLSContext → upstream TLS settings plus the SDS secrets that carry its certificate and CA.
+//!
+//! A context that cannot be resolved is reported once and marked broken; every Mapping that names
+//! it then fails closed (503) instead of falling back to plaintext as Emissary does (#4476).
+
+use super::ir::{SecretContent, TlsSecret, TlsVersion, UpstreamTls};
+use super::material::{check_ca_bundle, check_certificate};
+use super::TlsFiles;
+use crate::diagnostic::{Diagnostic, ResourceId};
+use crate::model::{Secret, SecretData, TlsContext};
+use std::collections::HashMap;
+
+/// A context ready to be attached to clusters. `tls.sni` is only the explicit `sni`; the
+/// per-service default is applied by the caller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedContext {
+    pub tls: UpstreamTls,
+    pub secrets: Vec<TlsSecret>,
+}
+
+pub type SecretIndex<'a> = HashMap<(&'a str, &'a str), &'a Secret>;
+
+/// SDS resource names: derived from the TLSContext, so one rotation touches one secret.
+pub fn client_certificate_secret_name(ctx: &ResourceId) -> String {
+    format!("tlscontext/{}/{}/client-cert", ctx.namespace, ctx.name)
+}
+
+pub fn validation_secret_name(ctx: &ResourceId) -> String {
+    format!("tlscontext/{}/{}/ca", ctx.namespace, ctx.name)
+}
+
+/// Resolves one context. Warnings go to `diagnostics`; the error, if any, is returned and the
+/// caller reports it.
+pub fn resolve_context(
+    ctx: &TlsContext,
+    secrets: &SecretIndex<'_>,
+    files: &TlsFiles,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Result<ResolvedContext, String> {
+    let spec = &ctx.spec;
+    let id = &ctx.meta.id;
+    let warn = |diagnostics: &mut Vec<Diagnostic>, message: String| {
+        diagnostics.push(Diagnostic::warning(Some(&ctx.meta.origin), Some(id), message));
+    };
+    if spec.hosts.as_ref().is_some_and(|hosts| !hosts.is_empty()) {
+        warn(diagnostics, "`hosts` asks for TLS termination, which ambassador-xds does not serve yet; the context is used for upstream origination only".into());
+    }
+    if spec.cert_required.is_some() {
+        warn(diagnostics, "`cert_required` applies to TLS termination and has no meaning for upstream origination; ignored".into());
+    }
+    if spec.redirect_cleartext_from.is_some() {
+        warn(diagnostics, "`redirect_cleartext_from` applies to TLS termination; ignored".into());
+    }
+    if spec.secret.is_some() && (spec.cert_chain_file.is_some() || spec.private_key_file.is_some()) {
+        return Err("set either `secret` or `cert_chain_file`/`private_key_file`, not both".into());
+    }
+    if spec.cacert_chain_file.is_some() && spec.ca_secret.is_some() {
+        return Err("set either `ca_secret` or `cacert_chain_file`, not both".into());
+    }
+    let namespacing = spec.secret_namespacing.unwrap_or(true);
+
+    let mut ca_from_secret = None;
+    let certificate = match (&spec.secret, &spec.cert_chain_file, &spec.private_key_file) {
+        (Some(reference), _, _) => {
+            let secret = find_secret(reference, namespacing, id, secrets)?;
+            let data = &secret.spec;
+            let (chain_key, chain) = data.cert_chain().ok_or_else(|| {
+                format!("{} has no certificate (expected key `tls.crt` or `cert-chain.pem`)", secret.meta.id)
+            })?;
+            let (_, key) = data.private_key().ok_or_else(|| {
+                format!("{} has `{chain_key}` but no private key (expected `tls.key` or `key.pem`)", secret.meta.id)
+            })?;
+            // Istio's root certificate is the mesh CA its upstreams present; `ca.crt` in a plain
+            // TLS secret is the client certificate's own issuer and is not trusted implicitly.
+            ca_from_secret = data.entries.get("root-cert.pem").cloned();
+            Some(check_certificate(chain, key).map_err(|err| format!("{}: {err}", secret.meta.id))?)
+        }
+        (None, Some(chain_file), Some(key_file)) => {
+            let chain = read(files, "cert_chain_file", chain_file)?;
+            let key = read(files, "private_key_file", key_file)?;
+            Some(check_certificate(chain, key).map_err(|err| format!("`{chain_file}`/`{key_file}`: {err}"))?)
+        }
+        (None, Some(_), None) => return Err("`cert_chain_file` needs `private_key_file`".into()),
+        (None, None, Some(_)) => return Err("`private_key_file` needs `cert_chain_file`".into()),
+        (None, None, None) => None,
+    };
+
+    let trusted_ca = if let Some(ca_file) = &spec.cacert_chain_file {
+        Some(check_ca_bundle(read(files, "cacert_chain_file", ca_file)?).map_err(|err| format!("`{ca_file}`: {err}"))?)
+    } else if let Some(reference) = &spec.ca_secret {
+        let secret = find_secret(reference, namespacing, id, secrets)?;
+        let (_, bundle) = ca_of(&secret.spec).ok_or_else(|| {
+            format!("{} has no CA certificate (expected `ca.crt`, `root-cert.pem` or `tls.crt`)", secret.meta.id)
+        })?;
+        Some(check_ca_bundle(bundle).map_err(|err| format!("{}: {err}", secret.meta.id))?)
+    } else if let Some(bundle) = ca_from_secret {
+        Some(check_ca_bundle(&bundle).map_err(|err| format!("root-cert.pem: {err}"))?)
+    } else {
+        None
+    };
+
+    let min_version = spec.min_tls_version.as_deref().map(|v| tls_version("min_tls_version", v)).transpose()?;
+    let max_version = spec.max_tls_version.as_deref().map(|v| tls_version("max_tls_version", v)).transpose()?;
+    if let (Some(min), Some(max)) = (min_version, max_version) {
+        if min > max {
+            return Err("`min_tls_version` is newer than `max_tls_version`".into());
+        }
+    }
+
+    let mut secrets_out = Vec::new();
+    let mut tls = UpstreamTls {
+        sni: spec.sni.clone().filter(|sni| !sni.is_empty()),
+        alpn_protocols: split_alpn(spec.alpn_protocols.clone().map(|a| a.into_vec()).unwrap_or_default()),
+        min_version,
+        max_version,
+        cipher_suites: spec.cipher_suites.clone(),
+        ecdh_curves: spec.ecdh_curves.clone(),
+        ..Default::default()
+    };
+    if let Some(certificate) = certificate {
+        let name = client_certificate_secret_name(id);
+        tls.client_certificate_secret = Some(name.clone());
+        secrets_out.push(TlsSecret {
+            name,
+            content: SecretContent::Certificate { chain: certificate.chain, private_key: certificate.private_key },
+        });
+    }
+    if let Some(trusted_ca) = trusted_ca {
+        let name = validation_secret_name(id);
+        tls.validation_secret = Some(name.clone());
+        secrets_out.push(TlsSecret { name, content: SecretContent::ValidationContext { trusted_ca } });
+    }
+    Ok(ResolvedContext { tls, secrets: secrets_out })
+}
+
+/// `secret: name` lives in the context's namespace; `secret: name.ns` names another namespace
+/// (split on the last `.`) unless `secret_namespacing: false`.
+pub fn split_secret_reference<'a>(reference: &'a str, namespacing: bool, ctx_namespace: &'a str) -> (&'a str, &'a str) {
+    match reference.rsplit_once('.') {
+        Some((name, namespace)) if namespacing => (name, namespace),
+        _ => (reference, ctx_namespace),
+    }
+}
+
+fn find_secret<'a>(reference: &str, namespacing: bool, ctx: &ResourceId, secrets: &SecretIndex<'a>) -> Result<&'a Secret, String> {
+    let (name, namespace) = split_secret_reference(reference, namespacing, &ctx.namespace);
+    secrets.get(&(namespace, name)).copied().ok_or_else(|| {
+        let hint = if name != reference {
+            format!(" (`{reference}` was read as name.namespace; set `secret_namespacing: false` to use it as one name)")
+        } else {
+            String::new()
+        };
+        format!("Secret {namespace}/{name} not found{hint}")
+    })
+}
+
+fn ca_of(data: &SecretData) -> Option<(&'static str, &[u8])> {
+    data.ca_bundle().or_else(|| data.cert_chain())
+}
+
+fn read<'a>(files: &'a TlsFiles, field: &str, path: &str) -> Result<&'a [u8], String> {
+    match files.get(path) {
+        Some(Ok(bytes)) => Ok(bytes),
+        Some(Err(err)) => Err(format!("cannot read {field} `{path}`: {err}")),
+        None => Err(format!("{field} `{path}` was not loaded")),
+    }
+}
+
+fn tls_version(field: &str, value: &str) -> Result<TlsVersion, String> {
+    match value {
+        "v1.0" => Ok(TlsVersion::V1_0),
+        "v1.1" => Ok(TlsVersion::V1_1),
+        "v1.2" => Ok(TlsVersion::V1_2),
+        "v1.3" => Ok(TlsVersion::V1_3),
+        other => Err(format!("`{field}: {other}` is not one of v1.0, v1.1, v1.2, v1.3")),
+    }
+}
+
+/// `"h2,http/1.1"` means two protocols (Emissary passes the whole string as one).
+fn split_alpn(values: Vec<String>) -> Vec<String> {
+    values.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|p| !p.is_empty()).map(str::to_string).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_references_split_on_the_last_dot() {
+        assert_eq!(split_secret_reference("certs", true, "ctxns"), ("certs", "ctxns"));
+        assert_eq!(split_secret_reference("certs.other", true, "ctxns"), ("certs", "other"));
+        assert_eq!(split_secret_reference("istio.default.other", true, "ctxns"), ("istio.default", "other"));
+        assert_eq!(split_secret_reference("istio.default", false, "ctxns"), ("istio.default", "ctxns"));
+    }
+
+    #[test]
+    fn alpn_is_split_on_commas() {
+        assert_eq!(split_alpn(vec!["h2, http/1.1".into()]), vec!["h2", "http/1.1"]);
+        assert_eq!(split_alpn(vec!["h2".into(), "http/1.1".into()]), vec!["h2", "http/1.1"]);
+    }
+
+    #[test]
+    fn tls_versions_use_emissary_spelling() {
+        assert_eq!(tls_version("min_tls_version", "v1.3"), Ok(TlsVersion::V1_3));
+        assert!(tls_version("min_tls_version", "1.3").unwrap_err().contains("v1.0, v1.1"));
+    }
+}

@@ -1,0 +1,99 @@
+//! User mistakes as data: every problem names the file, the document and the resource, so that the
+//! CLI can print it and the server can log it without ever stopping on bad input.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// Where a resource came from: a file (or another source such as `kubernetes`) and the index of
+/// the YAML document inside it, counting from 0.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Origin {
+    pub file: Arc<str>,
+    pub document: usize,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (document {})", self.file, self.document)
+    }
+}
+
+/// Identity of an Ambassador or Kubernetes resource, printed as `Kind namespace/name`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ResourceId {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ResourceId {
+    pub fn new(kind: impl Into<String>, namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        ResourceId { kind: kind.into(), namespace: namespace.into(), name: name.into() }
+    }
+}
+
+impl fmt::Display for ResourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// The resource (or the route it feeds) was dropped or fails closed.
+    Error,
+    /// Something was ignored; the output is still what the user most likely meant.
+    Warning,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub origin: Option<Origin>,
+    pub resource: Option<ResourceId>,
+    pub message: String,
+}
+
+impl Diagnostic {
+    pub fn error(origin: Option<&Origin>, resource: Option<&ResourceId>, message: impl Into<String>) -> Self {
+        Self::new(Severity::Error, origin, resource, message)
+    }
+
+    pub fn warning(origin: Option<&Origin>, resource: Option<&ResourceId>, message: impl Into<String>) -> Self {
+        Self::new(Severity::Warning, origin, resource, message)
+    }
+
+    fn new(severity: Severity, origin: Option<&Origin>, resource: Option<&ResourceId>, message: impl Into<String>) -> Self {
+        Diagnostic { severity, origin: origin.cloned(), resource: resource.cloned(), message: message.into() }
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let severity = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{severity}: ")?;
+        if let Some(origin) = &self.origin {
+            write!(f, "{origin}: ")?;
+        }
+        if let Some(resource) = &self.resource {
+            write!(f, "{resource}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Sorts diagnostics into a stable order (by file, document, then message) and removes repeats,
+/// so CLI output and golden files do not depend on hash-map iteration order.
+pub fn normalize(diagnostics: &mut Vec<Diagnostic>) {
+    diagnostics.sort_by(|a, b| {
+        (&a.origin, &a.resource, a.severity, &a.message).cmp(&(&b.origin, &b.resource, b.severity, &b.message))
+    });
+    diagnostics.dedup();
+}

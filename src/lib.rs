@@ -1,0 +1,17 @@
+//! ambassador-xds: compiles Ambassador (Emissary-ingress) `Mapping`, `TLSContext` and Kubernetes
+//! `Secret` resources into Envoy v3 resources, so that a stock Envoy originates mutual TLS to
+//! upstream services.
+//!
+//! The pipeline (see DESIGN.md): [`source`] reads files, [`model`] parses documents into typed
+//! resources, [`compile`] resolves them into an [`compile::ir`] plus [`diagnostic`]s, [`xds`] turns
+//! the IR into envoy-types messages, and [`render`] prints those as canonical Envoy JSON.
+//! `model`, `compile`, `xds` and `render` do no I/O.
+
+pub mod cli;
+pub mod compile;
+pub mod diagnostic;
+pub mod model;
+pub mod pipeline;
+pub mod render;
+pub mod source;
+pub mod xds;

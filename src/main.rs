@@ -1,0 +1,13 @@
+use ambassador_xds::cli::{self, Cli};
+use clap::Parser;
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    std::process::exit(cli::run(cli));
+}

@@ -1,0 +1,93 @@
+//! What users write: Ambassador resources in CRD form (`metadata` + `spec`) or the flat annotation
+//! form (`kind`, `name` and fields at top level), Kubernetes `Secret`s, and `Service`s whose
+//! `getambassador.io/config` annotation carries flat-form documents.
+//!
+//! Parsing never fails as a whole: a bad document becomes a [`Diagnostic`] and is skipped.
+
+mod document;
+pub mod listener;
+pub mod mapping;
+pub mod secret;
+pub mod tls_context;
+
+pub use document::parse_documents;
+pub use listener::ListenerSpec;
+pub use mapping::MappingSpec;
+pub use secret::SecretData;
+pub use tls_context::TlsContextSpec;
+
+use crate::diagnostic::{Origin, ResourceId};
+use serde::Deserialize;
+
+/// Identity and provenance shared by every resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    pub id: ResourceId,
+    pub origin: Origin,
+    /// `ambassador_id` as written; `None` means the resource belongs to the `default` instance.
+    pub ambassador_id: Option<Vec<String>>,
+}
+
+impl Meta {
+    pub fn name(&self) -> &str {
+        &self.id.name
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.id.namespace
+    }
+
+    /// Emissary's rule: a resource without `ambassador_id` belongs to the instance named `default`.
+    pub fn belongs_to(&self, ambassador_id: &str) -> bool {
+        match &self.ambassador_id {
+            None => ambassador_id == "default",
+            Some(ids) => ids.iter().any(|id| id == ambassador_id),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource<S> {
+    pub meta: Meta,
+    pub spec: S,
+}
+
+pub type Mapping = Resource<MappingSpec>;
+pub type TlsContext = Resource<TlsContextSpec>;
+pub type Listener = Resource<ListenerSpec>;
+pub type Secret = Resource<SecretData>;
+
+/// Everything read from the sources, in source order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Model {
+    pub mappings: Vec<Mapping>,
+    pub tls_contexts: Vec<TlsContext>,
+    pub listeners: Vec<Listener>,
+    pub secrets: Vec<Secret>,
+}
+
+impl Model {
+    pub fn extend(&mut self, other: Model) {
+        self.mappings.extend(other.mappings);
+        self.tls_contexts.extend(other.tls_contexts);
+        self.listeners.extend(other.listeners);
+        self.secrets.extend(other.secrets);
+    }
+}
+
+/// `ambassador_id` may be one string or a list of strings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(one) => vec![one],
+            OneOrMany::Many(many) => many,
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! Where configuration comes from. Everything here does I/O; everything it produces is handed to
+//! the pure pipeline (`model` → `compile` → `xds`).
+
+pub mod files;

@@ -1,0 +1,91 @@
+//! RouteConfigurations: one virtual host matching every authority (Mappings without a host match
+//! every host; `host`/`hostname` become `:authority` header matches, as in Emissary).
+
+use super::millis;
+use crate::compile::ir::{HeaderValueMatch, PathMatch, Route as IrRoute, RouteAction as IrAction, RouteTable};
+use envoy_types::pb::envoy::config::core::v3::{data_source, DataSource, RuntimeFractionalPercent};
+use envoy_types::pb::envoy::config::route::v3::{
+    header_matcher::HeaderMatchSpecifier, route, route_action, route_match, DirectResponseAction, HeaderMatcher, Route,
+    RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, RegexMatcher, StringMatcher};
+use envoy_types::pb::envoy::r#type::v3::{fractional_percent::DenominatorType, FractionalPercent};
+use envoy_types::pb::google::protobuf::BoolValue;
+
+const VIRTUAL_HOST: &str = "ambassador-all-hosts";
+
+pub fn build_route_configuration(table: &RouteTable) -> RouteConfiguration {
+    RouteConfiguration {
+        name: table.name.clone(),
+        virtual_hosts: vec![VirtualHost {
+            name: VIRTUAL_HOST.into(),
+            domains: vec!["*".into()],
+            routes: table.routes.iter().map(build_route).collect(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn regex(regex: &str) -> RegexMatcher {
+    RegexMatcher { regex: regex.to_string(), ..Default::default() }
+}
+
+fn string_match(pattern: MatchPattern) -> HeaderMatchSpecifier {
+    HeaderMatchSpecifier::StringMatch(StringMatcher { match_pattern: Some(pattern), ..Default::default() })
+}
+
+fn build_route(ir: &IrRoute) -> Route {
+    let path_specifier = match &ir.matcher.path {
+        PathMatch::Prefix(prefix) => route_match::PathSpecifier::Prefix(prefix.clone()),
+        PathMatch::Exact(path) => route_match::PathSpecifier::Path(path.clone()),
+        PathMatch::Regex(pattern) => route_match::PathSpecifier::SafeRegex(regex(pattern)),
+    };
+    let headers = ir
+        .matcher
+        .headers
+        .iter()
+        .map(|header| HeaderMatcher {
+            name: header.name.clone(),
+            header_match_specifier: Some(match &header.value {
+                HeaderValueMatch::Exact(value) => string_match(MatchPattern::Exact(value.clone())),
+                HeaderValueMatch::Prefix(value) => string_match(MatchPattern::Prefix(value.clone())),
+                HeaderValueMatch::Suffix(value) => string_match(MatchPattern::Suffix(value.clone())),
+                HeaderValueMatch::Regex(pattern) => string_match(MatchPattern::SafeRegex(regex(pattern))),
+                HeaderValueMatch::Present => HeaderMatchSpecifier::PresentMatch(true),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    let route_match = RouteMatch {
+        path_specifier: Some(path_specifier),
+        // Envoy's default is case sensitive; only say so when it is not.
+        case_sensitive: (!ir.matcher.case_sensitive).then_some(BoolValue { value: false }),
+        headers,
+        runtime_fraction: ir.matcher.runtime_fraction.as_ref().map(|fraction| RuntimeFractionalPercent {
+            default_value: Some(FractionalPercent { numerator: fraction.percent, denominator: DenominatorType::Hundred as i32 }),
+            runtime_key: fraction.runtime_key.clone(),
+        }),
+        ..Default::default()
+    };
+    let action = match &ir.action {
+        IrAction::Forward(forward) => route::Action::Route(RouteAction {
+            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(forward.cluster.clone())),
+            prefix_rewrite: forward.prefix_rewrite.clone().unwrap_or_default(),
+            timeout: Some(millis(forward.timeout_ms)),
+            idle_timeout: forward.idle_timeout_ms.map(millis),
+            host_rewrite_specifier: match (&forward.host_rewrite, forward.auto_host_rewrite) {
+                (Some(host), _) => Some(route_action::HostRewriteSpecifier::HostRewriteLiteral(host.clone())),
+                (None, true) => Some(route_action::HostRewriteSpecifier::AutoHostRewrite(BoolValue { value: true })),
+                (None, false) => None,
+            },
+            ..Default::default()
+        }),
+        IrAction::FailClosed { status, body } => route::Action::DirectResponse(DirectResponseAction {
+            status: *status,
+            body: Some(DataSource { specifier: Some(data_source::Specifier::InlineString(body.clone())), ..Default::default() }),
+            ..Default::default()
+        }),
+    };
+    Route { name: ir.name.clone(), r#match: Some(route_match), action: Some(action), ..Default::default() }
+}
