@@ -55,11 +55,7 @@ fn envoy_types_proto_dir() -> PathBuf {
         .current_dir(&manifest_dir)
         .output()
         .expect("running cargo metadata");
-    assert!(
-        output.status.success(),
-        "cargo metadata failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&output.stderr));
     let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).expect("cargo metadata JSON");
     let package = metadata["packages"]
         .as_array()

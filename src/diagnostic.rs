@@ -63,7 +63,12 @@ impl Diagnostic {
         Self::new(Severity::Warning, origin, resource, message)
     }
 
-    fn new(severity: Severity, origin: Option<&Origin>, resource: Option<&ResourceId>, message: impl Into<String>) -> Self {
+    fn new(
+        severity: Severity,
+        origin: Option<&Origin>,
+        resource: Option<&ResourceId>,
+        message: impl Into<String>,
+    ) -> Self {
         Diagnostic { severity, origin: origin.cloned(), resource: resource.cloned(), message: message.into() }
     }
 

@@ -81,7 +81,8 @@ fn serialize_options() -> SerializeOptions {
 /// Pretty, deterministic JSON with a trailing newline.
 pub fn to_json(message: &DynamicMessage) -> String {
     let mut out = Vec::new();
-    let mut serializer = serde_json::Serializer::with_formatter(&mut out, serde_json::ser::PrettyFormatter::with_indent(b"  "));
+    let mut serializer =
+        serde_json::Serializer::with_formatter(&mut out, serde_json::ser::PrettyFormatter::with_indent(b"  "));
     message.serialize_with_options(&mut serializer, &serialize_options()).expect("serializing to memory");
     out.push(b'\n');
     String::from_utf8(out).expect("JSON is UTF-8")
@@ -106,7 +107,8 @@ pub fn render(message: &DynamicMessage, format: Format) -> String {
 pub fn parse_snapshot_json(text: &str) -> Result<DynamicMessage, RenderError> {
     let descriptor = message_descriptor(SNAPSHOT_MESSAGE)?;
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let message = DynamicMessage::deserialize(descriptor, &mut deserializer).map_err(|err| RenderError::Parse(err.to_string()))?;
+    let message = DynamicMessage::deserialize(descriptor, &mut deserializer)
+        .map_err(|err| RenderError::Parse(err.to_string()))?;
     deserializer.end().map_err(|err| RenderError::Parse(err.to_string()))?;
     Ok(message)
 }
@@ -118,7 +120,10 @@ pub fn resources_of(snapshot: &DynamicMessage) -> Vec<RenderedResource> {
         let value = snapshot.get_field(&field);
         for item in value.as_list().unwrap_or_default() {
             let Some(message) = item.as_message() else { continue };
-            let name = message.get_field_by_name("name").and_then(|name| name.as_str().map(str::to_string)).unwrap_or_default();
+            let name = message
+                .get_field_by_name("name")
+                .and_then(|name| name.as_str().map(str::to_string))
+                .unwrap_or_default();
             out.push(RenderedResource { kind: field.name().to_string(), name, json: to_json(message) });
         }
     }

@@ -24,7 +24,8 @@ pub struct DiffArgs {
 }
 
 pub fn run(args: &DiffArgs) -> i32 {
-    let translation = match translate_paths(&args.compile.paths, &args.compile.load_options(), &args.compile.options()) {
+    let translation = match translate_paths(&args.compile.paths, &args.compile.load_options(), &args.compile.options())
+    {
         Ok(translation) => translation,
         Err(err) => {
             eprintln!("error: {err}");

@@ -27,7 +27,8 @@ pub struct TranslateArgs {
 }
 
 pub fn run(args: &TranslateArgs) -> i32 {
-    let translation = match translate_paths(&args.compile.paths, &args.compile.load_options(), &args.compile.options()) {
+    let translation = match translate_paths(&args.compile.paths, &args.compile.load_options(), &args.compile.options())
+    {
         Ok(translation) => translation,
         Err(err) => {
             eprintln!("error: {err}");

@@ -80,7 +80,10 @@ pub enum RouteAction {
     Forward(Forward),
     /// The Mapping asked for something we cannot provide safely (e.g. TLS with a missing
     /// certificate): answer directly instead of forwarding in plaintext.
-    FailClosed { status: u32, body: String },
+    FailClosed {
+        status: u32,
+        body: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -232,13 +232,14 @@ impl<'a> RouteBuilder<'a, '_> {
             self.error(mapping, "missing required field `service`".into());
             return None;
         };
-        let service = match service::parse_service(service_text, mapping.meta.namespace(), &self.options.ambassador_namespace) {
-            Ok(service) => service,
-            Err(err) => {
-                self.error(mapping, format!("bad `service: {service_text}`: {err}"));
-                return None;
-            }
-        };
+        let service =
+            match service::parse_service(service_text, mapping.meta.namespace(), &self.options.ambassador_namespace) {
+                Ok(service) => service,
+                Err(err) => {
+                    self.error(mapping, format!("bad `service: {service_text}`: {err}"));
+                    return None;
+                }
+            };
         let (matcher, warnings) = match routes::match_spec(spec, prefix) {
             Ok(matched) => matched,
             Err(err) => {
@@ -253,7 +254,10 @@ impl<'a> RouteBuilder<'a, '_> {
         let transport = self.transport(mapping, service.scheme);
         let action = match &transport {
             Transport::Unavailable(reason) => {
-                self.error(mapping, format!("{reason}; the route answers {FAIL_CLOSED_STATUS} instead of sending plaintext"));
+                self.error(
+                    mapping,
+                    format!("{reason}; the route answers {FAIL_CLOSED_STATUS} instead of sending plaintext"),
+                );
                 RouteAction::FailClosed { status: FAIL_CLOSED_STATUS, body: FAIL_CLOSED_BODY.to_string() }
             }
             _ => RouteAction::Forward(Forward {
@@ -281,14 +285,17 @@ impl<'a> RouteBuilder<'a, '_> {
                     Err(reason) => return Transport::Unavailable(reason),
                 };
                 if scheme == Some(Scheme::Http) {
-                    self.warning(mapping, format!("`service` says http:// but `tls: {name}` asks for TLS; originating TLS"));
+                    self.warning(
+                        mapping,
+                        format!("`service` says http:// but `tls: {name}` asks for TLS; originating TLS"),
+                    );
                 }
                 match &self.resolved[&ctx.meta.id] {
                     Ok(resolved) => {
                         self.used_contexts.insert(&ctx.meta.id);
                         Transport::Context(ctx, resolved)
                     }
-                    Err(_) => Transport::Unavailable(format!("{} is unusable (see its error)", ctx.meta.id)),
+                    Err(reason) => Transport::Unavailable(format!("{} is unusable: {reason}", ctx.meta.id)),
                 }
             }
             Some(TlsSetting::Enabled(true)) => Transport::Tls,
@@ -352,7 +359,11 @@ impl<'a> RouteBuilder<'a, '_> {
 }
 
 /// HTTP listeners from `Listener` resources, or the default one on `--listener-port`.
-fn http_listeners(listeners: &[&crate::model::Listener], options: &Options, diagnostics: &mut Vec<Diagnostic>) -> Vec<HttpListener> {
+fn http_listeners(
+    listeners: &[&crate::model::Listener],
+    options: &Options,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<HttpListener> {
     let http = |port: u16| HttpListener {
         name: listener_name(port),
         port,
@@ -372,8 +383,16 @@ fn http_listeners(listeners: &[&crate::model::Listener], options: &Options, diag
             (None, None) => false,
         };
         if !is_http {
-            let what = spec.protocol.clone().or_else(|| spec.protocol_stack.as_ref().map(|s| s.join("+"))).unwrap_or_else(|| "none".into());
-            diagnostics.push(Diagnostic::warning(Some(origin), Some(id), format!("protocol {what} is not supported yet (only HTTP); listener skipped")));
+            let what = spec
+                .protocol
+                .clone()
+                .or_else(|| spec.protocol_stack.as_ref().map(|s| s.join("+")))
+                .unwrap_or_else(|| "none".into());
+            diagnostics.push(Diagnostic::warning(
+                Some(origin),
+                Some(id),
+                format!("protocol {what} is not supported yet (only HTTP); listener skipped"),
+            ));
             continue;
         }
         let Some(port) = spec.port else {
@@ -381,7 +400,11 @@ fn http_listeners(listeners: &[&crate::model::Listener], options: &Options, diag
             continue;
         };
         if let Some(other) = by_port.get(&port) {
-            diagnostics.push(Diagnostic::error(Some(origin), Some(id), format!("port {port} is already used by {other}; listener skipped")));
+            diagnostics.push(Diagnostic::error(
+                Some(origin),
+                Some(id),
+                format!("port {port} is already used by {other}; listener skipped"),
+            ));
             continue;
         }
         by_port.insert(port, id);

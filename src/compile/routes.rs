@@ -97,9 +97,8 @@ pub fn match_spec(spec: &MappingSpec, prefix: &str) -> Result<(MatchSpec, Vec<St
         match value {
             HeaderValue::Exact(value) => push(name, Some(value), false, Some(HeaderValueMatch::Exact(value.clone()))),
             HeaderValue::Present(true) => push(name, None, false, Some(HeaderValueMatch::Present)),
-            HeaderValue::Present(false) => {
-                warnings.push(format!("`headers.{name}: false` matches nothing useful; use a string value or `true`; ignored"))
-            }
+            HeaderValue::Present(false) => warnings
+                .push(format!("`headers.{name}: false` matches nothing useful; use a string value or `true`; ignored")),
         }
     }
     for (name, regex) in &spec.regex_headers {
@@ -127,7 +126,9 @@ pub fn match_spec(spec: &MappingSpec, prefix: &str) -> Result<(MatchSpec, Vec<St
             check_regex("host", host)?;
             push(":authority", Some(host), true, Some(HeaderValueMatch::Regex(host.clone())));
         } else if host.contains('*') {
-            return Err(format!("`host: {host}` contains `*`, which matches nothing literally; use `hostname` for globs"));
+            return Err(format!(
+                "`host: {host}` contains `*`, which matches nothing literally; use `hostname` for globs"
+            ));
         } else {
             push(":authority", Some(host), false, Some(HeaderValueMatch::Exact(host.clone())));
         }
@@ -202,7 +203,8 @@ pub fn order_routes(candidates: Vec<Candidate>) -> (Vec<Route>, Vec<RejectedGrou
             Ok(shares) => {
                 let single = group.len() == 1;
                 let mut ordered: Vec<(Candidate, u32)> = Vec::new();
-                let (weighted, unweighted): (Vec<_>, Vec<_>) = group.into_iter().zip(shares).partition(|(c, _)| c.weight.is_some());
+                let (weighted, unweighted): (Vec<_>, Vec<_>) =
+                    group.into_iter().zip(shares).partition(|(c, _)| c.weight.is_some());
                 ordered.extend(weighted);
                 ordered.extend(unweighted);
                 for (candidate, cumulative) in ordered {
@@ -221,7 +223,9 @@ pub fn order_routes(candidates: Vec<Candidate>) -> (Vec<Route>, Vec<RejectedGrou
                     });
                 }
             }
-            Err(reason) => rejected.push(RejectedGroup { members: group.into_iter().map(|c| c.name).collect(), reason }),
+            Err(reason) => {
+                rejected.push(RejectedGroup { members: group.into_iter().map(|c| c.name).collect(), reason })
+            }
         }
     }
     (routes, rejected)
@@ -311,22 +315,27 @@ mod tests {
 
     #[test]
     fn canary_weights_are_cumulative_with_unweighted_last() {
-        let (routes, rejected) = order_routes(vec![
-            candidate("main", "prefix: /svc/"),
-            candidate("canary", "{prefix: /svc/, weight: 10}"),
-        ]);
+        let (routes, rejected) =
+            order_routes(vec![candidate("main", "prefix: /svc/"), candidate("canary", "{prefix: /svc/, weight: 10}")]);
         assert!(rejected.is_empty());
         assert_eq!(names(&routes), ["canary", "main"]);
         let percents: Vec<u32> = routes.iter().map(|r| r.matcher.runtime_fraction.as_ref().unwrap().percent).collect();
         assert_eq!(percents, [10, 100]);
-        assert_eq!(routes[0].matcher.runtime_fraction.as_ref().unwrap().runtime_key, "routing.traffic_shift.cluster_canary");
+        assert_eq!(
+            routes[0].matcher.runtime_fraction.as_ref().unwrap().runtime_key,
+            "routing.traffic_shift.cluster_canary"
+        );
     }
 
     #[test]
     fn unweighted_members_split_the_rest_rounding_half_to_even() {
         let group: Vec<Candidate> = ["a", "b", "c"].iter().map(|n| candidate(n, "prefix: /s/")).collect();
         assert_eq!(normalize_weights(&group).unwrap(), [33, 66, 100]);
-        let group = vec![candidate("w", "{prefix: /s/, weight: 50}"), candidate("a", "prefix: /s/"), candidate("b", "prefix: /s/")];
+        let group = vec![
+            candidate("w", "{prefix: /s/, weight: 50}"),
+            candidate("a", "prefix: /s/"),
+            candidate("b", "prefix: /s/"),
+        ];
         // (100 - 50) / 2 = 25 each; the last takes the remainder.
         assert_eq!(normalize_weights(&group).unwrap(), [50, 75, 100]);
     }
@@ -351,7 +360,10 @@ mod tests {
     #[test]
     fn hostname_globs_and_host_literals() {
         let (spec, _) = match_spec(&mapping("{prefix: /, hostname: '*.example.com'}"), "/").unwrap();
-        assert_eq!(spec.header_matches, [HeaderMatch { name: ":authority".into(), value: HeaderValueMatch::Suffix(".example.com".into()) }]);
+        assert_eq!(
+            spec.header_matches,
+            [HeaderMatch { name: ":authority".into(), value: HeaderValueMatch::Suffix(".example.com".into()) }]
+        );
         let (spec, _) = match_spec(&mapping("{prefix: /, hostname: '*'}"), "/").unwrap();
         assert!(spec.header_matches.is_empty());
         assert_eq!(spec.weight().header_bytes, ":authority".len() + 1);

@@ -46,7 +46,10 @@ pub fn resolve_context(
         warn(diagnostics, "`hosts` asks for TLS termination, which ambassador-xds does not serve yet; the context is used for upstream origination only".into());
     }
     if spec.cert_required.is_some() {
-        warn(diagnostics, "`cert_required` applies to TLS termination and has no meaning for upstream origination; ignored".into());
+        warn(
+            diagnostics,
+            "`cert_required` applies to TLS termination and has no meaning for upstream origination; ignored".into(),
+        );
     }
     if spec.redirect_cleartext_from.is_some() {
         warn(diagnostics, "`redirect_cleartext_from` applies to TLS termination; ignored".into());
@@ -142,11 +145,18 @@ pub fn split_secret_reference<'a>(reference: &'a str, namespacing: bool, ctx_nam
     }
 }
 
-fn find_secret<'a>(reference: &str, namespacing: bool, ctx: &ResourceId, secrets: &SecretIndex<'a>) -> Result<&'a Secret, String> {
+fn find_secret<'a>(
+    reference: &str,
+    namespacing: bool,
+    ctx: &ResourceId,
+    secrets: &SecretIndex<'a>,
+) -> Result<&'a Secret, String> {
     let (name, namespace) = split_secret_reference(reference, namespacing, &ctx.namespace);
     secrets.get(&(namespace, name)).copied().ok_or_else(|| {
         let hint = if name != reference {
-            format!(" (`{reference}` was read as name.namespace; set `secret_namespacing: false` to use it as one name)")
+            format!(
+                " (`{reference}` was read as name.namespace; set `secret_namespacing: false` to use it as one name)"
+            )
         } else {
             String::new()
         };

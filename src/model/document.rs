@@ -85,7 +85,11 @@ impl Parser {
             Some(api) if api.starts_with("ambassador/") => {
                 let version = &api["ambassador/".len()..];
                 if !FLAT_VERSIONS.contains(&version) {
-                    return self.error(origin, None, format!("unsupported apiVersion `{api}` for kind {kind} (expected ambassador/v0, v1 or v2)"));
+                    return self.error(
+                        origin,
+                        None,
+                        format!("unsupported apiVersion `{api}` for kind {kind} (expected ambassador/v0, v1 or v2)"),
+                    );
                 }
                 self.parse_ambassador(origin, &kind, doc, default_namespace);
             }
@@ -100,7 +104,7 @@ impl Parser {
             Form::Crd => {
                 let metadata = match take_metadata(&mut doc, default_namespace) {
                     Ok(metadata) => metadata,
-                    Err(msg) => return self.error(origin, Some(&ResourceId::new(kind, "?", "?")), msg),
+                    Err(msg) => return self.error(origin, None, format!("{kind}: {msg}")),
                 };
                 let spec = match doc.remove("spec") {
                     None | Some(Value::Null) => Value::Mapping(YamlMap::new()),
@@ -116,11 +120,13 @@ impl Parser {
             Form::Flat => {
                 let name = match take_string(&mut doc, "name") {
                     Ok(Some(name)) => name,
-                    Ok(None) => return self.error(origin, Some(&ResourceId::new(kind, "?", "?")), "missing required field `name`"),
+                    Ok(None) => return self.error(origin, None, format!("{kind}: missing required field `name`")),
                     Err(msg) => return self.error(origin, None, msg),
                 };
                 let namespace = match take_string(&mut doc, "namespace") {
-                    Ok(namespace) => namespace.unwrap_or_else(|| default_namespace.unwrap_or(DEFAULT_NAMESPACE).to_string()),
+                    Ok(namespace) => {
+                        namespace.unwrap_or_else(|| default_namespace.unwrap_or(DEFAULT_NAMESPACE).to_string())
+                    }
                     Err(msg) => return self.error(origin, None, msg),
                 };
                 // Emissary's annotation form also carries these; they do not affect translation.
@@ -135,17 +141,23 @@ impl Parser {
         };
         match kind {
             "Mapping" => {
-                if let Some((spec, meta)) = self.typed_spec::<MappingSpec>(origin, id, spec, field_prefix, |s| s.ambassador_id.clone()) {
+                if let Some((spec, meta)) =
+                    self.typed_spec::<MappingSpec>(origin, id, spec, field_prefix, |s| s.ambassador_id.clone())
+                {
                     self.model.mappings.push(Resource { meta, spec });
                 }
             }
             "TLSContext" => {
-                if let Some((spec, meta)) = self.typed_spec::<TlsContextSpec>(origin, id, spec, field_prefix, |s| s.ambassador_id.clone()) {
+                if let Some((spec, meta)) =
+                    self.typed_spec::<TlsContextSpec>(origin, id, spec, field_prefix, |s| s.ambassador_id.clone())
+                {
                     self.model.tls_contexts.push(Resource { meta, spec });
                 }
             }
             "Listener" => {
-                if let Some((spec, meta)) = self.typed_spec::<ListenerSpec>(origin, id, spec, field_prefix, |s| s.ambassador_id.clone()) {
+                if let Some((spec, meta)) =
+                    self.typed_spec::<ListenerSpec>(origin, id, spec, field_prefix, |s| s.ambassador_id.clone())
+                {
                     self.model.listeners.push(Resource { meta, spec });
                 }
             }
@@ -182,7 +194,11 @@ impl Parser {
                 Some((spec, Meta { id, origin: origin.clone(), ambassador_id }))
             }
             Err(err) => {
-                self.error(origin, Some(&id), format!("invalid {}: {err}", if field_prefix.is_empty() { "fields" } else { "spec" }));
+                self.error(
+                    origin,
+                    Some(&id),
+                    format!("invalid {}: {err}", if field_prefix.is_empty() { "fields" } else { "spec" }),
+                );
                 None
             }
         }
@@ -191,7 +207,7 @@ impl Parser {
     fn parse_secret(&mut self, origin: &Origin, mut doc: YamlMap, default_namespace: Option<&str>) {
         let metadata = match take_metadata(&mut doc, default_namespace) {
             Ok(metadata) => metadata,
-            Err(msg) => return self.error(origin, Some(&ResourceId::new("Secret", "?", "?")), msg),
+            Err(msg) => return self.error(origin, None, format!("Secret: {msg}")),
         };
         let id = ResourceId::new("Secret", metadata.namespace, metadata.name);
         let secret_type = match take_string(&mut doc, "type") {
@@ -204,7 +220,9 @@ impl Parser {
                 None | Some(Value::Null) => BTreeMap::new(),
                 Some(value) => match serde_yaml::from_value(value) {
                     Ok(values) => values,
-                    Err(err) => return self.error(origin, Some(&id), format!("`{field}` must map keys to strings: {err}")),
+                    Err(err) => {
+                        return self.error(origin, Some(&id), format!("`{field}` must map keys to strings: {err}"))
+                    }
                 },
             };
             for (key, value) in values {
@@ -213,7 +231,9 @@ impl Parser {
                     let compact: String = value.split_whitespace().collect();
                     match base64::engine::general_purpose::STANDARD.decode(compact) {
                         Ok(bytes) => bytes,
-                        Err(err) => return self.error(origin, Some(&id), format!("`data.{key}` is not valid base64: {err}")),
+                        Err(err) => {
+                            return self.error(origin, Some(&id), format!("`data.{key}` is not valid base64: {err}"))
+                        }
                     }
                 } else {
                     value.into_bytes()
@@ -234,7 +254,10 @@ impl Parser {
         let Ok(namespace) = take_string(&mut metadata, "namespace") else { return };
         let namespace = namespace.unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
         let name = take_string(&mut metadata, "name").ok().flatten().unwrap_or_else(|| "?".to_string());
-        let annotation = match metadata.get("annotations").and_then(|annotations| annotations.get(AMBASSADOR_ANNOTATION)) {
+        let annotation = match metadata
+            .get("annotations")
+            .and_then(|annotations| annotations.get(AMBASSADOR_ANNOTATION))
+        {
             None => return tracing::debug!(%origin, "skipping Service without {AMBASSADOR_ANNOTATION}"),
             Some(Value::String(text)) => text.clone(),
             Some(_) => {
@@ -242,7 +265,8 @@ impl Parser {
                 return self.error(origin, Some(&id), format!("annotation `{AMBASSADOR_ANNOTATION}` must be a string"));
             }
         };
-        let file: Arc<str> = Arc::from(format!("{} (document {}) Service {namespace}/{name} annotation", origin.file, origin.document));
+        let file: Arc<str> =
+            Arc::from(format!("{} (document {}) Service {namespace}/{name} annotation", origin.file, origin.document));
         self.parse_stream(&file, &annotation, Some(&namespace));
     }
 
@@ -275,7 +299,8 @@ fn take_metadata(doc: &mut YamlMap, default_namespace: Option<&str>) -> Result<M
         Some(_) => return Err("`metadata` must be a mapping".into()),
     };
     let name = take_string(&mut metadata, "name")?.ok_or("missing required field `metadata.name`")?;
-    let namespace = take_string(&mut metadata, "namespace")?.unwrap_or_else(|| default_namespace.unwrap_or(DEFAULT_NAMESPACE).to_string());
+    let namespace = take_string(&mut metadata, "namespace")?
+        .unwrap_or_else(|| default_namespace.unwrap_or(DEFAULT_NAMESPACE).to_string());
     Ok(Metadata { name, namespace })
 }
 
@@ -378,7 +403,9 @@ metadata:
 
     #[test]
     fn wrong_types_drop_the_resource_with_its_name() {
-        let (model, diags) = parse("apiVersion: getambassador.io/v2\nkind: Mapping\nmetadata: {name: m}\nspec: {prefix: [1], service: s}\n");
+        let (model, diags) = parse(
+            "apiVersion: getambassador.io/v2\nkind: Mapping\nmetadata: {name: m}\nspec: {prefix: [1], service: s}\n",
+        );
         assert!(model.mappings.is_empty());
         assert!(diags[0].starts_with("error: test.yaml (document 0): Mapping default/m: invalid spec"), "{diags:?}");
     }

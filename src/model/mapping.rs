@@ -1,8 +1,8 @@
 //! The `Mapping` fields ambassador-xds understands. Anything else is reported as an ignored field.
 
 use super::OneOrMany;
+use indexmap::IndexMap;
 use serde::Deserialize;
-use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
@@ -18,8 +18,9 @@ pub struct MappingSpec {
     pub host: Option<String>,
     pub host_regex: bool,
     pub hostname: Option<String>,
-    pub headers: BTreeMap<String, HeaderValue>,
-    pub regex_headers: BTreeMap<String, String>,
+    /// In the order written: Emissary's route order compares header keys in that order.
+    pub headers: IndexMap<String, HeaderValue>,
+    pub regex_headers: IndexMap<String, String>,
     pub method: Option<String>,
     pub method_regex: bool,
     pub precedence: Option<i32>,

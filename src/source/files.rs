@@ -46,7 +46,8 @@ pub fn config_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, LoadError> {
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), LoadError> {
     let io = |source| LoadError::Io { path: dir.to_path_buf(), source };
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir).map_err(io)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>().map_err(io)?;
+    let mut entries: Vec<PathBuf> =
+        std::fs::read_dir(dir).map_err(io)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>().map_err(io)?;
     entries.sort();
     for entry in entries {
         if entry.is_dir() {
@@ -107,7 +108,8 @@ pub fn read_tls_files(model: &Model, options: &LoadOptions) -> TlsFiles {
         for path in ctx.spec.files() {
             if !files.contains_key(path) {
                 let real = resolve_tls_path(path, options);
-                files.insert(path.to_string(), std::fs::read(&real).map_err(|err| format!("{}: {err}", real.display())));
+                files
+                    .insert(path.to_string(), std::fs::read(&real).map_err(|err| format!("{}: {err}", real.display())));
             }
         }
     }

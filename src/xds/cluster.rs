@@ -7,9 +7,12 @@ use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster};
 use envoy_types::pb::envoy::config::core::v3::{
     address, socket_address, transport_socket, Address, SocketAddress, TransportSocket,
 };
-use envoy_types::pb::envoy::config::endpoint::v3::{lb_endpoint, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    lb_endpoint, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
+};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    common_tls_context, tls_parameters::TlsProtocol, CommonTlsContext, SdsSecretConfig, TlsParameters, UpstreamTlsContext,
+    common_tls_context, tls_parameters::TlsProtocol, CommonTlsContext, SdsSecretConfig, TlsParameters,
+    UpstreamTlsContext,
 };
 
 const TLS_TRANSPORT_SOCKET: &str = "envoy.transport_sockets.tls";
@@ -62,7 +65,10 @@ fn protocol(version: Option<TlsVersion>) -> i32 {
 }
 
 pub fn build_upstream_tls_context(tls: &UpstreamTls) -> UpstreamTlsContext {
-    let has_params = tls.min_version.is_some() || tls.max_version.is_some() || !tls.cipher_suites.is_empty() || !tls.ecdh_curves.is_empty();
+    let has_params = tls.min_version.is_some()
+        || tls.max_version.is_some()
+        || !tls.cipher_suites.is_empty()
+        || !tls.ecdh_curves.is_empty();
     let common = CommonTlsContext {
         tls_params: has_params.then(|| TlsParameters {
             tls_minimum_protocol_version: protocol(tls.min_version),
@@ -79,5 +85,9 @@ pub fn build_upstream_tls_context(tls: &UpstreamTls) -> UpstreamTlsContext {
         alpn_protocols: tls.alpn_protocols.clone(),
         ..Default::default()
     };
-    UpstreamTlsContext { common_tls_context: Some(common), sni: tls.sni.clone().unwrap_or_default(), ..Default::default() }
+    UpstreamTlsContext {
+        common_tls_context: Some(common),
+        sni: tls.sni.clone().unwrap_or_default(),
+        ..Default::default()
+    }
 }

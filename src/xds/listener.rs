@@ -37,7 +37,10 @@ pub fn build_listener(listener: &HttpListener) -> Listener {
             })),
         }),
         filter_chains: vec![FilterChain {
-            filters: vec![Filter { name: HCM_FILTER.into(), config_type: Some(filter::ConfigType::TypedConfig(to_any(&hcm))) }],
+            filters: vec![Filter {
+                name: HCM_FILTER.into(),
+                config_type: Some(filter::ConfigType::TypedConfig(to_any(&hcm))),
+            }],
             ..Default::default()
         }],
         ..Default::default()

@@ -63,7 +63,10 @@ fn build_route(ir: &IrRoute) -> Route {
         case_sensitive: (!ir.matcher.case_sensitive).then_some(BoolValue { value: false }),
         headers,
         runtime_fraction: ir.matcher.runtime_fraction.as_ref().map(|fraction| RuntimeFractionalPercent {
-            default_value: Some(FractionalPercent { numerator: fraction.percent, denominator: DenominatorType::Hundred as i32 }),
+            default_value: Some(FractionalPercent {
+                numerator: fraction.percent,
+                denominator: DenominatorType::Hundred as i32,
+            }),
             runtime_key: fraction.runtime_key.clone(),
         }),
         ..Default::default()
@@ -83,7 +86,10 @@ fn build_route(ir: &IrRoute) -> Route {
         }),
         IrAction::FailClosed { status, body } => route::Action::DirectResponse(DirectResponseAction {
             status: *status,
-            body: Some(DataSource { specifier: Some(data_source::Specifier::InlineString(body.clone())), ..Default::default() }),
+            body: Some(DataSource {
+                specifier: Some(data_source::Specifier::InlineString(body.clone())),
+                ..Default::default()
+            }),
             ..Default::default()
         }),
     };

@@ -19,7 +19,10 @@ pub fn build_secret(tls_secret: &TlsSecret) -> Secret {
             ..Default::default()
         }),
         SecretContent::ValidationContext { trusted_ca } => {
-            secret::Type::ValidationContext(CertificateValidationContext { trusted_ca: inline(trusted_ca), ..Default::default() })
+            secret::Type::ValidationContext(CertificateValidationContext {
+                trusted_ca: inline(trusted_ca),
+                ..Default::default()
+            })
         }
     };
     Secret { name: tls_secret.name.clone(), r#type: Some(kind) }
