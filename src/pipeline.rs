@@ -16,6 +16,8 @@ pub struct Translation {
 pub fn translate_paths(paths: &[PathBuf], load: &LoadOptions, options: &Options) -> Result<Translation, LoadError> {
     let loaded = files::load(paths, load)?;
     let compiled = compile::compile(&loaded.model, &loaded.tls_files, options);
+    // The model is no longer needed; freeing it before building keeps peak memory down.
+    drop(loaded.model);
     let mut diagnostics = loaded.diagnostics;
     diagnostics.extend(compiled.diagnostics);
     diagnostic::normalize(&mut diagnostics);

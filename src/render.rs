@@ -5,9 +5,12 @@
 //! `build.rs`); messages are transcoded through `prost-reflect`, so there is no second,
 //! hand-written JSON model to drift from what the server sends.
 
-use crate::xds::Resources;
+use crate::xds::{Resource, ResourceType, Resources};
 use prost::Message;
-use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, ReflectMessage, SerializeOptions, Value};
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, ReflectMessage, SerializeOptions};
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
+use std::io::Write;
 use std::sync::LazyLock;
 
 static DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy_descriptors.bin"));
@@ -57,48 +60,86 @@ fn message_descriptor(full_name: &str) -> Result<MessageDescriptor, RenderError>
     POOL.get_message_by_name(full_name).ok_or_else(|| RenderError::UnknownMessage(full_name.to_string()))
 }
 
-/// The golden-file document: all resources, grouped by type (in the order of the `Snapshot`
-/// message: clusters, listeners, routes, secrets). `Resources` keeps each list sorted by name.
-pub fn snapshot_message(resources: &Resources) -> DynamicMessage {
-    let descriptor = message_descriptor(SNAPSHOT_MESSAGE).expect("snapshot message");
-    let mut snapshot = DynamicMessage::new(descriptor);
-    let lists = [
-        ("clusters", resources.clusters.iter().map(to_dynamic).collect::<Vec<_>>()),
-        ("listeners", resources.listeners.iter().map(to_dynamic).collect()),
-        ("routes", resources.routes.iter().map(to_dynamic).collect()),
-        ("secrets", resources.secrets.iter().map(to_dynamic).collect()),
-    ];
-    for (field, messages) in lists {
-        snapshot.set_field_by_name(field, Value::List(messages.into_iter().map(Value::Message).collect()));
+/// The golden-file document: all resources grouped by type, in the order of the `Snapshot`
+/// message (clusters, listeners, routes, secrets), each list sorted by name as `Resources` keeps
+/// it, empty lists omitted as proto3 JSON omits them.
+///
+/// It is serialized straight from the envoy-types messages, one resource at a time, so the whole
+/// document never exists as one reflective tree (that tree costs more memory than everything
+/// else in `translate` together). `parse_snapshot_json` reads it back as a `Snapshot` message.
+pub struct SnapshotView<'a>(pub &'a Resources);
+
+impl Serialize for SnapshotView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for resource_type in ResourceType::ALL {
+            let list = self.0.of(resource_type);
+            if !list.is_empty() {
+                map.serialize_entry(resource_type.golden_field(), &List(resource_type, list))?;
+            }
+        }
+        map.end()
     }
-    snapshot
+}
+
+struct List<'a>(ResourceType, &'a [Resource]);
+
+impl Serialize for List<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.1.len()))?;
+        for resource in self.1 {
+            seq.serialize_element(&Reflected(&decode_resource(self.0, resource)))?;
+        }
+        seq.end()
+    }
+}
+
+/// The reflective form of an encoded resource.
+pub fn decode_resource(resource_type: ResourceType, resource: &Resource) -> DynamicMessage {
+    let descriptor = message_descriptor(resource_type.message_name()).expect("resource types are in the pool");
+    DynamicMessage::decode(descriptor, resource.body.clone()).expect("resources are encoded by this crate")
 }
 
 fn serialize_options() -> SerializeOptions {
     SerializeOptions::new().use_proto_field_name(true)
 }
 
-/// Pretty, deterministic JSON with a trailing newline.
-pub fn to_json(message: &DynamicMessage) -> String {
-    let mut out = Vec::new();
+fn write_pretty_json<W: Write, T: Serialize + ?Sized>(writer: W, value: &T) -> std::io::Result<()> {
+    let mut writer = writer;
     let mut serializer =
-        serde_json::Serializer::with_formatter(&mut out, serde_json::ser::PrettyFormatter::with_indent(b"  "));
-    message.serialize_with_options(&mut serializer, &serialize_options()).expect("serializing to memory");
-    out.push(b'\n');
+        serde_json::Serializer::with_formatter(&mut writer, serde_json::ser::PrettyFormatter::with_indent(b"  "));
+    value.serialize(&mut serializer).map_err(std::io::Error::other)?;
+    writer.write_all(b"\n")
+}
+
+/// Writes the snapshot document in the chosen format.
+pub fn write_snapshot<W: Write>(resources: &Resources, format: Format, writer: W) -> std::io::Result<()> {
+    match format {
+        Format::Json => write_pretty_json(writer, &SnapshotView(resources)),
+        Format::Yaml => serde_yaml::to_writer(writer, &SnapshotView(resources))
+            .map_err(|err| std::io::Error::other(err.to_string())),
+    }
+}
+
+/// The snapshot document as pretty, deterministic JSON with a trailing newline.
+pub fn snapshot_json(resources: &Resources) -> String {
+    let mut out = Vec::new();
+    write_snapshot(resources, Format::Json, &mut out).expect("writing to memory");
     String::from_utf8(out).expect("JSON is UTF-8")
 }
 
-pub fn to_yaml(message: &DynamicMessage) -> String {
+/// One message as pretty JSON with a trailing newline.
+pub fn to_json(message: &DynamicMessage) -> String {
     let mut out = Vec::new();
-    let mut serializer = serde_yaml::Serializer::new(&mut out);
-    message.serialize_with_options(&mut serializer, &serialize_options()).expect("serializing to memory");
-    String::from_utf8(out).expect("YAML is UTF-8")
+    write_pretty_json(&mut out, &Reflected(message)).expect("writing to memory");
+    String::from_utf8(out).expect("JSON is UTF-8")
 }
 
-pub fn render(message: &DynamicMessage, format: Format) -> String {
-    match format {
-        Format::Json => to_json(message),
-        Format::Yaml => to_yaml(message),
+struct Reflected<'a>(&'a DynamicMessage);
+
+impl Serialize for Reflected<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize_with_options(serializer, &serialize_options())
     }
 }
 
@@ -113,7 +154,21 @@ pub fn parse_snapshot_json(text: &str) -> Result<DynamicMessage, RenderError> {
     Ok(message)
 }
 
-/// Splits a snapshot into its resources, each rendered on its own, in document order.
+/// Each resource rendered on its own, as `diff` compares them.
+pub fn rendered_resources(resources: &Resources) -> Vec<RenderedResource> {
+    ResourceType::ALL
+        .into_iter()
+        .flat_map(|resource_type| {
+            resources.of(resource_type).iter().map(move |resource| RenderedResource {
+                kind: resource_type.golden_field().to_string(),
+                name: resource.name.clone(),
+                json: to_json(&decode_resource(resource_type, resource)),
+            })
+        })
+        .collect()
+}
+
+/// Splits a parsed snapshot into its resources, each rendered on its own, in document order.
 pub fn resources_of(snapshot: &DynamicMessage) -> Vec<RenderedResource> {
     let mut out = Vec::new();
     for field in snapshot.descriptor().fields() {
@@ -148,11 +203,12 @@ mod tests {
             connect_timeout: Some(Duration { seconds: 3, nanos: 0 }),
             ..Default::default()
         };
-        let resources = Resources { clusters: vec![cluster], ..Default::default() };
-        let json = to_json(&snapshot_message(&resources));
+        let resources = Resources { clusters: vec![Resource::encode("c", &cluster)], ..Default::default() };
+        let json = snapshot_json(&resources);
         assert!(json.contains("\"connect_timeout\": \"3s\""), "{json}");
         let back = parse_snapshot_json(&json).unwrap();
-        assert_eq!(resources_of(&back)[0].name, "c");
+        assert_eq!(resources_of(&back), rendered_resources(&resources));
+        assert_eq!(to_json(&back), json, "streamed and reflective rendering agree");
     }
 
     #[test]

@@ -76,7 +76,7 @@ fn golden_outputs_match() {
     let mut failures = Vec::new();
     for case in &cases {
         let translation = translate_case(case);
-        let json = render::to_json(&render::snapshot_message(&translation.resources.redacted()));
+        let json = render::snapshot_json(&translation.resources.clone().redacted());
         check_file(&case.join("expected.json"), Some(&json), &mut failures);
         let diagnostics = diagnostics_text(&translation);
         check_file(
@@ -111,8 +111,7 @@ fn private_keys_never_reach_goldens() {
 /// and whose clusters take their secrets from `static_resources.secrets` — so Envoy parses every
 /// route, certificate and key it would receive.
 fn validation_bootstrap(translation: &Translation) -> Value {
-    let snapshot: Value =
-        serde_json::from_str(&render::to_json(&render::snapshot_message(&translation.resources))).unwrap();
+    let snapshot: Value = serde_json::from_str(&render::snapshot_json(&translation.resources)).unwrap();
     let list = |field: &str| snapshot.get(field).and_then(Value::as_array).cloned().unwrap_or_default();
     let routes = list("routes");
     let mut listeners = list("listeners");

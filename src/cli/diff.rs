@@ -34,10 +34,10 @@ pub fn run(args: &DiffArgs) -> i32 {
     };
     print_diagnostics(&translation.diagnostics);
     // Goldens never hold private keys.
-    let current = render::snapshot_message(&translation.resources.redacted());
+    let current = translation.resources.redacted();
 
     if args.update {
-        return match std::fs::write(&args.golden, render::to_json(&current)) {
+        return match std::fs::write(&args.golden, render::snapshot_json(&current)) {
             Ok(()) => {
                 eprintln!("updated {}", args.golden.display());
                 exit::OK
@@ -63,7 +63,7 @@ pub fn run(args: &DiffArgs) -> i32 {
             return exit::ERROR;
         }
     };
-    let report = diff_resources(&render::resources_of(&golden), &render::resources_of(&current));
+    let report = diff_resources(&render::resources_of(&golden), &render::rendered_resources(&current));
     if report.is_empty() {
         return exit::OK;
     }

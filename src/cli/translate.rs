@@ -41,11 +41,10 @@ pub fn run(args: &TranslateArgs) -> i32 {
         OutputFormat::Json => Format::Json,
         OutputFormat::Yaml => Format::Yaml,
     };
-    let text = render::render(&render::snapshot_message(&resources), format);
-    let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+    let stdout = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout);
+    match render::write_snapshot(&resources, format, &mut out).and_then(|()| out.flush()) {
         Ok(()) => exit::OK,
-        // A closed pipe (`| head`) is not an error worth a message.
         Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
         Err(err) => {
             eprintln!("error: writing output: {err}");

@@ -12,6 +12,9 @@
 use super::ir::{HeaderMatch, HeaderValueMatch, PathMatch, Route, RouteAction, RouteMatch, RuntimeFraction};
 use crate::model::mapping::HeaderValue;
 use crate::model::MappingSpec;
+use std::collections::hash_map::{Entry, HashMap};
+
+type GroupKey = (PathMatch, i32, Vec<WeightedHeader>);
 
 /// A header the route requires, and whether its value is a regex (both count in the weight).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -68,8 +71,8 @@ impl MatchSpec {
     }
 
     /// Mappings with equal group keys are one canary group.
-    fn group_key(&self) -> (&PathMatch, i32, &[WeightedHeader]) {
-        (&self.path, self.precedence, &self.headers)
+    fn group_key(&self) -> GroupKey {
+        (self.path.clone(), self.precedence, self.headers.clone())
     }
 }
 
@@ -183,10 +186,14 @@ pub struct RejectedGroup {
 pub fn order_routes(candidates: Vec<Candidate>) -> (Vec<Route>, Vec<RejectedGroup>) {
     // Groups in insertion order, then a stable ascending sort reversed: Emissary's order.
     let mut groups: Vec<Vec<Candidate>> = Vec::new();
+    let mut group_of: HashMap<GroupKey, usize> = HashMap::with_capacity(candidates.len());
     for candidate in candidates {
-        match groups.iter_mut().find(|group| group[0].matcher.group_key() == candidate.matcher.group_key()) {
-            Some(group) => group.push(candidate),
-            None => groups.push(vec![candidate]),
+        match group_of.entry(candidate.matcher.group_key()) {
+            Entry::Occupied(index) => groups[*index.get()].push(candidate),
+            Entry::Vacant(slot) => {
+                slot.insert(groups.len());
+                groups.push(vec![candidate]);
+            }
         }
     }
     let mut weighed: Vec<(RouteWeight, Vec<Candidate>)> = groups

@@ -5,7 +5,6 @@ use super::{ListenerSpec, MappingSpec, Meta, Model, Resource, SecretData, TlsCon
 use crate::diagnostic::{Diagnostic, Origin, ResourceId};
 use base64::Engine as _;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use serde_yaml::{Mapping as YamlMap, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,10 +15,98 @@ const FLAT_VERSIONS: &[&str] = &["v0", "v1", "v2"];
 const DEFAULT_NAMESPACE: &str = "default";
 
 /// Parses every document of one file. Bad documents become diagnostics; the rest is returned.
+///
+/// The text is first split into documents at `---` lines (YAML forbids such a line inside
+/// content, so the split is exact). That lets one syntax error cost only its own document, and
+/// lets large files be parsed on every core; document numbers do not depend on either.
 pub fn parse_documents(file: &str, text: &str) -> (Model, Vec<Diagnostic>) {
-    let mut parser = Parser { model: Model::default(), diagnostics: Vec::new() };
-    parser.parse_stream(&Arc::from(file), text, None);
-    (parser.model, parser.diagnostics)
+    let file: Arc<str> = Arc::from(file);
+    let documents = split_documents(text);
+    let workers = if text.len() < PARALLEL_THRESHOLD {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get()).min(documents.len())
+    };
+    let chunk = documents.len().div_ceil(workers.max(1)).max(1);
+    let parse_chunk = |chunk: &[Document<'_>]| {
+        let mut parser = Parser { model: Model::default(), diagnostics: Vec::new() };
+        for document in chunk {
+            parser.parse_document(&file, document, None);
+        }
+        (parser.model, parser.diagnostics)
+    };
+    if workers <= 1 {
+        return parse_chunk(&documents);
+    }
+    let results: Vec<(Model, Vec<Diagnostic>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = documents.chunks(chunk).map(|c| scope.spawn(move || parse_chunk(c))).collect();
+        handles.into_iter().map(|h| h.join().expect("YAML parsing does not panic")).collect()
+    });
+    let mut model = Model::default();
+    let mut diagnostics = Vec::new();
+    for (part, part_diagnostics) in results {
+        model.extend(part);
+        diagnostics.extend(part_diagnostics);
+    }
+    (model, diagnostics)
+}
+
+/// Below this size a file is parsed on one thread; spawning costs more than it saves.
+const PARALLEL_THRESHOLD: usize = 256 * 1024;
+
+/// One YAML document of a stream: its text (starting at its `---` line, if any), its index, and
+/// the line it starts on (0-based) so error positions refer to the whole file.
+struct Document<'a> {
+    text: &'a str,
+    index: usize,
+    first_line: usize,
+}
+
+/// Splits a YAML stream at document markers (`---` at the start of a line, alone or followed by
+/// a space). Text before the first marker is a document only if it holds content.
+fn split_documents(text: &str) -> Vec<Document<'_>> {
+    let mut starts = vec![(0usize, 0usize)];
+    let mut offset = 0;
+    for (line_number, line) in text.split_inclusive('\n').enumerate() {
+        let content = line.trim_end_matches(['\n', '\r']);
+        let is_marker = content == "---" || content.starts_with("--- ") || content.starts_with("---\t");
+        if is_marker && offset > 0 {
+            starts.push((offset, line_number));
+        }
+        offset += line.len();
+    }
+    let mut documents = Vec::with_capacity(starts.len());
+    for (i, &(start, first_line)) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).map_or(text.len(), |next| next.0);
+        let doc = &text[start..end];
+        let has_content = doc.lines().any(|line| {
+            let line = line.trim();
+            !line.is_empty() && !line.starts_with('#') && !line.starts_with('%')
+        });
+        if i == 0 && !has_content {
+            continue;
+        }
+        documents.push(Document { text: doc, index: documents.len(), first_line });
+    }
+    documents
+}
+
+/// serde_yaml reports positions within the document it was given; shift them to file lines.
+fn shift_line_numbers(message: &str, offset: usize) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("line ") {
+        let (before, after) = rest.split_at(at + "line ".len());
+        out.push_str(before);
+        let digits = after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        match after[..digits].parse::<usize>() {
+            Ok(line) => out.push_str(&(line + offset).to_string()),
+            Err(_) => out.push_str(&after[..digits]),
+        }
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
+    out
 }
 
 struct Parser {
@@ -34,18 +121,20 @@ enum Form {
 }
 
 impl Parser {
-    fn parse_stream(&mut self, file: &Arc<str>, text: &str, default_namespace: Option<&str>) {
-        for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-            let origin = Origin { file: file.clone(), document: index };
-            match Value::deserialize(document) {
-                Ok(value) => self.parse_value(&origin, value, default_namespace),
-                Err(err) => {
-                    // The YAML scanner cannot resynchronise after a syntax error, so the rest of
-                    // this file is lost; other files are unaffected.
-                    self.error(&origin, None, format!("unparseable YAML: {err}"));
-                    break;
-                }
+    fn parse_document(&mut self, file: &Arc<str>, document: &Document<'_>, default_namespace: Option<&str>) {
+        let origin = Origin { file: file.clone(), document: document.index };
+        match serde_yaml::from_str::<Value>(document.text) {
+            Ok(value) => self.parse_value(&origin, value, default_namespace),
+            Err(err) => {
+                let message = shift_line_numbers(&err.to_string(), document.first_line);
+                self.error(&origin, None, format!("unparseable YAML: {message}"));
             }
+        }
+    }
+
+    fn parse_stream(&mut self, file: &Arc<str>, text: &str, default_namespace: Option<&str>) {
+        for document in split_documents(text) {
+            self.parse_document(file, &document, default_namespace);
         }
     }
 
@@ -411,10 +500,41 @@ metadata:
     }
 
     #[test]
-    fn syntax_error_names_document() {
-        let (model, diags) = parse("kind: Mapping\nname: a\nprefix: /a/\nservice: a\n---\nkind: [\n");
-        assert_eq!(model.mappings.len(), 1);
+    fn syntax_error_costs_only_its_document_and_names_the_file_line() {
+        let text = "kind: Mapping\nname: a\nprefix: /a/\nservice: a\n---\nkind: [\n---\nkind: Mapping\nname: b\nprefix: /b/\nservice: b\n";
+        let (model, diags) = parse(text);
+        assert_eq!(model.mappings.len(), 2);
+        assert_eq!(diags.len(), 1, "{diags:?}");
         assert!(diags[0].starts_with("error: test.yaml (document 1): unparseable YAML"), "{diags:?}");
+        assert!(diags[0].contains("line 7"), "line numbers count from the top of the file: {diags:?}");
+    }
+
+    #[test]
+    fn document_split_follows_yaml_markers() {
+        let indexes =
+            |text: &str| split_documents(text).iter().map(|d| (d.index, d.text.to_string())).collect::<Vec<_>>();
+        assert_eq!(indexes("---\na: 1\n---\nb: 2\n"), [(0, "---\na: 1\n".into()), (1, "---\nb: 2\n".into())]);
+        assert_eq!(indexes("# comment\n---\na: 1\n").len(), 1);
+        assert_eq!(indexes("a: 1\n--- |\n  text\nb: ---x\n").len(), 2);
+        // `---` not at the start of a line, or followed by other characters, is content.
+        assert_eq!(indexes("a: |\n  ---\nb: ---\nc: ----\n").len(), 1);
+    }
+
+    #[test]
+    fn large_files_parse_in_parallel_with_stable_document_numbers() {
+        let doc = |i: usize| {
+            format!("---\nkind: Mapping\nname: m{i}\nprefix: /m{i}/\nservice: s{i}\n# {}\n", "x".repeat(200))
+        };
+        let text: String = (0..2000).map(doc).collect::<String>() + "---\nkind: [\n";
+        assert!(text.len() > PARALLEL_THRESHOLD);
+        let (model, diags) = parse_documents("big.yaml", &text);
+        assert_eq!(model.mappings.len(), 2000);
+        assert!(model
+            .mappings
+            .iter()
+            .enumerate()
+            .all(|(i, m)| m.meta.origin.document == i && m.meta.name() == format!("m{i}")));
+        assert_eq!(diags[0].origin.as_ref().unwrap().document, 2000);
     }
 
     #[test]

@@ -29,8 +29,7 @@ pub fn build_secret(tls_secret: &TlsSecret) -> Secret {
 }
 
 /// A copy whose private key reads `[redacted]`, as Envoy's own `/config_dump` shows it.
-pub fn redact(secret: &Secret) -> Secret {
-    let mut secret = secret.clone();
+pub fn redact(mut secret: Secret) -> Secret {
     if let Some(secret::Type::TlsCertificate(certificate)) = &mut secret.r#type {
         if certificate.private_key.is_some() {
             certificate.private_key = inline(REDACTED);
