@@ -13,5 +13,7 @@ pub mod diagnostic;
 pub mod model;
 pub mod pipeline;
 pub mod render;
+pub mod server;
+pub mod snapshot;
 pub mod source;
 pub mod xds;

@@ -1,5 +1,6 @@
 use ambassador_xds::cli::{self, Cli};
 use clap::Parser;
+use std::io::IsTerminal;
 
 // The translator allocates many small objects (YAML values, protobuf messages); mimalloc handles
 // that pattern markedly faster than glibc malloc (see BENCHMARKS.md).
@@ -14,6 +15,7 @@ fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     std::process::exit(cli::run(cli));
 }

@@ -1,6 +1,8 @@
 //! Command-line interface: one module per subcommand. `main.rs` only parses and dispatches.
 
+pub mod bootstrap;
 pub mod diff;
+pub mod serve;
 pub mod translate;
 
 use crate::compile::Options;
@@ -29,6 +31,10 @@ pub enum Command {
     Translate(translate::TranslateArgs),
     /// Compare the Envoy resources compiled from PATHs with a golden file
     Diff(diff::DiffArgs),
+    /// Serve a watched config directory to Envoy over ADS/SDS (gRPC)
+    Serve(serve::ServeArgs),
+    /// Print an Envoy bootstrap that points ADS at ambassador-xds
+    Bootstrap(bootstrap::BootstrapArgs),
 }
 
 /// Inputs and knobs shared by every command that compiles.
@@ -95,5 +101,7 @@ pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Translate(args) => translate::run(&args),
         Command::Diff(args) => diff::run(&args),
+        Command::Serve(args) => serve::run(&args),
+        Command::Bootstrap(args) => bootstrap::run(&args),
     }
 }

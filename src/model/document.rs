@@ -9,6 +9,9 @@ use serde_yaml::{Mapping as YamlMap, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// How YAML syntax errors begin: the config-dir source keeps a file's last good version while
+/// its current one has such an error.
+pub const SYNTAX_ERROR: &str = "unparseable YAML";
 const AMBASSADOR_ANNOTATION: &str = "getambassador.io/config";
 const CRD_VERSIONS: &[&str] = &["v1", "v2", "v3alpha1"];
 const FLAT_VERSIONS: &[&str] = &["v0", "v1", "v2"];
@@ -127,7 +130,7 @@ impl Parser {
             Ok(value) => self.parse_value(&origin, value, default_namespace),
             Err(err) => {
                 let message = shift_line_numbers(&err.to_string(), document.first_line);
-                self.error(&origin, None, format!("unparseable YAML: {message}"));
+                self.error(&origin, None, format!("{SYNTAX_ERROR}: {message}"));
             }
         }
     }

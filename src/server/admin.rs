@@ -1,0 +1,65 @@
+//! The admin endpoint: `/healthz` (process up), `/readyz` (first snapshot built), `/snapshot`
+//! (the served resources in `translate`'s canonical JSON, keys redacted), `/metrics` (counters).
+
+use super::Metrics;
+use crate::render;
+use crate::snapshot::{Snapshot, XdsType};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+#[derive(Debug, Clone)]
+pub struct AdminState {
+    pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    pub ready: watch::Receiver<bool>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn router(state: AdminState) -> axum::Router {
+    axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/snapshot", get(snapshot))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
+    if *state.ready.borrow() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: no snapshot built yet\n")
+    }
+}
+
+async fn snapshot(State(state): State<AdminState>) -> impl IntoResponse {
+    let snapshot = state.snapshots.borrow().clone();
+    let json = render::snapshot_json(&snapshot.resources.clone().redacted());
+    ([(header::CONTENT_TYPE, "application/json")], json)
+}
+
+async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
+    let snapshot = state.snapshots.borrow().clone();
+    let m = &state.metrics;
+    let mut out = String::new();
+    for (name, value) in [
+        ("ambassador_xds_snapshot_serial", snapshot.serial),
+        ("ambassador_xds_streams_opened_total", m.streams_opened.load(Ordering::Relaxed)),
+        ("ambassador_xds_streams_active", m.streams_active.load(Ordering::Relaxed)),
+        ("ambassador_xds_responses_sent_total", m.responses_sent.load(Ordering::Relaxed)),
+        ("ambassador_xds_nacks_total", m.nacks.load(Ordering::Relaxed)),
+        ("ambassador_xds_ignored_requests_total", m.ignored_requests.load(Ordering::Relaxed)),
+    ] {
+        let _ = writeln!(out, "{name} {value}");
+    }
+    for xds_type in XdsType::PUSH_ORDER {
+        let types = snapshot.of(xds_type);
+        let _ = writeln!(out, "ambassador_xds_resources{{type=\"{}\"}} {}", xds_type.short_name(), types.entries.len());
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}

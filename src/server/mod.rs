@@ -1,0 +1,276 @@
+//! The xDS server: ADS (state of the world and delta) plus the per-type CDS, LDS, RDS, EDS and
+//! SDS services, all on one gRPC port. The protocol lives in the pure state machines of
+//! [`sotw`] and [`delta`]; this module only pumps requests and snapshots through them.
+
+pub mod admin;
+pub mod delta;
+pub mod sotw;
+pub mod wire;
+
+use crate::snapshot::{Snapshot, XdsType};
+use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::server::{Grpc, StreamingService};
+use tonic::{Request, Response, Status, Streaming};
+use wire::{DeltaResponse, SotwResponse, XdsCodec};
+
+/// A client rejected a response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nack {
+    pub xds_type: XdsType,
+    pub version: String,
+    pub resource_names: Vec<String>,
+    pub message: String,
+}
+
+/// Counters exposed on the admin port.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub streams_opened: AtomicU64,
+    pub streams_active: AtomicU64,
+    pub responses_sent: AtomicU64,
+    pub nacks: AtomicU64,
+    pub ignored_requests: AtomicU64,
+}
+
+/// What every stream shares: the current snapshot, the shutdown signal, the counters.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    pub shutdown: watch::Receiver<bool>,
+    pub metrics: Arc<Metrics>,
+}
+
+const SERVICES: [(&str, Option<XdsType>); 6] = [
+    ("envoy.service.discovery.v3.AggregatedDiscoveryService", None),
+    ("envoy.service.cluster.v3.ClusterDiscoveryService", Some(XdsType::Cluster)),
+    ("envoy.service.listener.v3.ListenerDiscoveryService", Some(XdsType::Listener)),
+    ("envoy.service.route.v3.RouteDiscoveryService", Some(XdsType::Route)),
+    ("envoy.service.endpoint.v3.EndpointDiscoveryService", Some(XdsType::Endpoint)),
+    ("envoy.service.secret.v3.SecretDiscoveryService", Some(XdsType::Secret)),
+];
+
+fn method_names(service: &str) -> (&'static str, &'static str) {
+    match service {
+        "envoy.service.discovery.v3.AggregatedDiscoveryService" => ("StreamAggregatedResources", "DeltaAggregatedResources"),
+        "envoy.service.cluster.v3.ClusterDiscoveryService" => ("StreamClusters", "DeltaClusters"),
+        "envoy.service.listener.v3.ListenerDiscoveryService" => ("StreamListeners", "DeltaListeners"),
+        "envoy.service.route.v3.RouteDiscoveryService" => ("StreamRoutes", "DeltaRoutes"),
+        "envoy.service.endpoint.v3.EndpointDiscoveryService" => ("StreamEndpoints", "DeltaEndpoints"),
+        _ => ("StreamSecrets", "DeltaSecrets"),
+    }
+}
+
+/// Every xDS method, routed to the state machines.
+pub fn routes(shared: Shared) -> tonic::service::Routes {
+    let mut router = axum::Router::new();
+    for (service, fixed_type) in SERVICES {
+        let (stream, delta) = method_names(service);
+        router = router
+            .route_service(
+                &format!("/{service}/{stream}"),
+                GrpcMethod { shared: shared.clone(), fixed_type, protocol: Protocol::Sotw },
+            )
+            .route_service(
+                &format!("/{service}/{delta}"),
+                GrpcMethod { shared: shared.clone(), fixed_type, protocol: Protocol::Delta },
+            );
+    }
+    tonic::service::Routes::from(router)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Protocol {
+    Sotw,
+    Delta,
+}
+
+#[derive(Debug, Clone)]
+struct GrpcMethod {
+    shared: Shared,
+    fixed_type: Option<XdsType>,
+    protocol: Protocol,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl tower_service::Service<http::Request<axum::body::Body>> for GrpcMethod {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<axum::body::Body>) -> Self::Future {
+        let method = self.clone();
+        Box::pin(async move {
+            Ok(match method.protocol {
+                Protocol::Sotw => {
+                    let mut grpc = Grpc::new(XdsCodec::<DiscoveryRequest, SotwResponse>::default());
+                    grpc.streaming(SotwHandler(method), request).await
+                }
+                Protocol::Delta => {
+                    let mut grpc = Grpc::new(XdsCodec::<DeltaDiscoveryRequest, DeltaResponse>::default());
+                    grpc.streaming(DeltaHandler(method), request).await
+                }
+            })
+        })
+    }
+}
+
+type ResponseStream<T> = ReceiverStream<Result<T, Status>>;
+/// Responses buffered per stream before the stream task waits for the client to read.
+const STREAM_BUFFER: usize = 16;
+
+struct SotwHandler(GrpcMethod);
+
+impl StreamingService<DiscoveryRequest> for SotwHandler {
+    type Response = SotwResponse;
+    type ResponseStream = ResponseStream<SotwResponse>;
+    type Future = BoxFuture<Result<Response<Self::ResponseStream>, Status>>;
+
+    fn call(&mut self, request: Request<Streaming<DiscoveryRequest>>) -> Self::Future {
+        let method = self.0.clone();
+        Box::pin(async move {
+            let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+            let peer = request.remote_addr();
+            let mut machine = sotw::SotwStream::new(method.fixed_type);
+            tokio::spawn(pump(method.shared, request.into_inner(), tx, peer, "sotw", move |event, snapshot| match event {
+                Event::Request(request) => {
+                    let out = machine.on_request(&request, snapshot);
+                    (out.responses, out.nacks, out.ignored)
+                }
+                Event::Snapshot => {
+                    let out = machine.on_snapshot(snapshot);
+                    (out.responses, out.nacks, out.ignored)
+                }
+            }));
+            Ok(Response::new(ReceiverStream::new(rx)))
+        })
+    }
+}
+
+struct DeltaHandler(GrpcMethod);
+
+impl StreamingService<DeltaDiscoveryRequest> for DeltaHandler {
+    type Response = DeltaResponse;
+    type ResponseStream = ResponseStream<DeltaResponse>;
+    type Future = BoxFuture<Result<Response<Self::ResponseStream>, Status>>;
+
+    fn call(&mut self, request: Request<Streaming<DeltaDiscoveryRequest>>) -> Self::Future {
+        let method = self.0.clone();
+        Box::pin(async move {
+            let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+            let peer = request.remote_addr();
+            let mut machine = delta::DeltaStream::new(method.fixed_type);
+            tokio::spawn(pump(method.shared, request.into_inner(), tx, peer, "delta", move |event, snapshot| match event {
+                Event::Request(request) => {
+                    let out = machine.on_request(&request, snapshot);
+                    (out.responses, out.nacks, out.ignored)
+                }
+                Event::Snapshot => {
+                    let out = machine.on_snapshot(snapshot);
+                    (out.responses, out.nacks, out.ignored)
+                }
+            }));
+            Ok(Response::new(ReceiverStream::new(rx)))
+        })
+    }
+}
+
+enum Event<R> {
+    Request(R),
+    Snapshot,
+}
+
+/// Something a response can say about itself for logs.
+trait Described {
+    fn describe(&self) -> (XdsType, usize);
+}
+
+impl Described for SotwResponse {
+    fn describe(&self) -> (XdsType, usize) {
+        (self.xds_type, self.resources.len())
+    }
+}
+
+impl Described for DeltaResponse {
+    fn describe(&self) -> (XdsType, usize) {
+        (self.xds_type, self.resources.len() + self.removed.len())
+    }
+}
+
+/// One stream's task: requests and snapshot changes in, responses out, until either side ends
+/// or the server shuts down.
+async fn pump<Req, Resp, F>(
+    shared: Shared,
+    mut requests: Streaming<Req>,
+    tx: mpsc::Sender<Result<Resp, Status>>,
+    peer: Option<std::net::SocketAddr>,
+    protocol: &'static str,
+    mut machine: F,
+) where
+    Req: Send + 'static,
+    Resp: Described + Send + 'static,
+    F: FnMut(Event<Req>, &Snapshot) -> (Vec<Resp>, Vec<Nack>, usize) + Send + 'static,
+{
+    let Shared { mut snapshots, mut shutdown, metrics } = shared;
+    metrics.streams_opened.fetch_add(1, Ordering::Relaxed);
+    metrics.streams_active.fetch_add(1, Ordering::Relaxed);
+    let peer = peer.map(|p| p.to_string()).unwrap_or_else(|| "unknown".into());
+    tracing::debug!(%peer, protocol, "xDS stream opened");
+    loop {
+        let (responses, nacks, ignored) = tokio::select! {
+            request = requests.message() => match request {
+                Ok(Some(request)) => {
+                    let snapshot = snapshots.borrow_and_update().clone();
+                    machine(Event::Request(request), &snapshot)
+                }
+                Ok(None) => break,
+                Err(status) => {
+                    tracing::debug!(%peer, %status, "xDS stream ended by the client");
+                    break;
+                }
+            },
+            changed = snapshots.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let snapshot = snapshots.borrow_and_update().clone();
+                machine(Event::Snapshot, &snapshot)
+            }
+            _ = shutdown.changed() => break,
+        };
+        metrics.ignored_requests.fetch_add(ignored as u64, Ordering::Relaxed);
+        for nack in nacks {
+            metrics.nacks.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                %peer,
+                type_ = nack.xds_type.short_name(),
+                version = %nack.version,
+                resources = ?nack.resource_names,
+                error = %nack.message,
+                "Envoy rejected a response (NACK); it will not be sent again"
+            );
+        }
+        for response in responses {
+            let (xds_type, count) = response.describe();
+            tracing::debug!(%peer, protocol, type_ = xds_type.short_name(), resources = count, "sending");
+            metrics.responses_sent.fetch_add(1, Ordering::Relaxed);
+            if tx.send(Ok(response)).await.is_err() {
+                break;
+            }
+        }
+    }
+    metrics.streams_active.fetch_sub(1, Ordering::Relaxed);
+    tracing::debug!(%peer, protocol, "xDS stream closed");
+}

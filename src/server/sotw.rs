@@ -1,0 +1,206 @@
+//! The state-of-the-world protocol for one stream, as a pure state machine: a request or a new
+//! snapshot in, responses and NACK reports out. The tonic code only pumps messages through it.
+//!
+//! Rules (xDS protocol, and go-control-plane's known bugs avoided):
+//! * every response carries a fresh nonce; a request whose nonce is not the last one sent for
+//!   its type is stale and ignored;
+//! * a request with `error_detail` is a NACK: it is reported, and the rejected version is not
+//!   sent again (only a different version is);
+//! * LDS/CDS are wildcard unless names are given; RDS/EDS/SDS answer the names asked for, and
+//!   answer again when a name that was missing appears;
+//! * nothing is sent when what the stream would receive did not change;
+//! * on ADS, types go out secrets → clusters → endpoints → listeners → routes; clusters and
+//!   secrets that disappear are first kept (make) and only removed after the listeners and
+//!   routes that stop using them (break).
+
+use super::wire::SotwResponse;
+use super::Nack;
+use crate::snapshot::{Entry, Snapshot, TypeSnapshot, XdsType};
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+use sha1::{Digest, Sha1};
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Subscription {
+    Wildcard,
+    Names(BTreeSet<String>),
+}
+
+#[derive(Debug)]
+struct TypeState {
+    subscription: Subscription,
+    last_nonce: Option<String>,
+    /// Version of the last response: what the client has, or has rejected.
+    sent_version: Option<String>,
+    /// What the last response held, for NACK reports and make-before-break.
+    sent: Vec<Entry>,
+}
+
+/// What the stream must do after an event.
+#[derive(Debug, Default, PartialEq)]
+pub struct Output {
+    pub responses: Vec<SotwResponse>,
+    pub nacks: Vec<Nack>,
+    /// Requests ignored because their nonce was stale, or their type unknown.
+    pub ignored: usize,
+}
+
+#[derive(Debug)]
+pub struct SotwStream {
+    /// Per-type services serve one type; ADS (None) serves all.
+    fixed_type: Option<XdsType>,
+    types: BTreeMap<XdsType, TypeState>,
+    next_nonce: u64,
+}
+
+impl SotwStream {
+    pub fn new(fixed_type: Option<XdsType>) -> SotwStream {
+        SotwStream { fixed_type, types: BTreeMap::new(), next_nonce: 0 }
+    }
+
+    fn nonce(&mut self) -> String {
+        self.next_nonce += 1;
+        self.next_nonce.to_string()
+    }
+
+    pub fn on_request(&mut self, request: &DiscoveryRequest, snapshot: &Snapshot) -> Output {
+        let mut output = Output::default();
+        let xds_type = match (request.type_url.as_str(), self.fixed_type) {
+            ("", Some(fixed)) => fixed,
+            (url, fixed) => match XdsType::from_type_url(url) {
+                Some(t) if fixed.is_none_or(|f| f == t) => t,
+                _ => {
+                    output.ignored += 1;
+                    return output;
+                }
+            },
+        };
+        let subscription = if request.resource_names.is_empty() && xds_type.is_wildcard_by_default()
+            || request.resource_names.iter().any(|n| n == "*")
+        {
+            Subscription::Wildcard
+        } else {
+            Subscription::Names(request.resource_names.iter().cloned().collect())
+        };
+
+        match self.types.get_mut(&xds_type) {
+            None => {
+                let state = TypeState { subscription, last_nonce: None, sent_version: None, sent: Vec::new() };
+                self.types.insert(xds_type, state);
+            }
+            Some(state) => {
+                if state.last_nonce.as_deref() != Some(request.response_nonce.as_str()) {
+                    // Stale (answers an older response) or a client that lost our nonce: the
+                    // protocol says to ignore it; the client re-sends for the latest nonce.
+                    output.ignored += 1;
+                    return output;
+                }
+                if let Some(status) = &request.error_detail {
+                    output.nacks.push(Nack {
+                        xds_type,
+                        version: state.sent_version.clone().unwrap_or_default(),
+                        resource_names: state.sent.iter().map(|e| e.name.to_string()).collect(),
+                        message: status.message.clone(),
+                    });
+                }
+                state.subscription = subscription;
+            }
+        }
+        if let Some(response) = self.respond(xds_type, snapshot.of(xds_type)) {
+            output.responses.push(response);
+        }
+        output
+    }
+
+    pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> Output {
+        let mut output = Output::default();
+        let ordered = self.fixed_type.is_none();
+        let mut contract = Vec::new();
+        for xds_type in XdsType::PUSH_ORDER {
+            if !self.types.contains_key(&xds_type) {
+                continue;
+            }
+            let current = snapshot.of(xds_type);
+            if ordered && matches!(xds_type, XdsType::Secret | XdsType::Cluster) {
+                // Make before break: keep what disappears until listeners and routes moved on.
+                if let Some(expanded) = self.expanded(xds_type, current) {
+                    output.responses.extend(expanded);
+                    contract.push(xds_type);
+                    continue;
+                }
+            }
+            output.responses.extend(self.respond(xds_type, current));
+        }
+        for xds_type in contract {
+            output.responses.extend(self.respond(xds_type, snapshot.of(xds_type)));
+        }
+        output
+    }
+
+    /// The resources this stream should hold for a type, and their version.
+    fn target(&self, xds_type: XdsType, current: &TypeSnapshot) -> (Vec<Entry>, String) {
+        match &self.types[&xds_type].subscription {
+            Subscription::Wildcard => (current.entries.values().cloned().collect(), current.version.clone()),
+            Subscription::Names(names) => {
+                let entries: Vec<Entry> = names.iter().filter_map(|n| current.get(n).cloned()).collect();
+                (entries.clone(), version_of(&entries))
+            }
+        }
+    }
+
+    fn respond(&mut self, xds_type: XdsType, current: &TypeSnapshot) -> Option<SotwResponse> {
+        let (entries, version) = self.target(xds_type, current);
+        let state = &self.types[&xds_type];
+        if state.sent_version.as_deref() == Some(version.as_str()) {
+            return None; // the client has it, or rejected it: never re-send the same version
+        }
+        // Named resources that do not exist (yet): wait for them rather than answer "nothing".
+        let waiting = matches!(state.subscription, Subscription::Names(_)) && entries.is_empty() && state.sent.is_empty();
+        if waiting {
+            return None;
+        }
+        Some(self.send(xds_type, entries, version))
+    }
+
+    fn send(&mut self, xds_type: XdsType, entries: Vec<Entry>, version: String) -> SotwResponse {
+        let nonce = self.nonce();
+        let state = self.types.get_mut(&xds_type).expect("type state exists");
+        state.last_nonce = Some(nonce.clone());
+        state.sent_version = Some(version.clone());
+        state.sent = entries.clone();
+        SotwResponse { xds_type, version, nonce, resources: entries }
+    }
+
+    /// `None` if nothing would disappear. Otherwise the removal is deferred, and what to send now:
+    /// the new set plus the disappearing resources (or nothing, if that is what the client has).
+    fn expanded(&mut self, xds_type: XdsType, current: &TypeSnapshot) -> Option<Option<SotwResponse>> {
+        let state = &self.types[&xds_type];
+        state.sent_version.as_ref()?;
+        let (entries, _) = self.target(xds_type, current);
+        let kept: BTreeSet<&str> = entries.iter().map(|e| &*e.name).collect();
+        let vanishing: Vec<Entry> = state.sent.iter().filter(|e| !kept.contains(&*e.name)).cloned().collect();
+        if vanishing.is_empty() {
+            return None;
+        }
+        let mut union = entries;
+        union.extend(vanishing);
+        union.sort_by(|a, b| a.name.cmp(&b.name));
+        let version = version_of(&union);
+        if state.sent_version.as_deref() == Some(version.as_str()) {
+            return Some(None); // only removals: nothing to make first
+        }
+        Some(Some(self.send(xds_type, union, version)))
+    }
+}
+
+/// Version of a named subset: a hash over its names and versions.
+fn version_of(entries: &[Entry]) -> String {
+    let mut hasher = Sha1::new();
+    for entry in entries {
+        hasher.update(entry.name.as_bytes());
+        hasher.update([0]);
+        hasher.update(entry.version.as_bytes());
+        hasher.update([0]);
+    }
+    hex::encode(&hasher.finalize()[..8])
+}

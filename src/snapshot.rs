@@ -1,0 +1,210 @@
+//! Versioned, encoded-once resource sets: what the server hands to every stream.
+//!
+//! Each resource is encoded into its `Any` (for state-of-the-world responses) and its delta
+//! `Resource` wrapper exactly once per content, with a version derived from its bytes; streams
+//! only copy these bytes into their gRPC frames. A type whose content did not change keeps the
+//! very same `Arc<TypeSnapshot>` as the previous snapshot, so streams can skip it by pointer.
+
+use crate::xds::{Resource, ResourceType, Resources};
+use bytes::Bytes;
+use prost::Message;
+use sha1::{Digest, Sha1};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The xDS types a stream can ask for, in make-before-break push order: secrets and clusters
+/// (then endpoints) before listeners, listeners before routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum XdsType {
+    Secret,
+    Cluster,
+    Endpoint,
+    Listener,
+    Route,
+}
+
+impl XdsType {
+    pub const PUSH_ORDER: [XdsType; 5] = [XdsType::Secret, XdsType::Cluster, XdsType::Endpoint, XdsType::Listener, XdsType::Route];
+
+    pub fn type_url(self) -> &'static str {
+        match self {
+            XdsType::Secret => "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
+            XdsType::Cluster => "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+            XdsType::Endpoint => "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
+            XdsType::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
+            XdsType::Route => "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+        }
+    }
+
+    pub fn from_type_url(type_url: &str) -> Option<XdsType> {
+        XdsType::PUSH_ORDER.into_iter().find(|t| t.type_url() == type_url)
+    }
+
+    /// LDS and CDS are wildcard by default; the others are asked for by name.
+    pub fn is_wildcard_by_default(self) -> bool {
+        matches!(self, XdsType::Listener | XdsType::Cluster)
+    }
+
+    /// Short name for logs and metrics.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            XdsType::Secret => "SDS",
+            XdsType::Cluster => "CDS",
+            XdsType::Endpoint => "EDS",
+            XdsType::Listener => "LDS",
+            XdsType::Route => "RDS",
+        }
+    }
+
+    fn resource_type(self) -> Option<ResourceType> {
+        match self {
+            XdsType::Secret => Some(ResourceType::Secret),
+            XdsType::Cluster => Some(ResourceType::Cluster),
+            XdsType::Endpoint => None,
+            XdsType::Listener => Some(ResourceType::Listener),
+            XdsType::Route => Some(ResourceType::Route),
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One resource, ready to send.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub name: Arc<str>,
+    /// Hash of the encoded resource: equal bytes, equal version.
+    pub version: Arc<str>,
+    /// The encoded `google.protobuf.Any`.
+    pub any: Bytes,
+    /// The encoded delta `envoy.service.discovery.v3.Resource` (name, version, resource).
+    pub delta: Bytes,
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Entry({}@{})", self.name, self.version)
+    }
+}
+
+/// All resources of one type.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TypeSnapshot {
+    pub xds_type: XdsType,
+    /// Hash over every (name, version): changes iff any resource of the type changed.
+    pub version: String,
+    pub entries: BTreeMap<Arc<str>, Entry>,
+}
+
+impl TypeSnapshot {
+    fn new(xds_type: XdsType, resources: &[Resource]) -> TypeSnapshot {
+        let entries: BTreeMap<Arc<str>, Entry> =
+            resources.iter().map(|r| (Arc::from(r.name.as_str()), encode_entry(xds_type, r))).collect();
+        let mut hasher = Sha1::new();
+        for entry in entries.values() {
+            hasher.update(entry.name.as_bytes());
+            hasher.update([0]);
+            hasher.update(entry.version.as_bytes());
+            hasher.update([0]);
+        }
+        TypeSnapshot { xds_type, version: short_hash(hasher), entries }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Entry> {
+        self.entries.get(name)
+    }
+}
+
+fn short_hash(hasher: Sha1) -> String {
+    hex::encode(&hasher.finalize()[..8])
+}
+
+fn encode_entry(xds_type: XdsType, resource: &Resource) -> Entry {
+    let mut hasher = Sha1::new();
+    hasher.update(&resource.body);
+    let version: Arc<str> = Arc::from(short_hash(hasher));
+    let any = envoy_types::pb::google::protobuf::Any { type_url: xds_type.type_url().to_string(), value: resource.body.to_vec() };
+    let delta = envoy_types::pb::envoy::service::discovery::v3::Resource {
+        name: resource.name.clone(),
+        version: version.to_string(),
+        resource: Some(any.clone()),
+        ..Default::default()
+    };
+    Entry { name: Arc::from(resource.name.as_str()), version, any: Bytes::from(any.encode_to_vec()), delta: Bytes::from(delta.encode_to_vec()) }
+}
+
+/// One complete configuration as served. Immutable; replaced as a whole.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Increases with every published snapshot; Envoy sees it as `system_version_info`.
+    pub serial: u64,
+    types: [Arc<TypeSnapshot>; 5],
+    /// The resources as compiled, for `/snapshot`.
+    pub resources: Resources,
+}
+
+impl Snapshot {
+    /// Builds a snapshot, reusing `previous`'s type snapshots whose content is unchanged.
+    pub fn new(resources: Resources, serial: u64, previous: Option<&Snapshot>) -> Snapshot {
+        let types = XdsType::PUSH_ORDER.map(|xds_type| {
+            let list = xds_type.resource_type().map(|t| resources.of(t)).unwrap_or_default();
+            let fresh = TypeSnapshot::new(xds_type, list);
+            match previous.map(|p| p.of(xds_type)) {
+                Some(old) if old.version == fresh.version => old.clone(),
+                _ => Arc::new(fresh),
+            }
+        });
+        Snapshot { serial, types, resources }
+    }
+
+    pub fn empty() -> Snapshot {
+        Snapshot::new(Resources::default(), 0, None)
+    }
+
+    pub fn of(&self, xds_type: XdsType) -> &Arc<TypeSnapshot> {
+        &self.types[xds_type.index()]
+    }
+
+    /// Whether any type differs from `other` (pointer comparison suffices: unchanged types are shared).
+    pub fn same_content(&self, other: &Snapshot) -> bool {
+        XdsType::PUSH_ORDER.iter().all(|&t| Arc::ptr_eq(self.of(t), other.of(t)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resources(names: &[(&str, &[u8])]) -> Resources {
+        Resources {
+            clusters: names.iter().map(|(n, b)| Resource { name: n.to_string(), body: Bytes::copy_from_slice(b) }).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn unchanged_types_are_shared_and_versions_follow_content() {
+        let first = Snapshot::new(resources(&[("a", b"1"), ("b", b"2")]), 1, None);
+        let same = Snapshot::new(resources(&[("a", b"1"), ("b", b"2")]), 2, Some(&first));
+        assert!(Arc::ptr_eq(first.of(XdsType::Cluster), same.of(XdsType::Cluster)));
+        assert!(same.same_content(&first));
+
+        let changed = Snapshot::new(resources(&[("a", b"1"), ("b", b"3")]), 3, Some(&same));
+        assert_ne!(changed.of(XdsType::Cluster).version, first.of(XdsType::Cluster).version);
+        assert_eq!(changed.of(XdsType::Cluster).get("a").unwrap().version, first.of(XdsType::Cluster).get("a").unwrap().version);
+        assert_ne!(changed.of(XdsType::Cluster).get("b").unwrap().version, first.of(XdsType::Cluster).get("b").unwrap().version);
+        assert!(Arc::ptr_eq(first.of(XdsType::Secret), changed.of(XdsType::Secret)));
+    }
+
+    #[test]
+    fn entries_decode_as_any_and_delta_resource() {
+        let snapshot = Snapshot::new(resources(&[("a", b"xyz")]), 1, None);
+        let entry = snapshot.of(XdsType::Cluster).get("a").unwrap();
+        let any = envoy_types::pb::google::protobuf::Any::decode(entry.any.clone()).unwrap();
+        assert_eq!((any.type_url.as_str(), any.value.as_slice()), (XdsType::Cluster.type_url(), &b"xyz"[..]));
+        let delta = envoy_types::pb::envoy::service::discovery::v3::Resource::decode(entry.delta.clone()).unwrap();
+        assert_eq!((delta.name.as_str(), delta.version.as_str()), ("a", &*entry.version));
+    }
+}
