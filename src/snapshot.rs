@@ -24,7 +24,8 @@ pub enum XdsType {
 }
 
 impl XdsType {
-    pub const PUSH_ORDER: [XdsType; 5] = [XdsType::Secret, XdsType::Cluster, XdsType::Endpoint, XdsType::Listener, XdsType::Route];
+    pub const PUSH_ORDER: [XdsType; 5] =
+        [XdsType::Secret, XdsType::Cluster, XdsType::Endpoint, XdsType::Listener, XdsType::Route];
 
     pub fn type_url(self) -> &'static str {
         match self {
@@ -125,14 +126,22 @@ fn encode_entry(xds_type: XdsType, resource: &Resource) -> Entry {
     let mut hasher = Sha1::new();
     hasher.update(&resource.body);
     let version: Arc<str> = Arc::from(short_hash(hasher));
-    let any = envoy_types::pb::google::protobuf::Any { type_url: xds_type.type_url().to_string(), value: resource.body.to_vec() };
+    let any = envoy_types::pb::google::protobuf::Any {
+        type_url: xds_type.type_url().to_string(),
+        value: resource.body.to_vec(),
+    };
     let delta = envoy_types::pb::envoy::service::discovery::v3::Resource {
         name: resource.name.clone(),
         version: version.to_string(),
         resource: Some(any.clone()),
         ..Default::default()
     };
-    Entry { name: Arc::from(resource.name.as_str()), version, any: Bytes::from(any.encode_to_vec()), delta: Bytes::from(delta.encode_to_vec()) }
+    Entry {
+        name: Arc::from(resource.name.as_str()),
+        version,
+        any: Bytes::from(any.encode_to_vec()),
+        delta: Bytes::from(delta.encode_to_vec()),
+    }
 }
 
 /// One complete configuration as served. Immutable; replaced as a whole.
@@ -179,7 +188,10 @@ mod tests {
 
     fn resources(names: &[(&str, &[u8])]) -> Resources {
         Resources {
-            clusters: names.iter().map(|(n, b)| Resource { name: n.to_string(), body: Bytes::copy_from_slice(b) }).collect(),
+            clusters: names
+                .iter()
+                .map(|(n, b)| Resource { name: n.to_string(), body: Bytes::copy_from_slice(b) })
+                .collect(),
             ..Default::default()
         }
     }
@@ -193,8 +205,14 @@ mod tests {
 
         let changed = Snapshot::new(resources(&[("a", b"1"), ("b", b"3")]), 3, Some(&same));
         assert_ne!(changed.of(XdsType::Cluster).version, first.of(XdsType::Cluster).version);
-        assert_eq!(changed.of(XdsType::Cluster).get("a").unwrap().version, first.of(XdsType::Cluster).get("a").unwrap().version);
-        assert_ne!(changed.of(XdsType::Cluster).get("b").unwrap().version, first.of(XdsType::Cluster).get("b").unwrap().version);
+        assert_eq!(
+            changed.of(XdsType::Cluster).get("a").unwrap().version,
+            first.of(XdsType::Cluster).get("a").unwrap().version
+        );
+        assert_ne!(
+            changed.of(XdsType::Cluster).get("b").unwrap().version,
+            first.of(XdsType::Cluster).get("b").unwrap().version
+        );
         assert!(Arc::ptr_eq(first.of(XdsType::Secret), changed.of(XdsType::Secret)));
     }
 

@@ -37,7 +37,8 @@ pub fn run(args: &BootstrapArgs) -> i32 {
 
 /// Splits `host:port`, `[v6]:port`.
 fn split_address(address: &str) -> Result<(String, u16), String> {
-    let (host, port) = address.rsplit_once(':').ok_or_else(|| format!("--xds-address {address}: expected HOST:PORT"))?;
+    let (host, port) =
+        address.rsplit_once(':').ok_or_else(|| format!("--xds-address {address}: expected HOST:PORT"))?;
     let port: u16 = port.parse().map_err(|_| format!("--xds-address {address}: `{port}` is not a port"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
@@ -107,7 +108,12 @@ mod tests {
 
     #[test]
     fn delta_switches_the_ads_api_type() {
-        let args = |delta| BootstrapArgs { xds_address: "127.0.0.1:18000".into(), node_id: "n".into(), admin_port: 9901, delta };
+        let args = |delta| BootstrapArgs {
+            xds_address: "127.0.0.1:18000".into(),
+            node_id: "n".into(),
+            admin_port: 9901,
+            delta,
+        };
         assert!(bootstrap_yaml(&args(false)).unwrap().contains("api_type: GRPC\n"));
         assert!(bootstrap_yaml(&args(true)).unwrap().contains("api_type: DELTA_GRPC\n"));
         let parsed: serde_yaml::Value = serde_yaml::from_str(&bootstrap_yaml(&args(true)).unwrap()).unwrap();

@@ -147,9 +147,15 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the admin address {}", args.admin_address))?;
 
-    let mut watcher = ChangeWatcher::new(Duration::from_millis(args.debounce_ms)).context("starting the file watcher")?;
+    let mut watcher =
+        ChangeWatcher::new(Duration::from_millis(args.debounce_ms)).context("starting the file watcher")?;
     watcher.watch(&dir, true);
-    let mut publisher = Publisher { source: ConfigDir::new(dir, load_options), options, snapshots: snapshot_tx, last_diagnostics: BTreeSet::new() };
+    let mut publisher = Publisher {
+        source: ConfigDir::new(dir, load_options),
+        options,
+        snapshots: snapshot_tx,
+        last_diagnostics: BTreeSet::new(),
+    };
     let loaded = publisher.reload();
     for tls_dir in publisher.source.tls_file_dirs(&loaded) {
         watcher.watch(&tls_dir, false);
@@ -160,7 +166,10 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let xds_server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_routes(server::routes(shared))
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(xds_listener), wait_for(shutdown_rx.clone()));
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(xds_listener),
+            wait_for(shutdown_rx.clone()),
+        );
     let admin_app = admin::router(AdminState { snapshots: snapshot_rx, ready: ready_rx, metrics });
     let admin_server = axum::serve(admin_listener, admin_app).with_graceful_shutdown(wait_for(shutdown_rx.clone()));
     tracing::info!(xds = %args.xds_address, admin = %args.admin_address, dir = %args.config_dir.display(), "serving");
@@ -203,7 +212,8 @@ async fn wait_for(mut shutdown: watch::Receiver<bool>) {
 async fn termination() {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}

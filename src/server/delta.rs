@@ -188,8 +188,11 @@ impl DeltaStream {
         } else {
             state.names.iter().filter_map(|n| current.get(n)).collect()
         };
-        let changed: Vec<Entry> =
-            targets.iter().filter(|e| state.known.version(&e.name) != Some(&*e.version)).map(|e| (*e).clone()).collect();
+        let changed: Vec<Entry> = targets
+            .iter()
+            .filter(|e| state.known.version(&e.name) != Some(&*e.version))
+            .map(|e| (*e).clone())
+            .collect();
         let vanished: Vec<Arc<str>> =
             state.known.names().into_iter().filter(|n| state_in_scope(state, n) && current.get(n).is_none()).collect();
         let removed = if with_removals { vanished.clone() } else { Vec::new() };
@@ -213,7 +216,8 @@ impl DeltaStream {
         let nonce = self.next_nonce.to_string();
         let system_version = snapshot.serial.to_string();
         let state = self.types.get_mut(&xds_type).expect("type state exists");
-        let names: Vec<String> = changed.iter().map(|e| e.name.to_string()).chain(removed.iter().map(|n| n.to_string())).collect();
+        let names: Vec<String> =
+            changed.iter().map(|e| e.name.to_string()).chain(removed.iter().map(|n| n.to_string())).collect();
         state.recent.push_back((nonce.clone(), system_version.clone(), names));
         if state.recent.len() > RECENT_RESPONSES {
             state.recent.pop_front();

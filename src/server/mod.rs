@@ -59,7 +59,9 @@ const SERVICES: [(&str, Option<XdsType>); 6] = [
 
 fn method_names(service: &str) -> (&'static str, &'static str) {
     match service {
-        "envoy.service.discovery.v3.AggregatedDiscoveryService" => ("StreamAggregatedResources", "DeltaAggregatedResources"),
+        "envoy.service.discovery.v3.AggregatedDiscoveryService" => {
+            ("StreamAggregatedResources", "DeltaAggregatedResources")
+        }
         "envoy.service.cluster.v3.ClusterDiscoveryService" => ("StreamClusters", "DeltaClusters"),
         "envoy.service.listener.v3.ListenerDiscoveryService" => ("StreamListeners", "DeltaListeners"),
         "envoy.service.route.v3.RouteDiscoveryService" => ("StreamRoutes", "DeltaRoutes"),
@@ -144,16 +146,23 @@ impl StreamingService<DiscoveryRequest> for SotwHandler {
             let (tx, rx) = mpsc::channel(STREAM_BUFFER);
             let peer = request.remote_addr();
             let mut machine = sotw::SotwStream::new(method.fixed_type);
-            tokio::spawn(pump(method.shared, request.into_inner(), tx, peer, "sotw", move |event, snapshot| match event {
-                Event::Request(request) => {
-                    let out = machine.on_request(&request, snapshot);
-                    (out.responses, out.nacks, out.ignored)
-                }
-                Event::Snapshot => {
-                    let out = machine.on_snapshot(snapshot);
-                    (out.responses, out.nacks, out.ignored)
-                }
-            }));
+            tokio::spawn(pump(
+                method.shared,
+                request.into_inner(),
+                tx,
+                peer,
+                "sotw",
+                move |event, snapshot| match event {
+                    Event::Request(request) => {
+                        let out = machine.on_request(&request, snapshot);
+                        (out.responses, out.nacks, out.ignored)
+                    }
+                    Event::Snapshot => {
+                        let out = machine.on_snapshot(snapshot);
+                        (out.responses, out.nacks, out.ignored)
+                    }
+                },
+            ));
             Ok(Response::new(ReceiverStream::new(rx)))
         })
     }
@@ -172,16 +181,23 @@ impl StreamingService<DeltaDiscoveryRequest> for DeltaHandler {
             let (tx, rx) = mpsc::channel(STREAM_BUFFER);
             let peer = request.remote_addr();
             let mut machine = delta::DeltaStream::new(method.fixed_type);
-            tokio::spawn(pump(method.shared, request.into_inner(), tx, peer, "delta", move |event, snapshot| match event {
-                Event::Request(request) => {
-                    let out = machine.on_request(&request, snapshot);
-                    (out.responses, out.nacks, out.ignored)
-                }
-                Event::Snapshot => {
-                    let out = machine.on_snapshot(snapshot);
-                    (out.responses, out.nacks, out.ignored)
-                }
-            }));
+            tokio::spawn(pump(
+                method.shared,
+                request.into_inner(),
+                tx,
+                peer,
+                "delta",
+                move |event, snapshot| match event {
+                    Event::Request(request) => {
+                        let out = machine.on_request(&request, snapshot);
+                        (out.responses, out.nacks, out.ignored)
+                    }
+                    Event::Snapshot => {
+                        let out = machine.on_snapshot(snapshot);
+                        (out.responses, out.nacks, out.ignored)
+                    }
+                },
+            ));
             Ok(Response::new(ReceiverStream::new(rx)))
         })
     }

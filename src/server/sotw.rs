@@ -155,7 +155,8 @@ impl SotwStream {
             return None; // the client has it, or rejected it: never re-send the same version
         }
         // Named resources that do not exist (yet): wait for them rather than answer "nothing".
-        let waiting = matches!(state.subscription, Subscription::Names(_)) && entries.is_empty() && state.sent.is_empty();
+        let waiting =
+            matches!(state.subscription, Subscription::Names(_)) && entries.is_empty() && state.sent.is_empty();
         if waiting {
             return None;
         }

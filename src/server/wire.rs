@@ -159,7 +159,8 @@ impl<T: Message + Default> Decoder for ProstDecoder<T> {
     type Error = Status;
 
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<T>, Status> {
-        let message = T::decode(src.copy_to_bytes(src.remaining())).map_err(|err| Status::invalid_argument(err.to_string()))?;
+        let message =
+            T::decode(src.copy_to_bytes(src.remaining())).map_err(|err| Status::invalid_argument(err.to_string()))?;
         Ok(Some(message))
     }
 }
@@ -181,7 +182,8 @@ mod tests {
 
     #[test]
     fn sotw_encoding_is_a_valid_discovery_response() {
-        let response = SotwResponse { xds_type: XdsType::Cluster, version: "v1".into(), nonce: "7".into(), resources: entries() };
+        let response =
+            SotwResponse { xds_type: XdsType::Cluster, version: "v1".into(), nonce: "7".into(), resources: entries() };
         let mut buf = Vec::new();
         response.encode_to(&mut buf);
         assert!(buf.len() <= response.size_hint());

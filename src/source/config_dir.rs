@@ -45,7 +45,11 @@ impl ConfigDir {
             Ok(paths) => paths,
             Err(err) => {
                 let origin = Origin { file: Arc::from(self.dir.display().to_string()), document: 0 };
-                loaded.diagnostics.push(Diagnostic::error(Some(&origin), None, format!("cannot read directory: {err}")));
+                loaded.diagnostics.push(Diagnostic::error(
+                    Some(&origin),
+                    None,
+                    format!("cannot read directory: {err}"),
+                ));
                 return loaded;
             }
         };
