@@ -9,6 +9,8 @@
 //! and writes the table into BENCHMARKS.md between the `translate` markers. Sizes can be
 //! narrowed with `BENCH_SIZES=1000,5000`; the generator found with `GEN_CONFIG=path`.
 
+mod common;
+
 use ambassador_xds::compile::{self, Options};
 use ambassador_xds::render;
 use ambassador_xds::source::files::{self, LoadOptions};
@@ -21,25 +23,11 @@ use std::time::{Duration, Instant};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const BEGIN: &str = "<!-- translate:begin -->";
-const END: &str = "<!-- translate:end -->";
-
 fn main() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let generator =
-        std::env::var_os("GEN_CONFIG").map(PathBuf::from).unwrap_or_else(|| root.join("../shared/bench/gen_config.py"));
     let sizes: Vec<usize> = std::env::var("BENCH_SIZES")
         .map(|s| s.split(',').map(|n| n.trim().parse().expect("BENCH_SIZES: numbers")).collect())
         .unwrap_or_else(|_| vec![1_000, 5_000, 50_000]);
-
-    let inputs: Vec<PathBuf> = sizes.iter().map(|n| root.join("target/bench-input").join(n.to_string())).collect();
-    for (n, input) in sizes.iter().zip(&inputs) {
-        if !input.join("config.yaml").exists() {
-            let status =
-                Command::new("python3").arg(&generator).arg(n.to_string()).arg(input).status().expect("python3");
-            assert!(status.success(), "{} failed", generator.display());
-        }
-    }
+    let inputs: Vec<PathBuf> = sizes.iter().map(|&n| common::bench_input(n)).collect();
     let runs = |n: usize| if n >= 50_000 { 5 } else { 15 };
     // Processes first: a child's peak RSS includes what its parent had mapped when it was spawned,
     // so the measurements must run while this process is still small.
@@ -69,7 +57,7 @@ fn main() {
             bytes as f64 / 1048576.0
         ));
     }
-    write_table(&root.join("BENCHMARKS.md"), &rows);
+    write_table(&rows);
 }
 
 fn ms(d: Duration) -> f64 {
@@ -140,30 +128,18 @@ fn wait4(pid: libc::pid_t) -> (i32, libc::rusage) {
     (status, usage)
 }
 
-fn write_table(path: &Path, rows: &[String]) {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap().trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+fn write_table(rows: &[String]) {
     let table = format!(
-        "{BEGIN}\n## translate (compile step and full process)\n\n\
+        "## translate (compile step and full process)\n\n\
          `cargo bench --bench translate`; input from `shared/bench/gen_config.py N` (N Mappings, every 10th with \
          `tls:`, 100 TLSContexts, 100 Secrets with real EC certificates, one Listener). Medians; in-process stages \
-         over 15 runs (5 at 50,000), the process from spawn to exit with JSON written to a file. Machine: {cores} \
-         cores, {cpu}.\n\n\
+         over 15 runs (5 at 50,000), the process from spawn to exit with JSON written to a file. Machine: {}.\n\n\
          | Mappings | parse ms | compile ms | xds ms | render ms | `translate` process ms | peak RSS MiB | JSON MiB |\n\
          |---:|---:|---:|---:|---:|---:|---:|---:|\n{}\n\n\
          Targets: 5,000 Mappings end to end under 150 ms and 60 MiB; 50,000 under 1.5 s. Emissary 3.10 takes about \
-         4.3 s and 190 MiB for 5,000 on these machines.\n{END}",
+         4.3 s and 190 MiB for 5,000 on these machines.",
+        common::machine(),
         rows.join("\n")
     );
-    let existing = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n\n".into());
-    let updated = match (existing.find(BEGIN), existing.find(END)) {
-        (Some(begin), Some(end)) => format!("{}{table}{}", &existing[..begin], &existing[end + END.len()..]),
-        _ => format!("{}\n{table}\n", existing.trim_end()),
-    };
-    std::fs::write(path, updated).unwrap();
+    common::write_section("translate", &table);
 }
