@@ -12,7 +12,7 @@ mod common;
 
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
-use std::io::{Read, Write};
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -46,18 +46,20 @@ fn serve(dir: &Path, xds: u16, admin: u16) -> Killed {
         .stderr(Stdio::null())
         .spawn()
         .expect("ambassador-xds serve");
-    wait_for(|| http_get(admin, "/readyz").is_some_and(|(status, _)| status == 200), Duration::from_secs(30));
+    wait_for(|| http_get(admin, "/readyz") == Some(200), Duration::from_secs(30));
     Killed(child)
 }
 
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+/// GET with a fresh connection; returns the status. Reads only the status line: Envoy delays
+/// closing connections it answered locally (`delayed_close_timeout`, 1 s), so reading to EOF
+/// would measure that timeout instead of the route.
+fn http_get(port: u16, path: &str) -> Option<u16> {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(stream, "GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, response))
+    let mut status_line = String::new();
+    std::io::BufReader::new(stream).read_line(&mut status_line).ok()?;
+    status_line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn wait_for(mut done: impl FnMut() -> bool, limit: Duration) {
@@ -117,14 +119,14 @@ fn propagation(mappings: usize, changes: usize) -> (Duration, Duration) {
             .spawn()
             .expect("envoy"),
     );
-    wait_for(|| http_get(listener, "/probe-0/").is_some_and(|(status, _)| status == 200), Duration::from_secs(60));
+    wait_for(|| http_get(listener, "/probe-0/") == Some(200), Duration::from_secs(60));
 
     let mut samples = Vec::new();
     for i in 1..=changes {
         let path = format!("/probe-{i}/");
         let start = Instant::now();
         replace_file(&probe, &probe_mapping(i, admin));
-        wait_for(|| http_get(listener, &path).is_some_and(|(status, _)| status == 200), Duration::from_secs(30));
+        wait_for(|| http_get(listener, &path) == Some(200), Duration::from_secs(30));
         samples.push(start.elapsed());
     }
     (percentile(&mut samples, 0.5), percentile(&mut samples, 0.99))
@@ -145,7 +147,8 @@ async fn client(address: String, delta: bool, ready: Arc<AtomicUsize>, updated: 
             };
             tx.send(request).await.unwrap();
         }
-        let mut responses = client.delta_aggregated_resources(ReceiverStream::new(rx)).await.unwrap().into_inner();
+        let Ok(responses) = client.delta_aggregated_resources(ReceiverStream::new(rx)).await else { return };
+        let mut responses = responses.into_inner();
         while let Ok(Some(response)) = responses.message().await {
             let ack = DeltaDiscoveryRequest {
                 type_url: response.type_url.clone(),
@@ -166,7 +169,8 @@ async fn client(address: String, delta: bool, ready: Arc<AtomicUsize>, updated: 
                 .await
                 .unwrap();
         }
-        let mut responses = client.stream_aggregated_resources(ReceiverStream::new(rx)).await.unwrap().into_inner();
+        let Ok(responses) = client.stream_aggregated_resources(ReceiverStream::new(rx)).await else { return };
+        let mut responses = responses.into_inner();
         while let Ok(Some(response)) = responses.message().await {
             let names = if response.type_url == RDS { vec!["ambassador-routes".to_string()] } else { vec![] };
             let ack = DiscoveryRequest {

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use prost::Message;
 use sha1::{Digest, Sha1};
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// The xDS types a stream can ask for, in make-before-break push order: secrets and clusters
 /// (then endpoints) before listeners, listeners before routes.
@@ -72,16 +72,18 @@ impl XdsType {
     }
 }
 
-/// One resource, ready to send.
+/// One resource, ready to send: both of its wire forms, already framed as field 2 (`resources`)
+/// of a `DiscoveryResponse` and of a `DeltaDiscoveryResponse`, so a response is its header
+/// fields followed by these bytes, shared (reference-counted) by every stream.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Entry {
     pub name: Arc<str>,
     /// Hash of the encoded resource: equal bytes, equal version.
     pub version: Arc<str>,
-    /// The encoded `google.protobuf.Any`.
-    pub any: Bytes,
-    /// The encoded delta `envoy.service.discovery.v3.Resource` (name, version, resource).
-    pub delta: Bytes,
+    /// `resources` field holding the `google.protobuf.Any`.
+    pub sotw_field: Bytes,
+    /// `resources` field holding the delta `Resource` (name, version, resource).
+    pub delta_field: Bytes,
 }
 
 impl std::fmt::Debug for Entry {
@@ -91,12 +93,22 @@ impl std::fmt::Debug for Entry {
 }
 
 /// All resources of one type.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct TypeSnapshot {
     pub xds_type: XdsType,
     /// Hash over every (name, version): changes iff any resource of the type changed.
     pub version: String,
     pub entries: BTreeMap<Arc<str>, Entry>,
+    /// Every entry's field bytes back to back, built on first use: the body of a full-set
+    /// response, one buffer for all streams.
+    sotw_block: OnceLock<Bytes>,
+    delta_block: OnceLock<Bytes>,
+}
+
+impl PartialEq for TypeSnapshot {
+    fn eq(&self, other: &Self) -> bool {
+        self.xds_type == other.xds_type && self.version == other.version
+    }
 }
 
 impl TypeSnapshot {
@@ -110,12 +122,45 @@ impl TypeSnapshot {
             hasher.update(entry.version.as_bytes());
             hasher.update([0]);
         }
-        TypeSnapshot { xds_type, version: short_hash(hasher), entries }
+        TypeSnapshot {
+            xds_type,
+            version: short_hash(hasher),
+            entries,
+            sotw_block: OnceLock::new(),
+            delta_block: OnceLock::new(),
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&Entry> {
         self.entries.get(name)
     }
+
+    /// All entries as `DiscoveryResponse.resources` bytes.
+    pub fn sotw_block(&self) -> Bytes {
+        self.sotw_block.get_or_init(|| concat(self.entries.values().map(|e| &e.sotw_field))).clone()
+    }
+
+    /// All entries as `DeltaDiscoveryResponse.resources` bytes.
+    pub fn delta_block(&self) -> Bytes {
+        self.delta_block.get_or_init(|| concat(self.entries.values().map(|e| &e.delta_field))).clone()
+    }
+}
+
+fn concat<'a>(parts: impl Iterator<Item = &'a Bytes> + Clone) -> Bytes {
+    let mut out = Vec::with_capacity(parts.clone().map(Bytes::len).sum());
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    Bytes::from(out)
+}
+
+/// `bytes` framed as length-delimited field 2.
+fn resources_field(message: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(message.len() + 6);
+    prost::encoding::encode_key(2, prost::encoding::WireType::LengthDelimited, &mut out);
+    prost::encoding::encode_varint(message.len() as u64, &mut out);
+    out.extend_from_slice(message);
+    Bytes::from(out)
 }
 
 fn short_hash(hasher: Sha1) -> String {
@@ -139,8 +184,8 @@ fn encode_entry(xds_type: XdsType, resource: &Resource) -> Entry {
     Entry {
         name: Arc::from(resource.name.as_str()),
         version,
-        any: Bytes::from(any.encode_to_vec()),
-        delta: Bytes::from(delta.encode_to_vec()),
+        sotw_field: resources_field(&any.encode_to_vec()),
+        delta_field: resources_field(&delta.encode_to_vec()),
     }
 }
 
@@ -217,12 +262,16 @@ mod tests {
     }
 
     #[test]
-    fn entries_decode_as_any_and_delta_resource() {
-        let snapshot = Snapshot::new(resources(&[("a", b"xyz")]), 1, None);
-        let entry = snapshot.of(XdsType::Cluster).get("a").unwrap();
-        let any = envoy_types::pb::google::protobuf::Any::decode(entry.any.clone()).unwrap();
+    fn entries_are_framed_resources_fields() {
+        use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryResponse, DiscoveryResponse};
+        let snapshot = Snapshot::new(resources(&[("a", b"xyz"), ("b", b"uvw")]), 1, None);
+        let types = snapshot.of(XdsType::Cluster);
+        let entry = types.get("a").unwrap();
+        let any = &DiscoveryResponse::decode(entry.sotw_field.clone()).unwrap().resources[0];
         assert_eq!((any.type_url.as_str(), any.value.as_slice()), (XdsType::Cluster.type_url(), &b"xyz"[..]));
-        let delta = envoy_types::pb::envoy::service::discovery::v3::Resource::decode(entry.delta.clone()).unwrap();
+        let delta = &DeltaDiscoveryResponse::decode(entry.delta_field.clone()).unwrap().resources[0];
         assert_eq!((delta.name.as_str(), delta.version.as_str()), ("a", &*entry.version));
+        assert_eq!(DiscoveryResponse::decode(types.sotw_block()).unwrap().resources.len(), 2);
+        assert_eq!(DeltaDiscoveryResponse::decode(types.delta_block()).unwrap().resources.len(), 2);
     }
 }

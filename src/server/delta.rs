@@ -10,7 +10,7 @@
 //! * on ADS, updates go out secrets → clusters → endpoints → listeners → routes, and removals of
 //!   secrets and clusters go out last.
 
-use super::wire::DeltaResponse;
+use super::wire::{DeltaResponse, Payload};
 use super::Nack;
 use crate::snapshot::{Entry, Snapshot, TypeSnapshot, XdsType};
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
@@ -67,10 +67,27 @@ struct TypeState {
     names: BTreeSet<String>,
     known: Known,
     /// Recent responses by nonce (bounded), to name the resources of a NACKed one.
-    recent: VecDeque<(String, String, Vec<String>)>,
+    /// Payloads share the snapshot's buffers, so remembering them costs pointers, not names.
+    recent: VecDeque<Sent>,
 }
 
 const RECENT_RESPONSES: usize = 16;
+
+#[derive(Debug)]
+struct Sent {
+    nonce: String,
+    system_version: String,
+    resources: Payload,
+    removed: Vec<Arc<str>>,
+}
+
+impl Sent {
+    fn names(&self) -> Vec<String> {
+        let mut names = self.resources.names();
+        names.extend(self.removed.iter().map(|n| n.to_string()));
+        names
+    }
+}
 
 impl TypeState {
     fn in_scope(&self, name: &str) -> bool {
@@ -137,12 +154,12 @@ impl DeltaStream {
             }
         }
         if !request.response_nonce.is_empty() {
-            let answered = state.recent.iter().find(|(nonce, _, _)| *nonce == request.response_nonce);
+            let answered = state.recent.iter().find(|sent| sent.nonce == request.response_nonce);
             match (answered, &request.error_detail) {
-                (Some((_, version, names)), Some(status)) => output.nacks.push(Nack {
+                (Some(sent), Some(status)) => output.nacks.push(Nack {
                     xds_type,
-                    version: version.clone(),
-                    resource_names: names.clone(),
+                    version: sent.system_version.clone(),
+                    resource_names: sent.names(),
                     message: status.message.clone(),
                 }),
                 (None, _) => output.ignored += 1, // stale: subscriptions above still apply
@@ -194,7 +211,7 @@ impl DeltaStream {
             .map(|e| (*e).clone())
             .collect();
         let vanished: Vec<Arc<str>> =
-            state.known.names().into_iter().filter(|n| state_in_scope(state, n) && current.get(n).is_none()).collect();
+            state.known.names().into_iter().filter(|n| state.in_scope(n) && current.get(n).is_none()).collect();
         let removed = if with_removals { vanished.clone() } else { Vec::new() };
 
         // What the client holds afterwards: the targets, plus vanished resources not yet removed.
@@ -215,17 +232,23 @@ impl DeltaStream {
         self.next_nonce += 1;
         let nonce = self.next_nonce.to_string();
         let system_version = snapshot.serial.to_string();
+        // The full set (initial sync) goes out as the snapshot's shared block.
+        let resources = if is_full(&changed, current) { Payload::All(current.clone()) } else { Payload::Some(changed) };
         let state = self.types.get_mut(&xds_type).expect("type state exists");
-        let names: Vec<String> =
-            changed.iter().map(|e| e.name.to_string()).chain(removed.iter().map(|n| n.to_string())).collect();
-        state.recent.push_back((nonce.clone(), system_version.clone(), names));
+        state.recent.push_back(Sent {
+            nonce: nonce.clone(),
+            system_version: system_version.clone(),
+            resources: resources.clone(),
+            removed: removed.clone(),
+        });
         if state.recent.len() > RECENT_RESPONSES {
             state.recent.pop_front();
         }
-        Some(DeltaResponse { xds_type, system_version, nonce, resources: changed, removed })
+        Some(DeltaResponse { xds_type, system_version, nonce, resources, removed })
     }
 }
 
-fn state_in_scope(state: &TypeState, name: &str) -> bool {
-    state.in_scope(name)
+/// Whether `changed` is every entry of `current` (both are in name order).
+fn is_full(changed: &[Entry], current: &TypeSnapshot) -> bool {
+    changed.len() == current.entries.len() && !changed.is_empty()
 }

@@ -16,10 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::server::{Grpc, StreamingService};
-use tonic::{Request, Response, Status, Streaming};
-use wire::{DeltaResponse, SotwResponse, XdsCodec};
+use tonic::{Status, Streaming};
+use wire::{GrpcResponseBody, ProstDecoder};
 
 /// A client rejected a response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,130 +112,95 @@ impl tower_service::Service<http::Request<axum::body::Body>> for GrpcMethod {
 
     fn call(&mut self, request: http::Request<axum::body::Body>) -> Self::Future {
         let method = self.clone();
-        Box::pin(async move {
-            Ok(match method.protocol {
-                Protocol::Sotw => {
-                    let mut grpc = Grpc::new(XdsCodec::<DiscoveryRequest, SotwResponse>::default());
-                    grpc.streaming(SotwHandler(method), request).await
-                }
-                Protocol::Delta => {
-                    let mut grpc = Grpc::new(XdsCodec::<DeltaDiscoveryRequest, DeltaResponse>::default());
-                    grpc.streaming(DeltaHandler(method), request).await
-                }
-            })
-        })
+        Box::pin(async move { Ok(method.open_stream(request)) })
     }
 }
 
-type ResponseStream<T> = ReceiverStream<Result<T, Status>>;
+/// Largest request accepted: DiscoveryRequests are small; this only bounds a broken client.
+const MAX_REQUEST_BYTES: usize = 4 << 20;
+
+impl GrpcMethod {
+    /// Answers one xDS call: decodes the request stream with tonic, and streams responses back
+    /// through [`GrpcResponseBody`] so their resource bytes are never copied per stream.
+    fn open_stream(self, request: http::Request<axum::body::Body>) -> http::Response<tonic::body::Body> {
+        let compressed =
+            request.headers().get("grpc-encoding").is_some_and(|encoding| encoding.as_bytes() != b"identity");
+        if compressed {
+            return Status::unimplemented("compressed xDS requests are not supported").into_http();
+        }
+        let peer =
+            request.extensions().get::<tonic::transport::server::TcpConnectInfo>().and_then(|info| info.remote_addr());
+        let body = request.into_body();
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        match self.protocol {
+            Protocol::Sotw => {
+                let requests = Streaming::new_request(
+                    ProstDecoder::<DiscoveryRequest>::default(),
+                    body,
+                    None,
+                    Some(MAX_REQUEST_BYTES),
+                );
+                let mut machine = sotw::SotwStream::new(self.fixed_type);
+                tokio::spawn(pump(self.shared, requests, tx, peer, "sotw", move |event, snapshot| {
+                    let out = match event {
+                        Event::Request(request) => machine.on_request(&request, snapshot),
+                        Event::Snapshot => machine.on_snapshot(snapshot),
+                    };
+                    let responses = out.responses.iter().map(|r| (r.xds_type, r.resources.len(), r.chunks())).collect();
+                    (responses, out.nacks, out.ignored)
+                }));
+            }
+            Protocol::Delta => {
+                let requests = Streaming::new_request(
+                    ProstDecoder::<DeltaDiscoveryRequest>::default(),
+                    body,
+                    None,
+                    Some(MAX_REQUEST_BYTES),
+                );
+                let mut machine = delta::DeltaStream::new(self.fixed_type);
+                tokio::spawn(pump(self.shared, requests, tx, peer, "delta", move |event, snapshot| {
+                    let out = match event {
+                        Event::Request(request) => machine.on_request(&request, snapshot),
+                        Event::Snapshot => machine.on_snapshot(snapshot),
+                    };
+                    let responses = out
+                        .responses
+                        .iter()
+                        .map(|r| (r.xds_type, r.resources.len() + r.removed.len(), r.chunks()))
+                        .collect();
+                    (responses, out.nacks, out.ignored)
+                }));
+            }
+        }
+        let mut response = http::Response::new(tonic::body::Body::new(GrpcResponseBody::new(rx)));
+        response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/grpc"));
+        response
+    }
+}
+
 /// Responses buffered per stream before the stream task waits for the client to read.
 const STREAM_BUFFER: usize = 16;
-
-struct SotwHandler(GrpcMethod);
-
-impl StreamingService<DiscoveryRequest> for SotwHandler {
-    type Response = SotwResponse;
-    type ResponseStream = ResponseStream<SotwResponse>;
-    type Future = BoxFuture<Result<Response<Self::ResponseStream>, Status>>;
-
-    fn call(&mut self, request: Request<Streaming<DiscoveryRequest>>) -> Self::Future {
-        let method = self.0.clone();
-        Box::pin(async move {
-            let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-            let peer = request.remote_addr();
-            let mut machine = sotw::SotwStream::new(method.fixed_type);
-            tokio::spawn(pump(
-                method.shared,
-                request.into_inner(),
-                tx,
-                peer,
-                "sotw",
-                move |event, snapshot| match event {
-                    Event::Request(request) => {
-                        let out = machine.on_request(&request, snapshot);
-                        (out.responses, out.nacks, out.ignored)
-                    }
-                    Event::Snapshot => {
-                        let out = machine.on_snapshot(snapshot);
-                        (out.responses, out.nacks, out.ignored)
-                    }
-                },
-            ));
-            Ok(Response::new(ReceiverStream::new(rx)))
-        })
-    }
-}
-
-struct DeltaHandler(GrpcMethod);
-
-impl StreamingService<DeltaDiscoveryRequest> for DeltaHandler {
-    type Response = DeltaResponse;
-    type ResponseStream = ResponseStream<DeltaResponse>;
-    type Future = BoxFuture<Result<Response<Self::ResponseStream>, Status>>;
-
-    fn call(&mut self, request: Request<Streaming<DeltaDiscoveryRequest>>) -> Self::Future {
-        let method = self.0.clone();
-        Box::pin(async move {
-            let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-            let peer = request.remote_addr();
-            let mut machine = delta::DeltaStream::new(method.fixed_type);
-            tokio::spawn(pump(
-                method.shared,
-                request.into_inner(),
-                tx,
-                peer,
-                "delta",
-                move |event, snapshot| match event {
-                    Event::Request(request) => {
-                        let out = machine.on_request(&request, snapshot);
-                        (out.responses, out.nacks, out.ignored)
-                    }
-                    Event::Snapshot => {
-                        let out = machine.on_snapshot(snapshot);
-                        (out.responses, out.nacks, out.ignored)
-                    }
-                },
-            ));
-            Ok(Response::new(ReceiverStream::new(rx)))
-        })
-    }
-}
 
 enum Event<R> {
     Request(R),
     Snapshot,
 }
 
-/// Something a response can say about itself for logs.
-trait Described {
-    fn describe(&self) -> (XdsType, usize);
-}
-
-impl Described for SotwResponse {
-    fn describe(&self) -> (XdsType, usize) {
-        (self.xds_type, self.resources.len())
-    }
-}
-
-impl Described for DeltaResponse {
-    fn describe(&self) -> (XdsType, usize) {
-        (self.xds_type, self.resources.len() + self.removed.len())
-    }
-}
+/// An encoded response, with what logs say about it.
+type Encoded = (XdsType, usize, Vec<bytes::Bytes>);
 
 /// One stream's task: requests and snapshot changes in, responses out, until either side ends
 /// or the server shuts down.
-async fn pump<Req, Resp, F>(
+async fn pump<Req, F>(
     shared: Shared,
     mut requests: Streaming<Req>,
-    tx: mpsc::Sender<Result<Resp, Status>>,
+    tx: mpsc::Sender<Vec<bytes::Bytes>>,
     peer: Option<std::net::SocketAddr>,
     protocol: &'static str,
     mut machine: F,
 ) where
     Req: Send + 'static,
-    Resp: Described + Send + 'static,
-    F: FnMut(Event<Req>, &Snapshot) -> (Vec<Resp>, Vec<Nack>, usize) + Send + 'static,
+    F: FnMut(Event<Req>, &Snapshot) -> (Vec<Encoded>, Vec<Nack>, usize) + Send + 'static,
 {
     let Shared { mut snapshots, mut shutdown, metrics } = shared;
     metrics.streams_opened.fetch_add(1, Ordering::Relaxed);
@@ -278,11 +241,10 @@ async fn pump<Req, Resp, F>(
                 "Envoy rejected a response (NACK); it will not be sent again"
             );
         }
-        for response in responses {
-            let (xds_type, count) = response.describe();
+        for (xds_type, count, chunks) in responses {
             tracing::debug!(%peer, protocol, type_ = xds_type.short_name(), resources = count, "sending");
             metrics.responses_sent.fetch_add(1, Ordering::Relaxed);
-            if tx.send(Ok(response)).await.is_err() {
+            if tx.send(chunks).await.is_err() {
                 break;
             }
         }

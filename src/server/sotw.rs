@@ -13,12 +13,13 @@
 //!   secrets that disappear are first kept (make) and only removed after the listeners and
 //!   routes that stop using them (break).
 
-use super::wire::SotwResponse;
+use super::wire::{Payload, SotwResponse};
 use super::Nack;
 use crate::snapshot::{Entry, Snapshot, TypeSnapshot, XdsType};
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use sha1::{Digest, Sha1};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Subscription {
@@ -33,7 +34,7 @@ struct TypeState {
     /// Version of the last response: what the client has, or has rejected.
     sent_version: Option<String>,
     /// What the last response held, for NACK reports and make-before-break.
-    sent: Vec<Entry>,
+    sent: Payload,
 }
 
 /// What the stream must do after an event.
@@ -85,7 +86,8 @@ impl SotwStream {
 
         match self.types.get_mut(&xds_type) {
             None => {
-                let state = TypeState { subscription, last_nonce: None, sent_version: None, sent: Vec::new() };
+                let state =
+                    TypeState { subscription, last_nonce: None, sent_version: None, sent: Payload::Some(Vec::new()) };
                 self.types.insert(xds_type, state);
             }
             Some(state) => {
@@ -99,7 +101,7 @@ impl SotwStream {
                     output.nacks.push(Nack {
                         xds_type,
                         version: state.sent_version.clone().unwrap_or_default(),
-                        resource_names: state.sent.iter().map(|e| e.name.to_string()).collect(),
+                        resource_names: state.sent.names(),
                         message: status.message.clone(),
                     });
                 }
@@ -138,17 +140,18 @@ impl SotwStream {
     }
 
     /// The resources this stream should hold for a type, and their version.
-    fn target(&self, xds_type: XdsType, current: &TypeSnapshot) -> (Vec<Entry>, String) {
+    fn target(&self, xds_type: XdsType, current: &Arc<TypeSnapshot>) -> (Payload, String) {
         match &self.types[&xds_type].subscription {
-            Subscription::Wildcard => (current.entries.values().cloned().collect(), current.version.clone()),
+            Subscription::Wildcard => (Payload::All(current.clone()), current.version.clone()),
             Subscription::Names(names) => {
                 let entries: Vec<Entry> = names.iter().filter_map(|n| current.get(n).cloned()).collect();
-                (entries.clone(), version_of(&entries))
+                let version = version_of(&entries);
+                (Payload::Some(entries), version)
             }
         }
     }
 
-    fn respond(&mut self, xds_type: XdsType, current: &TypeSnapshot) -> Option<SotwResponse> {
+    fn respond(&mut self, xds_type: XdsType, current: &Arc<TypeSnapshot>) -> Option<SotwResponse> {
         let (entries, version) = self.target(xds_type, current);
         let state = &self.types[&xds_type];
         if state.sent_version.as_deref() == Some(version.as_str()) {
@@ -163,7 +166,7 @@ impl SotwStream {
         Some(self.send(xds_type, entries, version))
     }
 
-    fn send(&mut self, xds_type: XdsType, entries: Vec<Entry>, version: String) -> SotwResponse {
+    fn send(&mut self, xds_type: XdsType, entries: Payload, version: String) -> SotwResponse {
         let nonce = self.nonce();
         let state = self.types.get_mut(&xds_type).expect("type state exists");
         state.last_nonce = Some(nonce.clone());
@@ -174,23 +177,23 @@ impl SotwStream {
 
     /// `None` if nothing would disappear. Otherwise the removal is deferred, and what to send now:
     /// the new set plus the disappearing resources (or nothing, if that is what the client has).
-    fn expanded(&mut self, xds_type: XdsType, current: &TypeSnapshot) -> Option<Option<SotwResponse>> {
+    fn expanded(&mut self, xds_type: XdsType, current: &Arc<TypeSnapshot>) -> Option<Option<SotwResponse>> {
         let state = &self.types[&xds_type];
         state.sent_version.as_ref()?;
         let (entries, _) = self.target(xds_type, current);
-        let kept: BTreeSet<&str> = entries.iter().map(|e| &*e.name).collect();
-        let vanishing: Vec<Entry> = state.sent.iter().filter(|e| !kept.contains(&*e.name)).cloned().collect();
+        let kept: BTreeSet<&str> = entries.entries().map(|e| &*e.name).collect();
+        let vanishing: Vec<Entry> = state.sent.entries().filter(|e| !kept.contains(&*e.name)).cloned().collect();
         if vanishing.is_empty() {
             return None;
         }
-        let mut union = entries;
+        let mut union: Vec<Entry> = entries.entries().cloned().collect();
         union.extend(vanishing);
         union.sort_by(|a, b| a.name.cmp(&b.name));
         let version = version_of(&union);
         if state.sent_version.as_deref() == Some(version.as_str()) {
             return Some(None); // only removals: nothing to make first
         }
-        Some(Some(self.send(xds_type, union, version)))
+        Some(Some(self.send(xds_type, Payload::Some(union), version)))
     }
 }
 

@@ -1,40 +1,90 @@
-//! Responses as they go on the wire. Their resources are the snapshot's pre-encoded bytes, written
-//! field by field into the gRPC frame: no stream ever re-encodes a resource.
+//! Responses as they go on the wire, and the gRPC framing around them.
+//!
+//! A response is a few bytes of its own (version, nonce, type URL) around resource bytes that
+//! the snapshot encoded once; the response body hands those very buffers (reference-counted
+//! `Bytes`) to HTTP/2, so a thousand streams sending the same 1 MB of clusters hold one copy.
 
-use crate::snapshot::{Entry, XdsType};
-use bytes::{Buf, BufMut};
-use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+use crate::snapshot::{Entry, TypeSnapshot, XdsType};
+use bytes::Buf;
+use bytes::{BufMut, Bytes, BytesMut};
+use http_body::Frame;
+use prost::encoding::{encode_key, encode_varint, WireType};
 use prost::Message;
+use std::collections::VecDeque;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::Arc;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::Status;
+use std::task::{Context, Poll};
+use tokio::sync::mpsc;
+use tonic::codec::{DecodeBuf, Decoder};
+
+/// The resources of one response.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    /// Every resource of the type, in name order: sent as the snapshot's shared block.
+    All(Arc<TypeSnapshot>),
+    Some(Vec<Entry>),
+}
+
+impl Payload {
+    pub fn len(&self) -> usize {
+        match self {
+            Payload::All(all) => all.entries.len(),
+            Payload::Some(entries) => entries.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn entries(&self) -> Box<dyn Iterator<Item = &Entry> + '_> {
+        match self {
+            Payload::All(all) => Box::new(all.entries.values()),
+            Payload::Some(entries) => Box::new(entries.iter()),
+        }
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.entries().map(|e| e.name.to_string()).collect()
+    }
+
+    fn chunks(&self, delta: bool, out: &mut Vec<Bytes>) {
+        match self {
+            Payload::All(all) => out.push(if delta { all.delta_block() } else { all.sotw_block() }),
+            Payload::Some(entries) => {
+                out.extend(entries.iter().map(|e| if delta { e.delta_field.clone() } else { e.sotw_field.clone() }))
+            }
+        }
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries().eq(other.entries())
+    }
+}
 
 /// A state-of-the-world `DiscoveryResponse`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SotwResponse {
     pub xds_type: XdsType,
     pub version: String,
     pub nonce: String,
-    pub resources: Vec<Entry>,
+    pub resources: Payload,
 }
 
 /// A `DeltaDiscoveryResponse`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeltaResponse {
     pub xds_type: XdsType,
     pub system_version: String,
     pub nonce: String,
-    pub resources: Vec<Entry>,
+    pub resources: Payload,
     pub removed: Vec<Arc<str>>,
 }
 
-/// Something that can write itself as a protobuf message.
-pub trait WireMessage: Send + 'static {
-    fn encode_to(&self, buf: &mut impl BufMut);
-}
-
-fn string_field(tag: u32, value: &str, buf: &mut impl BufMut) {
+fn string_field(tag: u32, value: &str, buf: &mut BytesMut) {
     if !value.is_empty() {
         encode_key(tag, WireType::LengthDelimited, buf);
         encode_varint(value.len() as u64, buf);
@@ -42,125 +92,110 @@ fn string_field(tag: u32, value: &str, buf: &mut impl BufMut) {
     }
 }
 
-fn message_field(tag: u32, encoded: &[u8], buf: &mut impl BufMut) {
-    encode_key(tag, WireType::LengthDelimited, buf);
-    encode_varint(encoded.len() as u64, buf);
-    buf.put_slice(encoded);
-}
-
 impl SotwResponse {
-    pub fn resource_names(&self) -> Vec<&str> {
-        self.resources.iter().map(|e| &*e.name).collect()
+    /// The encoded message, in parts. discovery.proto: version_info = 1, resources = 2,
+    /// type_url = 4, nonce = 5 (field order is free in protobuf).
+    pub fn chunks(&self) -> Vec<Bytes> {
+        let mut head = BytesMut::new();
+        string_field(1, &self.version, &mut head);
+        string_field(4, self.xds_type.type_url(), &mut head);
+        string_field(5, &self.nonce, &mut head);
+        let mut out = vec![head.freeze()];
+        self.resources.chunks(false, &mut out);
+        out
     }
 }
 
-impl WireMessage for SotwResponse {
-    // discovery.proto: version_info = 1, resources = 2, type_url = 4, nonce = 5.
-    fn encode_to(&self, buf: &mut impl BufMut) {
-        string_field(1, &self.version, buf);
-        for entry in &self.resources {
-            message_field(2, &entry.any, buf);
-        }
-        string_field(4, self.xds_type.type_url(), buf);
-        string_field(5, &self.nonce, buf);
-    }
-}
-
-impl WireMessage for DeltaResponse {
-    // discovery.proto: system_version_info = 1, resources = 2, type_url = 4, nonce = 5,
-    // removed_resources = 6.
-    fn encode_to(&self, buf: &mut impl BufMut) {
-        string_field(1, &self.system_version, buf);
-        for entry in &self.resources {
-            message_field(2, &entry.delta, buf);
-        }
-        string_field(4, self.xds_type.type_url(), buf);
-        string_field(5, &self.nonce, buf);
+impl DeltaResponse {
+    /// The encoded message, in parts. discovery.proto: system_version_info = 1, resources = 2,
+    /// type_url = 4, nonce = 5, removed_resources = 6.
+    pub fn chunks(&self) -> Vec<Bytes> {
+        let mut head = BytesMut::new();
+        string_field(1, &self.system_version, &mut head);
+        string_field(4, self.xds_type.type_url(), &mut head);
+        string_field(5, &self.nonce, &mut head);
         for name in &self.removed {
-            string_field(6, name, buf);
+            string_field(6, name, &mut head);
+        }
+        let mut out = vec![head.freeze()];
+        self.resources.chunks(true, &mut out);
+        out
+    }
+}
+
+/// The body of a server-streaming gRPC response: each message is a 5-byte prefix (uncompressed,
+/// big-endian length) and its parts; the stream ends with `grpc-status: 0` trailers.
+pub struct GrpcResponseBody {
+    messages: mpsc::Receiver<Vec<Bytes>>,
+    pending: VecDeque<Bytes>,
+    finished: bool,
+}
+
+impl GrpcResponseBody {
+    pub fn new(messages: mpsc::Receiver<Vec<Bytes>>) -> Self {
+        GrpcResponseBody { messages, pending: VecDeque::new(), finished: false }
+    }
+}
+
+/// gRPC length-prefixed message framing.
+pub fn message_prefix(parts: &[Bytes]) -> Bytes {
+    let length: usize = parts.iter().map(Bytes::len).sum();
+    let mut prefix = BytesMut::with_capacity(5);
+    prefix.put_u8(0);
+    prefix.put_u32(u32::try_from(length).expect("xDS messages are far below 4 GiB"));
+    prefix.freeze()
+}
+
+impl http_body::Body for GrpcResponseBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if let Some(part) = self.pending.pop_front() {
+            return Poll::Ready(Some(Ok(Frame::data(part))));
+        }
+        if self.finished {
+            return Poll::Ready(None);
+        }
+        match self.messages.poll_recv(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(parts)) => {
+                let prefix = message_prefix(&parts);
+                // Small parts are merged with the prefix; large ones go out as they are (shared).
+                let mut first = BytesMut::from(&prefix[..]);
+                let mut rest = parts.into_iter().peekable();
+                while let Some(part) = rest.next_if(|p| p.len() < 4096) {
+                    first.extend_from_slice(&part);
+                }
+                self.pending.extend(rest);
+                Poll::Ready(Some(Ok(Frame::data(first.freeze()))))
+            }
+            Poll::Ready(None) => {
+                self.finished = true;
+                let mut trailers = http::HeaderMap::new();
+                trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+            }
         }
     }
 }
 
-/// Upper bound of the encoded size, to reserve the frame once.
-fn encoded_size(resources: &[Entry], delta: bool, strings: usize) -> usize {
-    let body: usize = resources
-        .iter()
-        .map(|e| {
-            let len = if delta { e.delta.len() } else { e.any.len() };
-            1 + encoded_len_varint(len as u64) + len
-        })
-        .sum();
-    body + strings + 64
-}
+/// Decodes requests with prost (requests are small; nothing to share there).
+pub struct ProstDecoder<T>(PhantomData<T>);
 
-/// The gRPC codec for xDS streams: requests decode with prost, responses write their
-/// pre-encoded parts.
-pub struct XdsCodec<Req, Resp>(PhantomData<(Req, Resp)>);
-
-impl<Req, Resp> Default for XdsCodec<Req, Resp> {
+impl<T> Default for ProstDecoder<T> {
     fn default() -> Self {
-        XdsCodec(PhantomData)
-    }
-}
-
-impl<Req: Message + Default + Send + 'static, Resp: WireMessage + Sized> Codec for XdsCodec<Req, Resp>
-where
-    Resp: SizeHint,
-{
-    type Encode = Resp;
-    type Decode = Req;
-    type Encoder = WireEncoder<Resp>;
-    type Decoder = ProstDecoder<Req>;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        WireEncoder(PhantomData)
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
         ProstDecoder(PhantomData)
     }
 }
 
-pub trait SizeHint {
-    fn size_hint(&self) -> usize;
-}
-
-impl SizeHint for SotwResponse {
-    fn size_hint(&self) -> usize {
-        encoded_size(&self.resources, false, self.version.len() + self.nonce.len() + self.xds_type.type_url().len())
-    }
-}
-
-impl SizeHint for DeltaResponse {
-    fn size_hint(&self) -> usize {
-        let removed: usize = self.removed.iter().map(|n| n.len() + 4).sum();
-        encoded_size(&self.resources, true, self.system_version.len() + self.nonce.len() + 100 + removed)
-    }
-}
-
-pub struct WireEncoder<T>(PhantomData<T>);
-
-impl<T: WireMessage + SizeHint> Encoder for WireEncoder<T> {
-    type Item = T;
-    type Error = Status;
-
-    fn encode(&mut self, item: T, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.reserve(item.size_hint());
-        item.encode_to(dst);
-        Ok(())
-    }
-}
-
-pub struct ProstDecoder<T>(PhantomData<T>);
-
 impl<T: Message + Default> Decoder for ProstDecoder<T> {
     type Item = T;
-    type Error = Status;
+    type Error = tonic::Status;
 
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<T>, Status> {
-        let message =
-            T::decode(src.copy_to_bytes(src.remaining())).map_err(|err| Status::invalid_argument(err.to_string()))?;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<T>, tonic::Status> {
+        let message = T::decode(src.copy_to_bytes(src.remaining()))
+            .map_err(|err| tonic::Status::invalid_argument(err.to_string()))?;
         Ok(Some(message))
     }
 }
@@ -172,42 +207,55 @@ mod tests {
     use crate::xds::{Resource, Resources};
     use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryResponse, DiscoveryResponse};
 
-    fn entries() -> Vec<Entry> {
+    fn snapshot() -> Snapshot {
         let resources = Resources {
             clusters: vec![Resource::encode("a", &"x".to_string()), Resource::encode("b", &"y".to_string())],
             ..Default::default()
         };
-        Snapshot::new(resources, 1, None).of(XdsType::Cluster).entries.values().cloned().collect()
+        Snapshot::new(resources, 1, None)
+    }
+
+    fn joined(chunks: Vec<Bytes>) -> Vec<u8> {
+        chunks.concat()
     }
 
     #[test]
-    fn sotw_encoding_is_a_valid_discovery_response() {
-        let response =
-            SotwResponse { xds_type: XdsType::Cluster, version: "v1".into(), nonce: "7".into(), resources: entries() };
-        let mut buf = Vec::new();
-        response.encode_to(&mut buf);
-        assert!(buf.len() <= response.size_hint());
-        let decoded = DiscoveryResponse::decode(buf.as_slice()).unwrap();
-        assert_eq!((decoded.version_info.as_str(), decoded.nonce.as_str()), ("v1", "7"));
-        assert_eq!(decoded.type_url, XdsType::Cluster.type_url());
-        assert_eq!(decoded.resources.len(), 2);
-        assert_eq!(decoded.resources[0].type_url, XdsType::Cluster.type_url());
+    fn sotw_chunks_form_a_valid_discovery_response() {
+        let snapshot = snapshot();
+        for payload in [
+            Payload::All(snapshot.of(XdsType::Cluster).clone()),
+            Payload::Some(snapshot.of(XdsType::Cluster).entries.values().cloned().collect()),
+        ] {
+            let response = SotwResponse {
+                xds_type: XdsType::Cluster,
+                version: "v1".into(),
+                nonce: "7".into(),
+                resources: payload,
+            };
+            let decoded = DiscoveryResponse::decode(joined(response.chunks()).as_slice()).unwrap();
+            assert_eq!((decoded.version_info.as_str(), decoded.nonce.as_str()), ("v1", "7"));
+            assert_eq!(decoded.type_url, XdsType::Cluster.type_url());
+            assert_eq!(decoded.resources.len(), 2);
+        }
     }
 
     #[test]
-    fn delta_encoding_is_a_valid_delta_discovery_response() {
+    fn delta_chunks_form_a_valid_delta_discovery_response() {
+        let snapshot = snapshot();
         let response = DeltaResponse {
             xds_type: XdsType::Cluster,
             system_version: "3".into(),
             nonce: "9".into(),
-            resources: entries(),
+            resources: Payload::All(snapshot.of(XdsType::Cluster).clone()),
             removed: vec![Arc::from("gone")],
         };
-        let mut buf = Vec::new();
-        response.encode_to(&mut buf);
-        let decoded = DeltaDiscoveryResponse::decode(buf.as_slice()).unwrap();
+        let decoded = DeltaDiscoveryResponse::decode(joined(response.chunks()).as_slice()).unwrap();
         assert_eq!(decoded.removed_resources, ["gone"]);
         assert_eq!(decoded.resources.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
-        assert!(!decoded.resources[0].version.is_empty());
+    }
+
+    #[test]
+    fn message_prefix_is_grpc_framing() {
+        assert_eq!(&message_prefix(&[Bytes::from_static(b"abc"), Bytes::from_static(b"de")])[..], &[0, 0, 0, 0, 5]);
     }
 }
