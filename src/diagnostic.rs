@@ -12,9 +12,21 @@ pub struct Origin {
     pub document: usize,
 }
 
+impl Origin {
+    /// `document` of objects that come one at a time (from the Kubernetes API), not from a stream.
+    pub const SINGLE_OBJECT: usize = usize::MAX;
+
+    pub fn object(source: &str) -> Origin {
+        Origin { file: Arc::from(source), document: Origin::SINGLE_OBJECT }
+    }
+}
+
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (document {})", self.file, self.document)
+        match self.document {
+            Origin::SINGLE_OBJECT => f.write_str(&self.file),
+            document => write!(f, "{} (document {document})", self.file),
+        }
     }
 }
 

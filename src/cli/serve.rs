@@ -7,8 +7,9 @@ use crate::diagnostic::{self, Diagnostic, Severity};
 use crate::server::admin::{self, AdminState};
 use crate::server::{self, Metrics, Shared};
 use crate::snapshot::Snapshot;
-use crate::source::config_dir::{ChangeWatcher, ConfigDir};
-use crate::source::files::LoadOptions;
+use crate::source::config_dir::{tls_file_dirs, ChangeWatcher, ConfigDir};
+use crate::source::files::{self, LoadOptions, Loaded};
+use crate::source::kubernetes::{KubernetesOptions, KubernetesSource};
 use crate::xds;
 use anyhow::Context as _;
 use clap::Args;
@@ -18,12 +19,22 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Directory of Ambassador YAML (and Secrets), watched for changes
-    #[arg(long, value_name = "DIR")]
-    pub config_dir: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "kubernetes")]
+    pub config_dir: Option<PathBuf>,
+
+    /// Also (or instead) watch Mappings, TLSContexts, Listeners, Services and Secrets in the
+    /// Kubernetes API (configuration from KUBECONFIG, or in-cluster)
+    #[arg(long)]
+    pub kubernetes: bool,
+
+    /// With --kubernetes: watch only this namespace (repeatable; default: all namespaces)
+    #[arg(long = "namespace", value_name = "NS", requires = "kubernetes")]
+    pub namespaces: Vec<String>,
 
     /// Address of the gRPC xDS server (ADS and per-type services). Keep it on loopback or a
     /// private network: SDS carries private keys.
@@ -72,18 +83,26 @@ pub fn run(args: &ServeArgs) -> i32 {
     }
 }
 
-/// Compiles one snapshot from the directory and publishes it if anything changed.
+/// Compiles one snapshot from the sources and publishes it if anything changed.
 struct Publisher {
-    source: ConfigDir,
+    files: Option<ConfigDir>,
+    kubernetes: Option<KubernetesSource>,
+    load_options: LoadOptions,
     options: Options,
     snapshots: watch::Sender<Arc<Snapshot>>,
     last_diagnostics: BTreeSet<Diagnostic>,
 }
 
 impl Publisher {
-    fn reload(&mut self) -> crate::source::files::Loaded {
+    fn reload(&mut self) -> Loaded {
         let started = Instant::now();
-        let mut loaded = self.source.load();
+        let mut loaded = self.files.as_mut().map(ConfigDir::load).unwrap_or_default();
+        if let Some(kubernetes) = &self.kubernetes {
+            let (model, diagnostics) = kubernetes.model();
+            loaded.model.extend(model);
+            loaded.diagnostics.extend(diagnostics);
+        }
+        loaded.tls_files = files::read_tls_files(&loaded.model, &self.load_options);
         let compiled = compile::compile(&loaded.model, &loaded.tls_files, &self.options);
         loaded.diagnostics.extend(compiled.diagnostics);
         diagnostic::normalize(&mut loaded.diagnostics);
@@ -126,8 +145,9 @@ impl Publisher {
 }
 
 async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
-    let dir = args.config_dir.clone();
-    anyhow::ensure!(dir.is_dir(), "--config-dir {}: not a directory", dir.display());
+    if let Some(dir) = &args.config_dir {
+        anyhow::ensure!(dir.is_dir(), "--config-dir {}: not a directory", dir.display());
+    }
     let options = Options {
         listener_port: args.listener_port,
         ambassador_namespace: args.ambassador_namespace.clone(),
@@ -147,35 +167,56 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the admin address {}", args.admin_address))?;
 
+    // Servers first, so /healthz answers and Envoy can connect; streams wait for the first
+    // snapshot (serial 1) before answering, and /readyz says so until then.
+    let shared = Shared { snapshots: snapshot_rx.clone(), shutdown: shutdown_rx.clone(), metrics: metrics.clone() };
+    let xds_server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_routes(server::routes(shared))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(xds_listener), wait_for(shutdown_rx.clone()));
+    let admin_app = admin::router(AdminState { snapshots: snapshot_rx, ready: ready_rx, metrics });
+    let admin_server = axum::serve(admin_listener, admin_app).with_graceful_shutdown(wait_for(shutdown_rx.clone()));
+    let xds_task = tokio::spawn(xds_server);
+    let admin_task = tokio::spawn(async move { admin_server.await });
+    tracing::info!(xds = %args.xds_address, admin = %args.admin_address, "listening");
+
     let mut watcher =
         ChangeWatcher::new(Duration::from_millis(args.debounce_ms)).context("starting the file watcher")?;
-    watcher.watch(&dir, true);
+    if let Some(dir) = &args.config_dir {
+        watcher.watch(dir, true);
+    }
+    let kubernetes = if args.kubernetes {
+        let client = kube::Client::try_default()
+            .await
+            .context("configuring the Kubernetes client (KUBECONFIG or in-cluster)")?;
+        let source = KubernetesSource::start(
+            client,
+            &KubernetesOptions { namespaces: args.namespaces.clone() },
+            watcher.notifier(),
+        )
+        .await;
+        tokio::select! {
+            () = source.synced() => tracing::info!("Kubernetes resources listed"),
+            () = termination() => return Ok(()),
+        }
+        Some(source)
+    } else {
+        None
+    };
     let mut publisher = Publisher {
-        source: ConfigDir::new(dir, load_options),
+        files: args.config_dir.clone().map(ConfigDir::new),
+        kubernetes,
+        load_options: load_options.clone(),
         options,
         snapshots: snapshot_tx,
         last_diagnostics: BTreeSet::new(),
     };
     let loaded = publisher.reload();
-    for tls_dir in publisher.source.tls_file_dirs(&loaded) {
+    for tls_dir in tls_file_dirs(&loaded, &load_options) {
         watcher.watch(&tls_dir, false);
     }
     ready_tx.send_replace(true);
 
-    let shared = Shared { snapshots: snapshot_rx.clone(), shutdown: shutdown_rx.clone(), metrics: metrics.clone() };
-    let xds_server = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .add_routes(server::routes(shared))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(xds_listener),
-            wait_for(shutdown_rx.clone()),
-        );
-    let admin_app = admin::router(AdminState { snapshots: snapshot_rx, ready: ready_rx, metrics });
-    let admin_server = axum::serve(admin_listener, admin_app).with_graceful_shutdown(wait_for(shutdown_rx.clone()));
-    tracing::info!(xds = %args.xds_address, admin = %args.admin_address, dir = %args.config_dir.display(), "serving");
-
-    let xds_task = tokio::spawn(xds_server);
-    let admin_task = tokio::spawn(async move { admin_server.await });
     let mut shutdown = shutdown_rx.clone();
     loop {
         tokio::select! {
@@ -184,7 +225,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
                     break;
                 }
                 let loaded = publisher.reload();
-                for tls_dir in publisher.source.tls_file_dirs(&loaded) {
+                for tls_dir in tls_file_dirs(&loaded, &load_options) {
                     watcher.watch(&tls_dir, false);
                 }
             }

@@ -54,6 +54,13 @@ pub fn parse_documents(file: &str, text: &str) -> (Model, Vec<Diagnostic>) {
     (model, diagnostics)
 }
 
+/// Parses one object that arrives on its own (from the Kubernetes API), already as a value.
+pub fn parse_object(origin: &Origin, value: Value) -> (Model, Vec<Diagnostic>) {
+    let mut parser = Parser { model: Model::default(), diagnostics: Vec::new() };
+    parser.parse_value(origin, value, None);
+    (parser.model, parser.diagnostics)
+}
+
 /// Below this size a file is parsed on one thread; spawning costs more than it saves.
 const PARALLEL_THRESHOLD: usize = 256 * 1024;
 
@@ -357,8 +364,7 @@ impl Parser {
                 return self.error(origin, Some(&id), format!("annotation `{AMBASSADOR_ANNOTATION}` must be a string"));
             }
         };
-        let file: Arc<str> =
-            Arc::from(format!("{} (document {}) Service {namespace}/{name} annotation", origin.file, origin.document));
+        let file: Arc<str> = Arc::from(format!("{origin} Service {namespace}/{name} annotation"));
         self.parse_stream(&file, &annotation, Some(&namespace));
     }
 

@@ -10,7 +10,7 @@ pub mod mapping;
 pub mod secret;
 pub mod tls_context;
 
-pub use document::{parse_documents, SYNTAX_ERROR};
+pub use document::{parse_documents, parse_object, SYNTAX_ERROR};
 pub use listener::ListenerSpec;
 pub use mapping::MappingSpec;
 pub use secret::SecretData;

@@ -203,6 +203,12 @@ async fn pump<Req, F>(
     F: FnMut(Event<Req>, &Snapshot) -> (Vec<Encoded>, Vec<Nack>, usize) + Send + 'static,
 {
     let Shared { mut snapshots, mut shutdown, metrics } = shared;
+    // Before the first snapshot (serial 0) there is nothing true to say: an empty answer would make
+    // a reconnecting Envoy drop its listeners and clusters. Requests wait until then.
+    tokio::select! {
+        ready = snapshots.wait_for(|s| s.serial > 0) => if ready.is_err() { return },
+        _ = shutdown.changed() => return,
+    }
     metrics.streams_opened.fetch_add(1, Ordering::Relaxed);
     metrics.streams_active.fetch_add(1, Ordering::Relaxed);
     let peer = peer.map(|p| p.to_string()).unwrap_or_else(|| "unknown".into());

@@ -24,21 +24,20 @@ struct CachedFile {
 #[derive(Debug)]
 pub struct ConfigDir {
     dir: PathBuf,
-    options: LoadOptions,
     cache: BTreeMap<PathBuf, CachedFile>,
 }
 
 impl ConfigDir {
-    pub fn new(dir: PathBuf, options: LoadOptions) -> ConfigDir {
-        ConfigDir { dir, options, cache: BTreeMap::new() }
+    pub fn new(dir: PathBuf) -> ConfigDir {
+        ConfigDir { dir, cache: BTreeMap::new() }
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    /// Reads the directory as it is now. Never fails: an unreadable directory or file is a
-    /// diagnostic, and the caller keeps serving what it had.
+    /// Reads the directory as it is now (the files TLSContexts name are read by the caller, for
+    /// every source at once). Never fails: an unreadable directory or file is a diagnostic.
     pub fn load(&mut self) -> Loaded {
         let mut loaded = Loaded::default();
         let paths = match files::config_files(std::slice::from_ref(&self.dir)) {
@@ -76,19 +75,17 @@ impl ConfigDir {
             loaded.model.extend(cached.model.clone());
             loaded.diagnostics.extend(cached.diagnostics.iter().cloned());
         }
-        loaded.tls_files = files::read_tls_files(&loaded.model, &self.options);
         loaded
     }
+}
 
-    /// Directories to watch besides the config directory: those of the files TLSContexts name.
-    pub fn tls_file_dirs(&self, loaded: &Loaded) -> BTreeSet<PathBuf> {
-        loaded
-            .tls_files
-            .keys()
-            .filter_map(|path| files::resolve_tls_path(path, &self.options).parent().map(Path::to_path_buf))
-            .filter(|dir| !dir.starts_with(&self.dir))
-            .collect()
-    }
+/// Directories to watch for the files TLSContexts name.
+pub fn tls_file_dirs(loaded: &Loaded, options: &LoadOptions) -> BTreeSet<PathBuf> {
+    loaded
+        .tls_files
+        .keys()
+        .filter_map(|path| files::resolve_tls_path(path, options).parent().map(Path::to_path_buf))
+        .collect()
 }
 
 fn parse_file(path: &Path, bytes: Vec<u8>, last_good: Option<Model>) -> CachedFile {
@@ -117,15 +114,18 @@ fn parse_file(path: &Path, bytes: Vec<u8>, last_good: Option<Model>) -> CachedFi
 }
 
 /// Watches paths and sends one notification per burst of changes, `debounce` after the last one.
+/// Other sources (the Kubernetes watchers) feed the same debounce through [`Self::notifier`].
 pub struct ChangeWatcher {
     watcher: notify::RecommendedWatcher,
     watched: BTreeSet<PathBuf>,
+    raw: mpsc::UnboundedSender<()>,
     pub changes: mpsc::Receiver<()>,
 }
 
 impl ChangeWatcher {
     pub fn new(debounce: Duration) -> notify::Result<ChangeWatcher> {
         let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<()>();
+        let raw = raw_tx.clone();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             if event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
                 let _ = raw_tx.send(());
@@ -141,7 +141,12 @@ impl ChangeWatcher {
                 }
             }
         });
-        Ok(ChangeWatcher { watcher, watched: BTreeSet::new(), changes })
+        Ok(ChangeWatcher { watcher, watched: BTreeSet::new(), raw, changes })
+    }
+
+    /// A handle that triggers a (debounced) reload.
+    pub fn notifier(&self) -> mpsc::UnboundedSender<()> {
+        self.raw.clone()
     }
 
     /// Watches `path` (recursively for the config directory) unless already watched.

@@ -3,3 +3,4 @@
 
 pub mod config_dir;
 pub mod files;
+pub mod kubernetes;

@@ -1,0 +1,177 @@
+//! The Kubernetes API as a source: one reflector per watched kind (and namespace), feeding the
+//! same parse/compile pipeline as files.
+//!
+//! * `getambassador.io` Mapping and TLSContext in the version the cluster serves (v3alpha1
+//!   preferred, else v2), Listener (v3alpha1); a missing CRD is a warning, not a failure;
+//! * core `Service`s (for `getambassador.io/config` annotations) and every `Secret` in the
+//!   watched namespaces (so a TLSContext may name any of them; secret data is never logged);
+//! * kube-rs watchers relist on 410 Gone and back off on errors; the reflector stores keep the
+//!   last listed state meanwhile, so the last good snapshot keeps being served.
+
+use crate::diagnostic::{Diagnostic, Origin};
+use crate::model::{parse_object, Model};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use kube::api::{Api, ApiResource, DynamicObject, TypeMeta};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::Client;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+const GROUP: &str = "getambassador.io";
+/// Versions used for each kind, in order of preference.
+const AMBASSADOR_KINDS: [(&str, &[&str]); 3] =
+    [("Mapping", &["v3alpha1", "v2"]), ("TLSContext", &["v3alpha1", "v2"]), ("Listener", &["v3alpha1"])];
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KubernetesOptions {
+    /// Namespaces to watch; empty means all.
+    pub namespaces: Vec<String>,
+}
+
+struct Watched {
+    resource: ApiResource,
+    namespace: Option<String>,
+    store: Store<DynamicObject>,
+}
+
+/// Watchers running in the background, and read access to what they hold.
+pub struct KubernetesSource {
+    watched: Vec<Watched>,
+}
+
+impl KubernetesSource {
+    /// Finds the served API versions and starts one watcher per kind and namespace. Calls
+    /// `changed` (cheaply, possibly often) whenever a watched object changes.
+    pub async fn start(
+        client: Client,
+        options: &KubernetesOptions,
+        changed: mpsc::UnboundedSender<()>,
+    ) -> KubernetesSource {
+        let mut resources = vec![ApiResource::erase::<Secret>(&()), ApiResource::erase::<Service>(&())];
+        resources.extend(ambassador_resources(&client).await);
+        let scopes: Vec<Option<String>> = if options.namespaces.is_empty() {
+            vec![None]
+        } else {
+            options.namespaces.iter().cloned().map(Some).collect()
+        };
+        let mut watched = Vec::new();
+        for resource in resources {
+            for namespace in &scopes {
+                let api: Api<DynamicObject> = match namespace {
+                    None => Api::all_with(client.clone(), &resource),
+                    Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+                };
+                let writer = reflector::store::Writer::new(resource.clone());
+                let store = writer.as_reader();
+                let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
+                let (kind, scope) =
+                    (resource.kind.clone(), namespace.clone().unwrap_or_else(|| "all namespaces".into()));
+                let changed = changed.clone();
+                tokio::spawn(async move {
+                    let mut stream = std::pin::pin!(stream);
+                    while let Some(event) = stream.next().await {
+                        match event {
+                            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+                            Ok(_) => {
+                                let _ = changed.send(());
+                            }
+                            // The watcher relists (410 Gone) and backs off by itself; the store
+                            // keeps the last state meanwhile.
+                            Err(err) => {
+                                tracing::warn!(kind, namespace = %scope, %err, "Kubernetes watch failed; retrying")
+                            }
+                        }
+                    }
+                });
+                watched.push(Watched { resource: resource.clone(), namespace: namespace.clone(), store });
+            }
+        }
+        KubernetesSource { watched }
+    }
+
+    /// Resolves once every watcher has listed its objects once.
+    pub async fn synced(&self) {
+        for watched in &self.watched {
+            loop {
+                match tokio::time::timeout(Duration::from_secs(10), watched.store.wait_until_ready()).await {
+                    Ok(_) => break,
+                    Err(_) => tracing::warn!(
+                        kind = %watched.resource.kind,
+                        namespace = watched.namespace.as_deref().unwrap_or("all namespaces"),
+                        "still waiting for the first list from the Kubernetes API"
+                    ),
+                }
+            }
+        }
+    }
+
+    /// Everything the watchers hold, parsed. Objects are ordered by kind, namespace and name, so
+    /// the result does not depend on the stores' internal order.
+    pub fn model(&self) -> (Model, Vec<Diagnostic>) {
+        let mut model = Model::default();
+        let mut diagnostics = Vec::new();
+        let origin = Origin::object("kubernetes");
+        for watched in &self.watched {
+            let mut objects = watched.store.state();
+            objects.sort_by(|a, b| {
+                (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
+            });
+            for object in objects {
+                let mut object = (*object).clone();
+                // List items come without apiVersion/kind; the parser needs them.
+                object.types = Some(TypeMeta {
+                    api_version: watched.resource.api_version.clone(),
+                    kind: watched.resource.kind.clone(),
+                });
+                object.metadata.managed_fields = None;
+                match serde_yaml::to_value(&object) {
+                    Ok(value) => {
+                        let (parsed, found) = parse_object(&origin, value);
+                        model.extend(parsed);
+                        diagnostics.extend(found);
+                    }
+                    Err(err) => {
+                        tracing::warn!(kind = %watched.resource.kind, %err, "skipping an object that does not serialize")
+                    }
+                }
+            }
+        }
+        (model, diagnostics)
+    }
+}
+
+/// The getambassador.io kinds this cluster serves, retried while the API is unreachable.
+async fn ambassador_resources(client: &Client) -> Vec<ApiResource> {
+    let mut delay = Duration::from_millis(500);
+    let group = loop {
+        match kube::discovery::group(client, GROUP).await {
+            Ok(group) => break Some(group),
+            Err(kube::Error::Discovery(err)) => {
+                tracing::warn!(%err, "the getambassador.io API group is not served (CRDs not installed?); watching Secrets and Services only");
+                break None;
+            }
+            Err(err) => {
+                tracing::warn!(%err, retry_in = ?delay, "cannot reach the Kubernetes API for discovery");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    };
+    let Some(group) = group else { return Vec::new() };
+    let mut resources = Vec::new();
+    for (kind, versions) in AMBASSADOR_KINDS {
+        let found = versions.iter().find_map(|version| {
+            group.versioned_resources(version).into_iter().find(|(ar, _)| ar.kind == kind).map(|(ar, _)| ar)
+        });
+        match found {
+            Some(resource) => {
+                tracing::info!(kind, version = %resource.version, "watching");
+                resources.push(resource);
+            }
+            None => tracing::warn!(kind, "getambassador.io serves no {kind} in {}; not watched", versions.join(" or ")),
+        }
+    }
+    resources
+}
