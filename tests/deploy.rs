@@ -98,7 +98,7 @@ fn deployment_runs_serve_with_flags_it_accepts_and_a_matching_envoy_bootstrap() 
 
     // Envoy's listener port is the one serve configures.
     let envoy_port = envoy["ports"][0]["containerPort"].as_u64().unwrap();
-    assert_eq!(envoy_port, u64::from(serve.listener_port));
+    assert_eq!(envoy_port, u64::from(serve.translation.listener_port));
     assert!(envoy["image"].as_str().unwrap().starts_with("envoyproxy/envoy:v1.40"));
 
     // The bootstrap points at serve's xDS address and is exactly what `bootstrap` prints.

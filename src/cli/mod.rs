@@ -37,7 +37,7 @@ pub enum Command {
     Bootstrap(bootstrap::BootstrapArgs),
 }
 
-/// Inputs and knobs shared by every command that compiles.
+/// Inputs of the commands that compile from paths.
 #[derive(Debug, Args)]
 pub struct CompileArgs {
     /// Files or directories (searched recursively for .yaml, .yml and .json) holding Ambassador
@@ -45,6 +45,23 @@ pub struct CompileArgs {
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
 
+    #[command(flatten)]
+    pub translation: TranslationArgs,
+}
+
+impl CompileArgs {
+    pub fn options(&self) -> Options {
+        self.translation.options()
+    }
+
+    pub fn load_options(&self) -> LoadOptions {
+        self.translation.load_options()
+    }
+}
+
+/// How resources are translated: shared by `translate`, `diff` and `serve`.
+#[derive(Debug, Args)]
+pub struct TranslationArgs {
     /// Port of the HTTP listener created when no Listener resource is given
     #[arg(long, default_value_t = 8080, value_name = "N")]
     pub listener_port: u16,
@@ -64,7 +81,7 @@ pub struct CompileArgs {
     pub files_root: Option<PathBuf>,
 }
 
-impl CompileArgs {
+impl TranslationArgs {
     pub fn options(&self) -> Options {
         Options {
             listener_port: self.listener_port,

@@ -2,6 +2,7 @@
 //! what changed. Never exits on bad input: diagnostics are logged and the last good
 //! configuration of every file keeps being served.
 
+use super::TranslationArgs;
 use crate::compile::{self, Options};
 use crate::diagnostic::{self, Diagnostic, Severity};
 use crate::server::admin::{self, AdminState};
@@ -41,25 +42,12 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:18000", value_name = "HOST:PORT")]
     pub xds_address: SocketAddr,
 
-    /// Port of the HTTP listener created when no Listener resource is given
-    #[arg(long, default_value_t = 8080, value_name = "N")]
-    pub listener_port: u16,
-
     /// Address of the admin endpoint (/healthz, /readyz, /snapshot, /metrics)
     #[arg(long, default_value = "127.0.0.1:8877", value_name = "HOST:PORT")]
     pub admin_address: SocketAddr,
 
-    /// Namespace Ambassador runs in (for qualifying bare service names)
-    #[arg(long, default_value = "default", value_name = "NS")]
-    pub ambassador_namespace: String,
-
-    /// Use only resources whose ambassador_id names this instance
-    #[arg(long, env = "AMBASSADOR_ID", default_value = "default", value_name = "ID")]
-    pub ambassador_id: String,
-
-    /// Read absolute TLSContext file paths under DIR
-    #[arg(long, value_name = "DIR")]
-    pub files_root: Option<PathBuf>,
+    #[command(flatten)]
+    pub translation: TranslationArgs,
 
     /// Quiet time after the last file change before recompiling
     #[arg(long, default_value_t = 100, value_name = "MS")]
@@ -148,12 +136,8 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     if let Some(dir) = &args.config_dir {
         anyhow::ensure!(dir.is_dir(), "--config-dir {}: not a directory", dir.display());
     }
-    let options = Options {
-        listener_port: args.listener_port,
-        ambassador_namespace: args.ambassador_namespace.clone(),
-        ambassador_id: args.ambassador_id.clone(),
-    };
-    let load_options = LoadOptions { files_root: args.files_root.clone() };
+    let options = args.translation.options();
+    let load_options = args.translation.load_options();
 
     let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(Snapshot::empty()));
     let (ready_tx, ready_rx) = watch::channel(false);

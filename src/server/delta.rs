@@ -11,7 +11,10 @@
 //!   secrets and clusters go out last.
 
 use super::wire::{DeltaResponse, Payload};
-use super::Nack;
+use super::{request_type, Nack};
+
+/// What the stream must do after an event.
+pub type Output = super::Output<DeltaResponse>;
 use crate::snapshot::{Entry, Snapshot, TypeSnapshot, XdsType};
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -95,13 +98,6 @@ impl TypeState {
     }
 }
 
-#[derive(Debug, Default, PartialEq)]
-pub struct Output {
-    pub responses: Vec<DeltaResponse>,
-    pub nacks: Vec<Nack>,
-    pub ignored: usize,
-}
-
 #[derive(Debug)]
 pub struct DeltaStream {
     fixed_type: Option<XdsType>,
@@ -116,15 +112,9 @@ impl DeltaStream {
 
     pub fn on_request(&mut self, request: &DeltaDiscoveryRequest, snapshot: &Snapshot) -> Output {
         let mut output = Output::default();
-        let xds_type = match (request.type_url.as_str(), self.fixed_type) {
-            ("", Some(fixed)) => fixed,
-            (url, fixed) => match XdsType::from_type_url(url) {
-                Some(t) if fixed.is_none_or(|f| f == t) => t,
-                _ => {
-                    output.ignored += 1;
-                    return output;
-                }
-            },
+        let Some(xds_type) = request_type(&request.type_url, self.fixed_type) else {
+            output.ignored += 1;
+            return output;
         };
         let first = !self.types.contains_key(&xds_type);
         let state = self.types.entry(xds_type).or_default();

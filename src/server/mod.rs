@@ -28,6 +28,30 @@ pub struct Nack {
     pub message: String,
 }
 
+/// What a stream must do after an event: responses to send, NACKs to report.
+#[derive(Debug, PartialEq)]
+pub struct Output<R> {
+    pub responses: Vec<R>,
+    pub nacks: Vec<Nack>,
+    /// Requests ignored because their nonce was stale, or their type unknown.
+    pub ignored: usize,
+}
+
+impl<R> Default for Output<R> {
+    fn default() -> Self {
+        Output { responses: Vec::new(), nacks: Vec::new(), ignored: 0 }
+    }
+}
+
+/// The type a request is about: its `type_url`, which a per-type service may leave empty; `None`
+/// for types this server does not serve (or that the service is not for).
+pub fn request_type(type_url: &str, fixed_type: Option<XdsType>) -> Option<XdsType> {
+    match (type_url, fixed_type) {
+        ("", Some(fixed)) => Some(fixed),
+        (url, fixed) => XdsType::from_type_url(url).filter(|t| fixed.is_none_or(|f| f == *t)),
+    }
+}
+
 /// Counters exposed on the admin port.
 #[derive(Debug, Default)]
 pub struct Metrics {

@@ -14,7 +14,10 @@
 //!   routes that stop using them (break).
 
 use super::wire::{Payload, SotwResponse};
-use super::Nack;
+use super::{request_type, Nack};
+
+/// What the stream must do after an event.
+pub type Output = super::Output<SotwResponse>;
 use crate::snapshot::{Entry, Snapshot, TypeSnapshot, XdsType};
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use sha1::{Digest, Sha1};
@@ -37,15 +40,6 @@ struct TypeState {
     sent: Payload,
 }
 
-/// What the stream must do after an event.
-#[derive(Debug, Default, PartialEq)]
-pub struct Output {
-    pub responses: Vec<SotwResponse>,
-    pub nacks: Vec<Nack>,
-    /// Requests ignored because their nonce was stale, or their type unknown.
-    pub ignored: usize,
-}
-
 #[derive(Debug)]
 pub struct SotwStream {
     /// Per-type services serve one type; ADS (None) serves all.
@@ -66,15 +60,9 @@ impl SotwStream {
 
     pub fn on_request(&mut self, request: &DiscoveryRequest, snapshot: &Snapshot) -> Output {
         let mut output = Output::default();
-        let xds_type = match (request.type_url.as_str(), self.fixed_type) {
-            ("", Some(fixed)) => fixed,
-            (url, fixed) => match XdsType::from_type_url(url) {
-                Some(t) if fixed.is_none_or(|f| f == t) => t,
-                _ => {
-                    output.ignored += 1;
-                    return output;
-                }
-            },
+        let Some(xds_type) = request_type(&request.type_url, self.fixed_type) else {
+            output.ignored += 1;
+            return output;
         };
         let subscription = if request.resource_names.is_empty() && xds_type.is_wildcard_by_default()
             || request.resource_names.iter().any(|n| n == "*")
