@@ -36,25 +36,21 @@ fn main() {
     let mut rows = Vec::new();
     for ((&n, input), (wall, rss_kib, bytes)) in sizes.iter().zip(&inputs).zip(processes) {
         let stages = in_process(input, runs(n));
-        println!(
-            "{n:>6} mappings: parse {:.1} ms, compile {:.1} ms, xds {:.1} ms, render {:.1} ms | translate process {:.1} ms, peak RSS {:.1} MiB, {:.1} MiB JSON",
+        let values = [
             ms(stages[0]),
             ms(stages[1]),
             ms(stages[2]),
             ms(stages[3]),
             ms(wall),
             rss_kib as f64 / 1024.0,
-            bytes as f64 / 1048576.0
+            bytes as f64 / 1048576.0,
+        ];
+        let [parse, compile, xds, render, process, rss, json] = values;
+        println!(
+            "{n:>6} mappings: parse {parse:.1} ms, compile {compile:.1} ms, xds {xds:.1} ms, render {render:.1} ms | translate process {process:.1} ms, peak RSS {rss:.1} MiB, {json:.1} MiB JSON"
         );
         rows.push(format!(
-            "| {n} | {:.1} | {:.1} | {:.1} | {:.1} | **{:.1}** | **{:.1}** | {:.1} |",
-            ms(stages[0]),
-            ms(stages[1]),
-            ms(stages[2]),
-            ms(stages[3]),
-            ms(wall),
-            rss_kib as f64 / 1024.0,
-            bytes as f64 / 1048576.0
+            "| {n} | {parse:.1} | {compile:.1} | {xds:.1} | {render:.1} | **{process:.1}** | **{rss:.1}** | {json:.1} |"
         ));
     }
     write_table(&rows);
