@@ -543,3 +543,20 @@ async fn file_changes_are_pushed_and_broken_files_keep_their_last_good_version()
     let removed = client.next().await;
     assert_eq!(removed.removed_resources, ["cluster_c_default"]);
 }
+
+#[tokio::test]
+async fn per_type_delta_sds_service_answers_named_secrets() {
+    use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_client::SecretDiscoveryServiceClient;
+    let harness = Harness::start(snapshot(&base_docs(), 1, None)).await;
+    let mut client = SecretDiscoveryServiceClient::connect(harness.address.clone()).await.unwrap();
+    let (tx, rx) = mpsc::channel(4);
+    let subscribe = DeltaDiscoveryRequest {
+        resource_names_subscribe: vec!["tlscontext/default/ctx/client-cert".into()],
+        ..Default::default()
+    };
+    tx.send(subscribe).await.unwrap();
+    let mut responses = client.delta_secrets(ReceiverStream::new(rx)).await.unwrap().into_inner();
+    let response = tokio::time::timeout(PATIENCE, responses.message()).await.unwrap().unwrap().unwrap();
+    assert_eq!(response.type_url, SDS);
+    assert_eq!(delta_names(&response), ["tlscontext/default/ctx/client-cert"]);
+}
