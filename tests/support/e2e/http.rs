@@ -260,3 +260,19 @@ fn percent_encode(text: &str) -> String {
         })
         .collect()
 }
+
+/// Every `*.update_rejected` counter is 0 — Envoy NACKed nothing — and the CDS and LDS ones exist
+/// (so the check is not vacuous).
+pub fn check_no_rejected_updates(stats: &BTreeMap<String, u64>) -> Result<(), String> {
+    for expected in ["cluster_manager.cds.update_rejected", "listener_manager.lds.update_rejected"] {
+        if !stats.contains_key(expected) {
+            return Err(format!("Envoy has no {expected} stat; update_rejected stats: {stats:?}"));
+        }
+    }
+    let rejected: Vec<(&String, &u64)> = stats.iter().filter(|(_, value)| **value > 0).collect();
+    if rejected.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("Envoy rejected xDS updates: {rejected:?}"))
+    }
+}

@@ -311,14 +311,8 @@ impl Stack {
     /// NACKed anything the control plane sent.
     pub fn assert_no_rejected_updates(&self) {
         let stats = self.envoy_stats("update_rejected");
-        for expected in ["cluster_manager.cds.update_rejected", "listener_manager.lds.update_rejected"] {
-            if !stats.contains_key(expected) {
-                self.fail(&format!("Envoy has no {expected} stat; update_rejected stats: {stats:?}"));
-            }
-        }
-        let rejected: BTreeMap<&String, &u64> = stats.iter().filter(|(_, value)| **value > 0).collect();
-        if !rejected.is_empty() {
-            self.fail(&format!("Envoy rejected xDS updates: {rejected:?}"));
+        if let Err(err) = http::check_no_rejected_updates(&stats) {
+            self.fail(&err);
         }
     }
 
