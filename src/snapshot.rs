@@ -112,9 +112,20 @@ impl PartialEq for TypeSnapshot {
 }
 
 impl TypeSnapshot {
-    fn new(xds_type: XdsType, resources: &[Resource]) -> TypeSnapshot {
-        let entries: BTreeMap<Arc<str>, Entry> =
-            resources.iter().map(|r| (Arc::from(r.name.as_str()), encode_entry(xds_type, r))).collect();
+    /// Entries whose bytes did not change since `previous` are taken over as they are (same
+    /// buffers), so a reload only frames the resources that changed.
+    fn new(xds_type: XdsType, resources: &[Resource], previous: Option<&TypeSnapshot>) -> TypeSnapshot {
+        let entries: BTreeMap<Arc<str>, Entry> = resources
+            .iter()
+            .map(|resource| {
+                let version = body_version(&resource.body);
+                let entry = match previous.and_then(|p| p.get(&resource.name)) {
+                    Some(old) if *old.version == *version => old.clone(),
+                    _ => encode_entry(xds_type, resource, version),
+                };
+                (entry.name.clone(), entry)
+            })
+            .collect();
         let mut hasher = Sha1::new();
         for entry in entries.values() {
             hasher.update(entry.name.as_bytes());
@@ -167,10 +178,13 @@ fn short_hash(hasher: Sha1) -> String {
     hex::encode(&hasher.finalize()[..8])
 }
 
-fn encode_entry(xds_type: XdsType, resource: &Resource) -> Entry {
+fn body_version(body: &[u8]) -> Arc<str> {
     let mut hasher = Sha1::new();
-    hasher.update(&resource.body);
-    let version: Arc<str> = Arc::from(short_hash(hasher));
+    hasher.update(body);
+    Arc::from(short_hash(hasher))
+}
+
+fn encode_entry(xds_type: XdsType, resource: &Resource, version: Arc<str>) -> Entry {
     let any = envoy_types::pb::google::protobuf::Any {
         type_url: xds_type.type_url().to_string(),
         value: resource.body.to_vec(),
@@ -204,8 +218,9 @@ impl Snapshot {
     pub fn new(resources: Resources, serial: u64, previous: Option<&Snapshot>) -> Snapshot {
         let types = XdsType::PUSH_ORDER.map(|xds_type| {
             let list = xds_type.resource_type().map(|t| resources.of(t)).unwrap_or_default();
-            let fresh = TypeSnapshot::new(xds_type, list);
-            match previous.map(|p| p.of(xds_type)) {
+            let old = previous.map(|p| p.of(xds_type));
+            let fresh = TypeSnapshot::new(xds_type, list, old.map(|o| &**o));
+            match old {
                 Some(old) if old.version == fresh.version => old.clone(),
                 _ => Arc::new(fresh),
             }
@@ -249,6 +264,10 @@ mod tests {
         assert!(same.same_content(&first));
 
         let changed = Snapshot::new(resources(&[("a", b"1"), ("b", b"3")]), 3, Some(&same));
+        // The unchanged resource keeps its very buffers.
+        let (old_a, new_a) =
+            (first.of(XdsType::Cluster).get("a").unwrap(), changed.of(XdsType::Cluster).get("a").unwrap());
+        assert_eq!(old_a.sotw_field.as_ptr(), new_a.sotw_field.as_ptr());
         assert_ne!(changed.of(XdsType::Cluster).version, first.of(XdsType::Cluster).version);
         assert_eq!(
             changed.of(XdsType::Cluster).get("a").unwrap().version,
