@@ -6,7 +6,6 @@
 //! hand-written JSON model to drift from what the server sends.
 
 use crate::xds::{Resource, ResourceType, Resources};
-use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, ReflectMessage, SerializeOptions};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
@@ -30,11 +29,6 @@ pub enum RenderError {
     UnknownMessage(String),
 }
 
-/// The descriptor pool holding every Envoy message ambassador-xds renders or parses.
-pub fn pool() -> &'static DescriptorPool {
-    &POOL
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
     #[default]
@@ -50,12 +44,6 @@ pub struct RenderedResource {
     pub json: String,
 }
 
-/// Converts any envoy-types message into its reflective twin by full name.
-pub fn to_dynamic<M: Message + prost::Name>(message: &M) -> DynamicMessage {
-    let descriptor = message_descriptor(&M::full_name()).expect("envoy message in descriptor pool");
-    DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice()).expect("re-decoding our own encoding")
-}
-
 fn message_descriptor(full_name: &str) -> Result<MessageDescriptor, RenderError> {
     POOL.get_message_by_name(full_name).ok_or_else(|| RenderError::UnknownMessage(full_name.to_string()))
 }
@@ -64,7 +52,7 @@ fn message_descriptor(full_name: &str) -> Result<MessageDescriptor, RenderError>
 /// message (clusters, listeners, routes, secrets), each list sorted by name as `Resources` keeps
 /// it, empty lists omitted as proto3 JSON omits them.
 ///
-/// It is serialized straight from the envoy-types messages, one resource at a time, so the whole
+/// It is serialized straight from the encoded resources, one resource at a time, so the whole
 /// document never exists as one reflective tree (that tree costs more memory than everything
 /// else in `translate` together). `parse_snapshot_json` reads it back as a `Snapshot` message.
 pub struct SnapshotView<'a>(pub &'a Resources);
@@ -183,11 +171,6 @@ pub fn resources_of(snapshot: &DynamicMessage) -> Vec<RenderedResource> {
         }
     }
     out
-}
-
-/// Converts a reflective message back into the envoy-types message of the same name.
-pub fn from_dynamic<M: Message + Default>(message: &DynamicMessage) -> M {
-    M::decode(message.encode_to_vec().as_slice()).expect("same schema on both sides")
 }
 
 #[cfg(test)]
