@@ -136,7 +136,15 @@ fn propagation(mappings: usize, changes: usize) -> (Duration, Duration) {
 async fn client(address: String, delta: bool, ready: Arc<AtomicUsize>, updated: Arc<AtomicUsize>) {
     let mut client =
         AggregatedDiscoveryServiceClient::connect(address).await.unwrap().max_decoding_message_size(64 << 20);
+    // The first route configuration is the initial sync; any later one is the update.
     let mut routes_seen = 0;
+    let mut count_routes = |type_url: &str| {
+        if type_url == RDS {
+            routes_seen += 1;
+            let counter = if routes_seen == 1 { &ready } else { &updated };
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    };
     if delta {
         let (tx, rx) = mpsc::channel(8);
         for (type_url, names) in [(CDS, vec![]), (LDS, vec![]), (RDS, vec!["ambassador-routes".to_string()])] {
@@ -156,11 +164,7 @@ async fn client(address: String, delta: bool, ready: Arc<AtomicUsize>, updated: 
                 ..Default::default()
             };
             let _ = tx.send(ack).await;
-            if response.type_url == RDS {
-                routes_seen += 1;
-                let counter = if routes_seen == 1 { &ready } else { &updated };
-                counter.fetch_add(1, Ordering::SeqCst);
-            }
+            count_routes(&response.type_url);
         }
     } else {
         let (tx, rx) = mpsc::channel(8);
@@ -181,11 +185,7 @@ async fn client(address: String, delta: bool, ready: Arc<AtomicUsize>, updated: 
                 ..Default::default()
             };
             let _ = tx.send(ack).await;
-            if response.type_url == RDS {
-                routes_seen += 1;
-                let counter = if routes_seen == 1 { &ready } else { &updated };
-                counter.fetch_add(1, Ordering::SeqCst);
-            }
+            count_routes(&response.type_url);
         }
     }
 }

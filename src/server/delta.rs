@@ -242,3 +242,31 @@ impl DeltaStream {
 fn is_full(changed: &[Entry], current: &TypeSnapshot) -> bool {
     changed.len() == current.entries.len() && !changed.is_empty()
 }
+
+impl super::StreamMachine for DeltaStream {
+    type Request = DeltaDiscoveryRequest;
+    type Response = DeltaResponse;
+    const PROTOCOL: &'static str = "delta";
+
+    fn on_request(&mut self, request: &DeltaDiscoveryRequest, snapshot: &Snapshot) -> Output {
+        DeltaStream::on_request(self, request, snapshot)
+    }
+
+    fn on_snapshot(&mut self, snapshot: &Snapshot) -> Output {
+        DeltaStream::on_snapshot(self, snapshot)
+    }
+}
+
+impl super::OutgoingResponse for DeltaResponse {
+    fn xds_type(&self) -> XdsType {
+        self.xds_type
+    }
+
+    fn resource_count(&self) -> usize {
+        self.resources.len() + self.removed.len()
+    }
+
+    fn chunks(&self) -> Vec<bytes::Bytes> {
+        DeltaResponse::chunks(self)
+    }
+}

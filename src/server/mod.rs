@@ -8,7 +8,6 @@ pub mod sotw;
 pub mod wire;
 
 use crate::snapshot::{Snapshot, XdsType};
-use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -157,44 +156,8 @@ impl GrpcMethod {
         let body = request.into_body();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         match self.protocol {
-            Protocol::Sotw => {
-                let requests = Streaming::new_request(
-                    ProstDecoder::<DiscoveryRequest>::default(),
-                    body,
-                    None,
-                    Some(MAX_REQUEST_BYTES),
-                );
-                let mut machine = sotw::SotwStream::new(self.fixed_type);
-                tokio::spawn(pump(self.shared, requests, tx, peer, "sotw", move |event, snapshot| {
-                    let out = match event {
-                        Event::Request(request) => machine.on_request(&request, snapshot),
-                        Event::Snapshot => machine.on_snapshot(snapshot),
-                    };
-                    let responses = out.responses.iter().map(|r| (r.xds_type, r.resources.len(), r.chunks())).collect();
-                    (responses, out.nacks, out.ignored)
-                }));
-            }
-            Protocol::Delta => {
-                let requests = Streaming::new_request(
-                    ProstDecoder::<DeltaDiscoveryRequest>::default(),
-                    body,
-                    None,
-                    Some(MAX_REQUEST_BYTES),
-                );
-                let mut machine = delta::DeltaStream::new(self.fixed_type);
-                tokio::spawn(pump(self.shared, requests, tx, peer, "delta", move |event, snapshot| {
-                    let out = match event {
-                        Event::Request(request) => machine.on_request(&request, snapshot),
-                        Event::Snapshot => machine.on_snapshot(snapshot),
-                    };
-                    let responses = out
-                        .responses
-                        .iter()
-                        .map(|r| (r.xds_type, r.resources.len() + r.removed.len(), r.chunks()))
-                        .collect();
-                    (responses, out.nacks, out.ignored)
-                }));
-            }
+            Protocol::Sotw => spawn_stream(self.shared, sotw::SotwStream::new(self.fixed_type), body, tx, peer),
+            Protocol::Delta => spawn_stream(self.shared, delta::DeltaStream::new(self.fixed_type), body, tx, peer),
         }
         let mut response = http::Response::new(tonic::body::Body::new(GrpcResponseBody::new(rx)));
         response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/grpc"));
@@ -205,27 +168,45 @@ impl GrpcMethod {
 /// Responses buffered per stream before the stream task waits for the client to read.
 const STREAM_BUFFER: usize = 16;
 
-enum Event<R> {
-    Request(R),
-    Snapshot,
+/// A protocol's per-stream state machine, as the stream task drives it.
+pub trait StreamMachine: Send + 'static {
+    type Request: prost::Message + Default + Send + 'static;
+    type Response: OutgoingResponse;
+    /// For logs.
+    const PROTOCOL: &'static str;
+    fn on_request(&mut self, request: &Self::Request, snapshot: &Snapshot) -> Output<Self::Response>;
+    fn on_snapshot(&mut self, snapshot: &Snapshot) -> Output<Self::Response>;
 }
 
-/// An encoded response, with what logs say about it.
-type Encoded = (XdsType, usize, Vec<bytes::Bytes>);
+/// A response ready for the wire, and what logs say about it.
+pub trait OutgoingResponse: Send {
+    fn xds_type(&self) -> XdsType;
+    /// Resources sent plus resources removed.
+    fn resource_count(&self) -> usize;
+    fn chunks(&self) -> Vec<bytes::Bytes>;
+}
+
+fn spawn_stream<M: StreamMachine>(
+    shared: Shared,
+    machine: M,
+    body: axum::body::Body,
+    tx: mpsc::Sender<Vec<bytes::Bytes>>,
+    peer: Option<std::net::SocketAddr>,
+) {
+    let requests = Streaming::new_request(ProstDecoder::<M::Request>::default(), body, None, Some(MAX_REQUEST_BYTES));
+    tokio::spawn(pump(shared, requests, tx, peer, machine));
+}
 
 /// One stream's task: requests and snapshot changes in, responses out, until either side ends
 /// or the server shuts down.
-async fn pump<Req, F>(
+async fn pump<M: StreamMachine>(
     shared: Shared,
-    mut requests: Streaming<Req>,
+    mut requests: Streaming<M::Request>,
     tx: mpsc::Sender<Vec<bytes::Bytes>>,
     peer: Option<std::net::SocketAddr>,
-    protocol: &'static str,
-    mut machine: F,
-) where
-    Req: Send + 'static,
-    F: FnMut(Event<Req>, &Snapshot) -> (Vec<Encoded>, Vec<Nack>, usize) + Send + 'static,
-{
+    mut machine: M,
+) {
+    let protocol = M::PROTOCOL;
     let Shared { mut snapshots, mut shutdown, metrics } = shared;
     // Before the first snapshot (serial 0) there is nothing true to say: an empty answer would make
     // a reconnecting Envoy drop its listeners and clusters. Requests wait until then.
@@ -238,11 +219,11 @@ async fn pump<Req, F>(
     let peer = peer.map(|p| p.to_string()).unwrap_or_else(|| "unknown".into());
     tracing::debug!(%peer, protocol, "xDS stream opened");
     loop {
-        let (responses, nacks, ignored) = tokio::select! {
+        let Output { responses, nacks, ignored } = tokio::select! {
             request = requests.message() => match request {
                 Ok(Some(request)) => {
                     let snapshot = snapshots.borrow_and_update().clone();
-                    machine(Event::Request(request), &snapshot)
+                    machine.on_request(&request, &snapshot)
                 }
                 Ok(None) => break,
                 Err(status) => {
@@ -255,7 +236,7 @@ async fn pump<Req, F>(
                     break;
                 }
                 let snapshot = snapshots.borrow_and_update().clone();
-                machine(Event::Snapshot, &snapshot)
+                machine.on_snapshot(&snapshot)
             }
             _ = shutdown.changed() => break,
         };
@@ -271,10 +252,11 @@ async fn pump<Req, F>(
                 "Envoy rejected a response (NACK); it will not be sent again"
             );
         }
-        for (xds_type, count, chunks) in responses {
+        for response in responses {
+            let (xds_type, count) = (response.xds_type(), response.resource_count());
             tracing::debug!(%peer, protocol, type_ = xds_type.short_name(), resources = count, "sending");
             metrics.responses_sent.fetch_add(1, Ordering::Relaxed);
-            if tx.send(chunks).await.is_err() {
+            if tx.send(response.chunks()).await.is_err() {
                 break;
             }
         }

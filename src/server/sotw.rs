@@ -196,3 +196,31 @@ fn version_of(entries: &[Entry]) -> String {
     }
     hex::encode(&hasher.finalize()[..8])
 }
+
+impl super::StreamMachine for SotwStream {
+    type Request = DiscoveryRequest;
+    type Response = SotwResponse;
+    const PROTOCOL: &'static str = "sotw";
+
+    fn on_request(&mut self, request: &DiscoveryRequest, snapshot: &Snapshot) -> Output {
+        SotwStream::on_request(self, request, snapshot)
+    }
+
+    fn on_snapshot(&mut self, snapshot: &Snapshot) -> Output {
+        SotwStream::on_snapshot(self, snapshot)
+    }
+}
+
+impl super::OutgoingResponse for SotwResponse {
+    fn xds_type(&self) -> XdsType {
+        self.xds_type
+    }
+
+    fn resource_count(&self) -> usize {
+        self.resources.len()
+    }
+
+    fn chunks(&self) -> Vec<bytes::Bytes> {
+        SotwResponse::chunks(self)
+    }
+}
