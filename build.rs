@@ -9,6 +9,7 @@ use std::process::Command;
 /// served resource types: every extra file costs memory and start-up time in every process.
 const ENVOY_FILES: &[&str] = &[
     "envoy/config/cluster/v3/cluster.proto",
+    "envoy/config/endpoint/v3/endpoint.proto",
     "envoy/config/listener/v3/listener.proto",
     "envoy/config/route/v3/route.proto",
     "envoy/extensions/filters/http/router/v3/router.proto",

@@ -19,6 +19,11 @@ impl Origin {
     pub fn object(source: &str) -> Origin {
         Origin { file: Arc::from(source), document: Origin::SINGLE_OBJECT }
     }
+
+    /// The file as a whole (problems that are not about one document).
+    pub fn file(file: &str) -> Origin {
+        Origin { file: Arc::from(file), document: 0 }
+    }
 }
 
 impl fmt::Display for Origin {
@@ -58,19 +63,45 @@ pub enum Severity {
     Warning,
 }
 
+/// What kind of problem a diagnostic reports: what code branches on (never the message text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// The text is not YAML (or not UTF-8 text): nothing in the document could be read.
+    Syntax,
+    /// A file or directory could not be read.
+    Unreadable,
+    /// A value is missing, of the wrong type, or not one Emissary accepts.
+    Invalid,
+    /// A kind this tool does not translate; the document is skipped.
+    UnsupportedKind,
+    /// A field this tool does not translate; it is ignored.
+    IgnoredField,
+    /// A second resource with the same kind, namespace and name.
+    Duplicate,
+    /// A reference (TLSContext, Secret, file) that does not resolve.
+    Reference,
+    /// Certificate, key or CA material that cannot be served.
+    Material,
+    /// An input is broken and its last good version is served instead.
+    Stale,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Diagnostic {
     pub severity: Severity,
+    pub kind: Kind,
     pub origin: Option<Origin>,
     pub resource: Option<ResourceId>,
     pub message: String,
 }
 
 impl Diagnostic {
+    /// An error of kind [`Kind::Invalid`]; [`Self::with_kind`] says what else it is.
     pub fn error(origin: Option<&Origin>, resource: Option<&ResourceId>, message: impl Into<String>) -> Self {
         Self::new(Severity::Error, origin, resource, message)
     }
 
+    /// A warning of kind [`Kind::Invalid`]; [`Self::with_kind`] says what else it is.
     pub fn warning(origin: Option<&Origin>, resource: Option<&ResourceId>, message: impl Into<String>) -> Self {
         Self::new(Severity::Warning, origin, resource, message)
     }
@@ -81,7 +112,17 @@ impl Diagnostic {
         resource: Option<&ResourceId>,
         message: impl Into<String>,
     ) -> Self {
-        Diagnostic { severity, origin: origin.cloned(), resource: resource.cloned(), message: message.into() }
+        Diagnostic {
+            severity,
+            kind: Kind::Invalid,
+            origin: origin.cloned(),
+            resource: resource.cloned(),
+            message: message.into(),
+        }
+    }
+
+    pub fn with_kind(self, kind: Kind) -> Self {
+        Diagnostic { kind, ..self }
     }
 
     pub fn is_error(&self) -> bool {

@@ -1,25 +1,31 @@
-//! The whole translation, from paths on disk to Envoy resources: what `translate`, `diff` and the
-//! golden tests run.
+//! The one translation path, from what the sources read to encoded Envoy resources: what
+//! `translate`, `diff`, the golden tests and the serving controller all run.
 
 use crate::compile::{self, Options};
 use crate::diagnostic::{self, Diagnostic};
-use crate::source::files::{self, LoadError, LoadOptions};
+use crate::source::files::{self, LoadError, LoadOptions, Loaded};
 use crate::xds::{self, Resources};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Translation {
     pub resources: Resources,
+    /// Reading and compiling problems together, in [`diagnostic::normalize`] order.
     pub diagnostics: Vec<Diagnostic>,
 }
 
-pub fn translate_paths(paths: &[PathBuf], load: &LoadOptions, options: &Options) -> Result<Translation, LoadError> {
-    let loaded = files::load(paths, load)?;
+/// Compiles and encodes everything that was read.
+pub fn translate(loaded: Loaded, options: &Options) -> Translation {
     let compiled = compile::compile(&loaded.model, &loaded.tls_files, options);
     // The model is no longer needed; freeing it before building keeps peak memory down.
     drop(loaded.model);
     let mut diagnostics = loaded.diagnostics;
     diagnostics.extend(compiled.diagnostics);
     diagnostic::normalize(&mut diagnostics);
-    Ok(Translation { resources: xds::build(&compiled.ir), diagnostics })
+    Translation { resources: xds::build(&compiled.ir), diagnostics }
+}
+
+/// Reads files and directories, then [`translate`]s them.
+pub fn translate_paths(paths: &[PathBuf], load: &LoadOptions, options: &Options) -> Result<Translation, LoadError> {
+    Ok(translate(files::load(paths, load)?, options))
 }

@@ -5,7 +5,9 @@
 //! `build.rs`); messages are transcoded through `prost-reflect`, so there is no second,
 //! hand-written JSON model to drift from what the server sends.
 
-use crate::xds::{Resource, ResourceType, Resources};
+use crate::xds::{Resource, Resources, XdsType};
+use envoy_types::pb::envoy::config::core::v3::{data_source, DataSource};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{secret, Secret};
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, ReflectMessage, SerializeOptions};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
@@ -49,7 +51,7 @@ fn message_descriptor(full_name: &str) -> Result<MessageDescriptor, RenderError>
 }
 
 /// The golden-file document: all resources grouped by type, in the order of the `Snapshot`
-/// message (clusters, listeners, routes, secrets), each list sorted by name as `Resources` keeps
+/// message (clusters, endpoints, listeners, routes, secrets), each list sorted by name as `Resources` keeps
 /// it, empty lists omitted as proto3 JSON omits them.
 ///
 /// It is serialized straight from the encoded resources, one resource at a time, so the whole
@@ -60,7 +62,7 @@ pub struct SnapshotView<'a>(pub &'a Resources);
 impl Serialize for SnapshotView<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
-        for resource_type in ResourceType::ALL {
+        for resource_type in XdsType::ALL {
             let list = self.0.of(resource_type);
             if !list.is_empty() {
                 map.serialize_entry(resource_type.golden_field(), &List(resource_type, list))?;
@@ -70,7 +72,7 @@ impl Serialize for SnapshotView<'_> {
     }
 }
 
-struct List<'a>(ResourceType, &'a [Resource]);
+struct List<'a>(XdsType, &'a [Resource]);
 
 impl Serialize for List<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -82,8 +84,26 @@ impl Serialize for List<'_> {
     }
 }
 
+/// The same resources with every private key replaced by `[redacted]`, as Envoy's own
+/// `/config_dump` shows them: what `translate` prints by default, goldens hold and `/snapshot` serves.
+pub fn redacted(mut resources: Resources) -> Resources {
+    for resource in resources.of_mut(XdsType::Secret) {
+        let mut secret: Secret = resource.decode();
+        if let Some(secret::Type::TlsCertificate(certificate)) = &mut secret.r#type {
+            if certificate.private_key.is_some() {
+                certificate.private_key = Some(DataSource {
+                    specifier: Some(data_source::Specifier::InlineString(REDACTED.to_string())),
+                    ..Default::default()
+                });
+            }
+        }
+        *resource = Resource::encode(&resource.name, &secret);
+    }
+    resources
+}
+
 /// The reflective form of an encoded resource.
-pub fn decode_resource(resource_type: ResourceType, resource: &Resource) -> DynamicMessage {
+pub fn decode_resource(resource_type: XdsType, resource: &Resource) -> DynamicMessage {
     let descriptor = message_descriptor(resource_type.message_name()).expect("resource types are in the pool");
     DynamicMessage::decode(descriptor, resource.body.clone()).expect("resources are encoded by this crate")
 }
@@ -144,7 +164,7 @@ pub fn parse_snapshot_json(text: &str) -> Result<DynamicMessage, RenderError> {
 
 /// Each resource rendered on its own, as `diff` compares them.
 pub fn rendered_resources(resources: &Resources) -> Vec<RenderedResource> {
-    ResourceType::ALL
+    XdsType::ALL
         .into_iter()
         .flat_map(|resource_type| {
             resources.of(resource_type).iter().map(move |resource| RenderedResource {
@@ -186,7 +206,7 @@ mod tests {
             connect_timeout: Some(Duration { seconds: 3, nanos: 0 }),
             ..Default::default()
         };
-        let resources = Resources { clusters: vec![Resource::encode("c", &cluster)], ..Default::default() };
+        let resources = Resources::default().with(XdsType::Cluster, vec![Resource::encode("c", &cluster)]);
         let json = snapshot_json(&resources);
         assert!(json.contains("\"connect_timeout\": \"3s\""), "{json}");
         let back = parse_snapshot_json(&json).unwrap();

@@ -5,72 +5,12 @@
 //! only copy these bytes into their gRPC frames. A type whose content did not change keeps the
 //! very same `Arc<TypeSnapshot>` as the previous snapshot, so streams can skip it by pointer.
 
-use crate::xds::{Resource, ResourceType, Resources};
+use crate::xds::{PerType, Resource, Resources, XdsType};
 use bytes::Bytes;
 use prost::Message;
 use sha1::{Digest, Sha1};
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
-
-/// The xDS types a stream can ask for, in make-before-break push order: secrets and clusters
-/// (then endpoints) before listeners, listeners before routes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum XdsType {
-    Secret,
-    Cluster,
-    Endpoint,
-    Listener,
-    Route,
-}
-
-impl XdsType {
-    pub const PUSH_ORDER: [XdsType; 5] =
-        [XdsType::Secret, XdsType::Cluster, XdsType::Endpoint, XdsType::Listener, XdsType::Route];
-
-    pub fn type_url(self) -> &'static str {
-        match self {
-            XdsType::Secret => "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
-            XdsType::Cluster => "type.googleapis.com/envoy.config.cluster.v3.Cluster",
-            XdsType::Endpoint => "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
-            XdsType::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
-            XdsType::Route => "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
-        }
-    }
-
-    pub fn from_type_url(type_url: &str) -> Option<XdsType> {
-        XdsType::PUSH_ORDER.into_iter().find(|t| t.type_url() == type_url)
-    }
-
-    /// LDS and CDS are wildcard by default; the others are asked for by name.
-    pub fn is_wildcard_by_default(self) -> bool {
-        matches!(self, XdsType::Listener | XdsType::Cluster)
-    }
-
-    /// Short name for logs and metrics.
-    pub fn short_name(self) -> &'static str {
-        match self {
-            XdsType::Secret => "SDS",
-            XdsType::Cluster => "CDS",
-            XdsType::Endpoint => "EDS",
-            XdsType::Listener => "LDS",
-            XdsType::Route => "RDS",
-        }
-    }
-
-    fn resource_type(self) -> Option<ResourceType> {
-        match self {
-            XdsType::Secret => Some(ResourceType::Secret),
-            XdsType::Cluster => Some(ResourceType::Cluster),
-            XdsType::Endpoint => None,
-            XdsType::Listener => Some(ResourceType::Listener),
-            XdsType::Route => Some(ResourceType::Route),
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
 
 /// One resource, ready to send: both of its wire forms, already framed as field 2 (`resources`)
 /// of a `DiscoveryResponse` and of a `DeltaDiscoveryResponse`, so a response is its header
@@ -208,7 +148,7 @@ fn encode_entry(xds_type: XdsType, resource: &Resource, version: Arc<str>) -> En
 pub struct Snapshot {
     /// Increases with every published snapshot; Envoy sees it as `system_version_info`.
     pub serial: u64,
-    types: [Arc<TypeSnapshot>; 5],
+    types: PerType<Arc<TypeSnapshot>>,
     /// The resources as compiled, for `/snapshot`.
     pub resources: Resources,
 }
@@ -216,10 +156,9 @@ pub struct Snapshot {
 impl Snapshot {
     /// Builds a snapshot, reusing `previous`'s type snapshots whose content is unchanged.
     pub fn new(resources: Resources, serial: u64, previous: Option<&Snapshot>) -> Snapshot {
-        let types = XdsType::PUSH_ORDER.map(|xds_type| {
-            let list = xds_type.resource_type().map(|t| resources.of(t)).unwrap_or_default();
+        let types = PerType::from_fn(|xds_type| {
             let old = previous.map(|p| p.of(xds_type));
-            let fresh = TypeSnapshot::new(xds_type, list, old.map(|o| &**o));
+            let fresh = TypeSnapshot::new(xds_type, resources.of(xds_type), old.map(|o| &**o));
             match old {
                 Some(old) if old.version == fresh.version => old.clone(),
                 _ => Arc::new(fresh),
@@ -233,12 +172,12 @@ impl Snapshot {
     }
 
     pub fn of(&self, xds_type: XdsType) -> &Arc<TypeSnapshot> {
-        &self.types[xds_type.index()]
+        &self.types[xds_type]
     }
 
     /// Whether any type differs from `other` (pointer comparison suffices: unchanged types are shared).
     pub fn same_content(&self, other: &Snapshot) -> bool {
-        XdsType::PUSH_ORDER.iter().all(|&t| Arc::ptr_eq(self.of(t), other.of(t)))
+        XdsType::ALL.iter().all(|&t| Arc::ptr_eq(self.of(t), other.of(t)))
     }
 }
 
@@ -247,13 +186,9 @@ mod tests {
     use super::*;
 
     fn resources(names: &[(&str, &[u8])]) -> Resources {
-        Resources {
-            clusters: names
-                .iter()
-                .map(|(n, b)| Resource { name: n.to_string(), body: Bytes::copy_from_slice(b) })
-                .collect(),
-            ..Default::default()
-        }
+        let clusters =
+            names.iter().map(|(n, b)| Resource { name: n.to_string(), body: Bytes::copy_from_slice(b) }).collect();
+        Resources::default().with(XdsType::Cluster, clusters)
     }
 
     #[test]

@@ -76,7 +76,7 @@ fn golden_outputs_match() {
     let mut failures = Vec::new();
     for case in &cases {
         let translation = translate_case(case);
-        let json = render::snapshot_json(&translation.resources.clone().redacted());
+        let json = render::snapshot_json(&render::redacted(translation.resources.clone()));
         check_file(&case.join("expected.json"), Some(&json), &mut failures);
         let diagnostics = diagnostics_text(&translation);
         check_file(

@@ -4,8 +4,9 @@
 use ambassador_xds::compile::{self, Options};
 use ambassador_xds::model::parse_documents;
 use ambassador_xds::server::{self, Metrics, Shared};
-use ambassador_xds::snapshot::{Snapshot, XdsType};
+use ambassador_xds::snapshot::Snapshot;
 use ambassador_xds::xds;
+use ambassador_xds::xds::XdsType;
 use envoy_types::pb::envoy::service::cluster::v3::cluster_discovery_service_client::ClusterDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::{

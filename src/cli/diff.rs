@@ -34,7 +34,7 @@ pub fn run(args: &DiffArgs) -> i32 {
     };
     print_diagnostics(&translation.diagnostics);
     // Goldens never hold private keys.
-    let current = translation.resources.redacted();
+    let current = render::redacted(translation.resources);
 
     if args.update {
         return match std::fs::write(&args.golden, render::snapshot_json(&current)) {

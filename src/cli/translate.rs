@@ -36,7 +36,7 @@ pub fn run(args: &TranslateArgs) -> i32 {
         }
     };
     print_diagnostics(&translation.diagnostics);
-    let resources = if args.show_secrets { translation.resources } else { translation.resources.redacted() };
+    let resources = if args.show_secrets { translation.resources } else { render::redacted(translation.resources) };
     let format = match args.format {
         OutputFormat::Json => Format::Json,
         OutputFormat::Yaml => Format::Yaml,

@@ -4,15 +4,17 @@
 //!
 //! Parsing never fails as a whole: a bad document becomes a [`Diagnostic`] and is skipped.
 
-mod document;
 pub mod listener;
 pub mod mapping;
+mod parse;
 pub mod secret;
+mod service;
 pub mod tls_context;
+mod yaml;
 
-pub use document::{parse_documents, parse_object, SYNTAX_ERROR};
 pub use listener::ListenerSpec;
 pub use mapping::MappingSpec;
+pub use parse::{parse_documents, parse_object};
 pub use secret::SecretData;
 pub use tls_context::TlsContextSpec;
 

@@ -1,5 +1,8 @@
 //! Kubernetes `v1` `Secret`s, decoded into the TLS material ambassador-xds uses.
 
+use super::parse::take_string;
+use base64::Engine as _;
+use serde_yaml::{Mapping as YamlMap, Value};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -45,4 +48,32 @@ impl fmt::Debug for SecretData {
             .field("keys", &self.entries.keys().collect::<Vec<_>>())
             .finish()
     }
+}
+
+/// Decodes a Secret's `type`, `data` (base64) and `stringData` (text); `stringData` wins for a key
+/// in both, as in Kubernetes.
+pub(super) fn decode(mut doc: YamlMap) -> Result<SecretData, String> {
+    let secret_type = take_string(&mut doc, "type")?.unwrap_or_else(|| "Opaque".to_string());
+    let mut entries = BTreeMap::new();
+    for (field, base64_encoded) in [("data", true), ("stringData", false)] {
+        let values: BTreeMap<String, String> = match doc.remove(field) {
+            None | Some(Value::Null) => BTreeMap::new(),
+            Some(value) => {
+                serde_yaml::from_value(value).map_err(|err| format!("`{field}` must map keys to strings: {err}"))?
+            }
+        };
+        for (key, value) in values {
+            let bytes = if base64_encoded {
+                // Kubernetes accepts line-wrapped base64 in YAML written by hand.
+                let compact: String = value.split_whitespace().collect();
+                base64::engine::general_purpose::STANDARD
+                    .decode(compact)
+                    .map_err(|err| format!("`data.{key}` is not valid base64: {err}"))?
+            } else {
+                value.into_bytes()
+            };
+            entries.insert(key, bytes);
+        }
+    }
+    Ok(SecretData { secret_type, entries })
 }

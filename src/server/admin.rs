@@ -3,7 +3,8 @@
 
 use super::Metrics;
 use crate::render;
-use crate::snapshot::{Snapshot, XdsType};
+use crate::snapshot::Snapshot;
+use crate::xds::XdsType;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -39,7 +40,7 @@ async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
 
 async fn snapshot(State(state): State<AdminState>) -> impl IntoResponse {
     let snapshot = state.snapshots.borrow().clone();
-    let json = render::snapshot_json(&snapshot.resources.clone().redacted());
+    let json = render::snapshot_json(&render::redacted(snapshot.resources.clone()));
     ([(header::CONTENT_TYPE, "application/json")], json)
 }
 

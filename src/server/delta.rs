@@ -15,7 +15,8 @@ use super::{request_type, Nack};
 
 /// What the stream must do after an event.
 pub type Output = super::Output<DeltaResponse>;
-use crate::snapshot::{Entry, Snapshot, TypeSnapshot, XdsType};
+use crate::snapshot::{Entry, Snapshot, TypeSnapshot};
+use crate::xds::XdsType;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;

@@ -7,7 +7,8 @@ pub mod delta;
 pub mod sotw;
 pub mod wire;
 
-use crate::snapshot::{Snapshot, XdsType};
+use crate::snapshot::Snapshot;
+use crate::xds::{XdsType, ADS_SERVICE};
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -69,42 +70,19 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
 }
 
-const SERVICES: [(&str, Option<XdsType>); 6] = [
-    ("envoy.service.discovery.v3.AggregatedDiscoveryService", None),
-    ("envoy.service.cluster.v3.ClusterDiscoveryService", Some(XdsType::Cluster)),
-    ("envoy.service.listener.v3.ListenerDiscoveryService", Some(XdsType::Listener)),
-    ("envoy.service.route.v3.RouteDiscoveryService", Some(XdsType::Route)),
-    ("envoy.service.endpoint.v3.EndpointDiscoveryService", Some(XdsType::Endpoint)),
-    ("envoy.service.secret.v3.SecretDiscoveryService", Some(XdsType::Secret)),
-];
-
-fn method_names(service: &str) -> (&'static str, &'static str) {
-    match service {
-        "envoy.service.discovery.v3.AggregatedDiscoveryService" => {
-            ("StreamAggregatedResources", "DeltaAggregatedResources")
-        }
-        "envoy.service.cluster.v3.ClusterDiscoveryService" => ("StreamClusters", "DeltaClusters"),
-        "envoy.service.listener.v3.ListenerDiscoveryService" => ("StreamListeners", "DeltaListeners"),
-        "envoy.service.route.v3.RouteDiscoveryService" => ("StreamRoutes", "DeltaRoutes"),
-        "envoy.service.endpoint.v3.EndpointDiscoveryService" => ("StreamEndpoints", "DeltaEndpoints"),
-        _ => ("StreamSecrets", "DeltaSecrets"),
-    }
-}
-
-/// Every xDS method, routed to the state machines.
+/// Every xDS method, routed to the state machines: ADS serves every type, the per-type services
+/// their own.
 pub fn routes(shared: Shared) -> tonic::service::Routes {
+    let services = std::iter::once((ADS_SERVICE, None))
+        .chain(XdsType::ALL.into_iter().map(|xds_type| (xds_type.service(), Some(xds_type))));
     let mut router = axum::Router::new();
-    for (service, fixed_type) in SERVICES {
-        let (stream, delta) = method_names(service);
-        router = router
-            .route_service(
-                &format!("/{service}/{stream}"),
-                GrpcMethod { shared: shared.clone(), fixed_type, protocol: Protocol::Sotw },
-            )
-            .route_service(
-                &format!("/{service}/{delta}"),
-                GrpcMethod { shared: shared.clone(), fixed_type, protocol: Protocol::Delta },
+    for (service, fixed_type) in services {
+        for (method, protocol) in [(service.sotw_method, Protocol::Sotw), (service.delta_method, Protocol::Delta)] {
+            router = router.route_service(
+                &format!("/{}/{method}", service.name),
+                GrpcMethod { shared: shared.clone(), fixed_type, protocol },
             );
+        }
     }
     tonic::service::Routes::from(router)
 }

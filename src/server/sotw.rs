@@ -18,7 +18,8 @@ use super::{request_type, Nack};
 
 /// What the stream must do after an event.
 pub type Output = super::Output<SotwResponse>;
-use crate::snapshot::{Entry, Snapshot, TypeSnapshot, XdsType};
+use crate::snapshot::{Entry, Snapshot, TypeSnapshot};
+use crate::xds::XdsType;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use sha1::{Digest, Sha1};
 use std::collections::{BTreeMap, BTreeSet};

@@ -4,7 +4,8 @@
 //! the snapshot encoded once; the response body hands those very buffers (reference-counted
 //! `Bytes`) to HTTP/2, so a thousand streams sending the same 1 MB of clusters hold one copy.
 
-use crate::snapshot::{Entry, TypeSnapshot, XdsType};
+use crate::snapshot::{Entry, TypeSnapshot};
+use crate::xds::XdsType;
 use bytes::Buf;
 use bytes::{BufMut, Bytes, BytesMut};
 use http_body::Frame;
@@ -208,10 +209,10 @@ mod tests {
     use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryResponse, DiscoveryResponse};
 
     fn snapshot() -> Snapshot {
-        let resources = Resources {
-            clusters: vec![Resource::encode("a", &"x".to_string()), Resource::encode("b", &"y".to_string())],
-            ..Default::default()
-        };
+        let resources = Resources::default().with(
+            XdsType::Cluster,
+            vec![Resource::encode("a", &"x".to_string()), Resource::encode("b", &"y".to_string())],
+        );
         Snapshot::new(resources, 1, None)
     }
 

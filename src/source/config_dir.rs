@@ -1,15 +1,12 @@
-//! A watched configuration directory: reloads on change, re-parsing only files whose bytes
-//! changed, and keeping a file's last good version while its current one does not parse.
+//! A watched configuration directory as a [`Source`]: re-parses only files whose bytes changed,
+//! and keeps a file's last good version while its current one does not parse.
 
-use super::files::{self, LoadOptions, Loaded};
-use crate::diagnostic::{Diagnostic, Origin};
-use crate::model::{Model, SYNTAX_ERROR};
-use notify::{RecursiveMode, Watcher};
+use super::files;
+use super::{Changes, Contribution, FileWatcher, Source};
+use crate::diagnostic::{Diagnostic, Kind, Origin};
+use crate::model::Model;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::mpsc;
 
 #[derive(Debug)]
 struct CachedFile {
@@ -21,37 +18,38 @@ struct CachedFile {
 }
 
 /// The files of one directory and what they parsed to.
-#[derive(Debug)]
-pub struct ConfigDir {
+pub struct ConfigDirSource {
     dir: PathBuf,
     cache: BTreeMap<PathBuf, CachedFile>,
+    /// Kept alive for as long as the source: dropping it stops the notifications.
+    _watcher: Option<FileWatcher>,
 }
 
-impl ConfigDir {
-    pub fn new(dir: PathBuf) -> ConfigDir {
-        ConfigDir { dir, cache: BTreeMap::new() }
+impl ConfigDirSource {
+    /// A source that reports changes under `dir` (recursively) to `changes`.
+    pub fn watched(dir: PathBuf, changes: Changes) -> notify::Result<ConfigDirSource> {
+        let mut watcher = FileWatcher::new(changes)?;
+        watcher.watch(&dir, true);
+        Ok(ConfigDirSource { dir, cache: BTreeMap::new(), _watcher: Some(watcher) })
+    }
+
+    /// A source that is read on demand only (tests, one-shot tools).
+    pub fn unwatched(dir: PathBuf) -> ConfigDirSource {
+        ConfigDirSource { dir, cache: BTreeMap::new(), _watcher: None }
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    /// Reads the directory as it is now (the files TLSContexts name are read by the caller, for
-    /// every source at once). Never fails: an unreadable directory or file is a diagnostic.
-    pub fn load(&mut self) -> Loaded {
-        let mut loaded = Loaded::default();
-        let paths = match files::config_files(std::slice::from_ref(&self.dir)) {
-            Ok(paths) => paths,
-            Err(err) => {
-                let origin = Origin { file: Arc::from(self.dir.display().to_string()), document: 0 };
-                loaded.diagnostics.push(Diagnostic::error(
-                    Some(&origin),
-                    None,
-                    format!("cannot read directory: {err}"),
-                ));
-                return loaded;
-            }
-        };
+    /// Reads the directory as it is now (the files TLSContexts name are read by the controller,
+    /// for every source at once). An unreadable file is a diagnostic.
+    fn load(&mut self) -> Result<Contribution, Diagnostic> {
+        let paths = files::config_files(std::slice::from_ref(&self.dir)).map_err(|err| {
+            let origin = Origin::file(&self.dir.display().to_string());
+            Diagnostic::error(Some(&origin), None, format!("cannot read directory: {err}")).with_kind(Kind::Unreadable)
+        })?;
+        let mut contribution = Contribution::default();
         let present: BTreeSet<&PathBuf> = paths.iter().collect();
         self.cache.retain(|path, _| present.contains(path));
         for path in &paths {
@@ -72,94 +70,40 @@ impl ConfigDir {
                     &self.cache[path]
                 }
             };
-            loaded.model.extend(cached.model.clone());
-            loaded.diagnostics.extend(cached.diagnostics.iter().cloned());
+            contribution.model.extend(cached.model.clone());
+            contribution.diagnostics.extend(cached.diagnostics.iter().cloned());
         }
-        loaded
+        Ok(contribution)
     }
 }
 
-/// Directories to watch for the files TLSContexts name.
-pub fn tls_file_dirs(loaded: &Loaded, options: &LoadOptions) -> BTreeSet<PathBuf> {
-    loaded
-        .tls_files
-        .keys()
-        .filter_map(|path| files::resolve_tls_path(path, options).parent().map(Path::to_path_buf))
-        .collect()
+impl Source for ConfigDirSource {
+    fn name(&self) -> String {
+        format!("config-dir {}", self.dir.display())
+    }
+
+    fn read(&mut self) -> Result<Contribution, Diagnostic> {
+        self.load()
+    }
 }
 
 fn parse_file(path: &Path, bytes: Vec<u8>, last_good: Option<Model>) -> CachedFile {
     let display = path.display().to_string();
-    let (model, mut diagnostics) = match std::str::from_utf8(&bytes) {
-        Ok(text) => crate::model::parse_documents(&display, text),
-        Err(_) => {
-            let origin = Origin { file: Arc::from(display.as_str()), document: 0 };
-            (Model::default(), vec![Diagnostic::error(Some(&origin), None, "not UTF-8 text")])
-        }
-    };
-    let broken = diagnostics.iter().any(|d| d.message.starts_with(SYNTAX_ERROR) || d.message == "not UTF-8 text");
+    let (model, mut diagnostics) = files::parse_bytes(&display, &bytes);
+    let broken = diagnostics.iter().any(|d| d.kind == Kind::Syntax);
     match (broken, last_good) {
         (false, _) => CachedFile { bytes, last_good: Some(model.clone()), model, diagnostics },
         (true, Some(good)) => {
-            let origin = Origin { file: Arc::from(display.as_str()), document: 0 };
-            diagnostics.push(Diagnostic::warning(
-                Some(&origin),
-                None,
-                "serving this file's last version that parsed, until the syntax error is fixed",
-            ));
+            diagnostics.push(
+                Diagnostic::warning(
+                    Some(&Origin::file(&display)),
+                    None,
+                    "serving this file's last version that parsed, until the syntax error is fixed",
+                )
+                .with_kind(Kind::Stale),
+            );
             CachedFile { bytes, model: good.clone(), diagnostics, last_good: Some(good) }
         }
         (true, None) => CachedFile { bytes, model, diagnostics, last_good: None },
-    }
-}
-
-/// Watches paths and sends one notification per burst of changes, `debounce` after the last one.
-/// Other sources (the Kubernetes watchers) feed the same debounce through [`Self::notifier`].
-pub struct ChangeWatcher {
-    watcher: notify::RecommendedWatcher,
-    watched: BTreeSet<PathBuf>,
-    raw: mpsc::UnboundedSender<()>,
-    pub changes: mpsc::Receiver<()>,
-}
-
-impl ChangeWatcher {
-    pub fn new(debounce: Duration) -> notify::Result<ChangeWatcher> {
-        let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<()>();
-        let raw = raw_tx.clone();
-        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
-                let _ = raw_tx.send(());
-            }
-        })?;
-        let (tx, changes) = mpsc::channel(1);
-        tokio::spawn(async move {
-            while raw_rx.recv().await.is_some() {
-                // Debounce: wait until the burst (editor saves, atomic renames) is over.
-                while let Ok(Some(())) = tokio::time::timeout(debounce, raw_rx.recv()).await {}
-                if tx.send(()).await.is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(ChangeWatcher { watcher, watched: BTreeSet::new(), raw, changes })
-    }
-
-    /// A handle that triggers a (debounced) reload.
-    pub fn notifier(&self) -> mpsc::UnboundedSender<()> {
-        self.raw.clone()
-    }
-
-    /// Watches `path` (recursively for the config directory) unless already watched.
-    pub fn watch(&mut self, path: &Path, recursive: bool) {
-        if self.watched.contains(path) {
-            return;
-        }
-        let mode = if recursive { RecursiveMode::Recursive } else { RecursiveMode::NonRecursive };
-        match self.watcher.watch(path, mode) {
-            Ok(()) => {
-                self.watched.insert(path.to_path_buf());
-            }
-            Err(err) => tracing::warn!(path = %path.display(), %err, "cannot watch; changes there need a restart"),
-        }
     }
 }

@@ -2,10 +2,10 @@
 //! TLSContexts name (read here, so that `compile` stays pure and Envoy never needs the paths).
 
 use crate::compile::TlsFiles;
-use crate::diagnostic::{Diagnostic, Origin};
+use crate::diagnostic::{Diagnostic, Kind, Origin};
 use crate::model::{parse_documents, Model};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 const CONFIG_EXTENSIONS: &[&str] = &["yaml", "yml", "json"];
 
@@ -16,6 +16,8 @@ pub struct LoadOptions {
     pub files_root: Option<PathBuf>,
 }
 
+/// Everything the translation reads: the resources of every source, the files their TLSContexts
+/// name, and the problems found while reading them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Loaded {
     pub model: Model,
@@ -64,20 +66,27 @@ pub fn is_config_file(path: &Path) -> bool {
     !hidden && path.extension().and_then(|e| e.to_str()).is_some_and(|e| CONFIG_EXTENSIONS.contains(&e))
 }
 
+/// Parses the bytes of one config file.
+pub fn parse_bytes(file: &str, bytes: &[u8]) -> (Model, Vec<Diagnostic>) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse_documents(file, text),
+        Err(_) => (Model::default(), vec![file_error(file, "not UTF-8 text").with_kind(Kind::Syntax)]),
+    }
+}
+
 /// Parses one config file. A file that cannot be read is a diagnostic, not a failure.
 pub fn load_file(path: &Path) -> (Model, Vec<Diagnostic>) {
     let display = path.display().to_string();
     match std::fs::read(path) {
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => parse_documents(&display, &text),
-            Err(_) => (Model::default(), vec![file_error(&display, "not UTF-8 text")]),
-        },
-        Err(err) => (Model::default(), vec![file_error(&display, &format!("cannot read: {err}"))]),
+        Ok(bytes) => parse_bytes(&display, &bytes),
+        Err(err) => {
+            (Model::default(), vec![file_error(&display, &format!("cannot read: {err}")).with_kind(Kind::Unreadable)])
+        }
     }
 }
 
 fn file_error(file: &str, message: &str) -> Diagnostic {
-    Diagnostic::error(Some(&Origin { file: Arc::from(file), document: 0 }), None, message)
+    Diagnostic::error(Some(&Origin::file(file)), None, message)
 }
 
 /// Loads every config file under `paths`, then the files their TLSContexts name.
@@ -114,4 +123,9 @@ pub fn read_tls_files(model: &Model, options: &LoadOptions) -> TlsFiles {
         }
     }
     files
+}
+
+/// Directories holding the files TLSContexts name: watched so that rotated files are re-read.
+pub fn tls_file_dirs(tls_files: &TlsFiles, options: &LoadOptions) -> BTreeSet<PathBuf> {
+    tls_files.keys().filter_map(|path| resolve_tls_path(path, options).parent().map(Path::to_path_buf)).collect()
 }

@@ -8,6 +8,7 @@
 //! * kube-rs watchers relist on 410 Gone and back off on errors; the reflector stores keep the
 //!   last listed state meanwhile, so the last good snapshot keeps being served.
 
+use super::{BoxFuture, Changes, Contribution, Source};
 use crate::diagnostic::{Diagnostic, Origin};
 use crate::model::{parse_object, Model};
 use futures::StreamExt;
@@ -17,7 +18,6 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 const GROUP: &str = "getambassador.io";
 /// Versions used for each kind, in order of preference.
@@ -42,13 +42,9 @@ pub struct KubernetesSource {
 }
 
 impl KubernetesSource {
-    /// Finds the served API versions and starts one watcher per kind and namespace. Calls
-    /// `changed` (cheaply, possibly often) whenever a watched object changes.
-    pub async fn start(
-        client: Client,
-        options: &KubernetesOptions,
-        changed: mpsc::UnboundedSender<()>,
-    ) -> KubernetesSource {
+    /// Finds the served API versions and starts one watcher per kind and namespace. Notifies
+    /// `changes` (cheaply, possibly often) whenever a watched object changes.
+    pub async fn start(client: Client, options: &KubernetesOptions, changes: Changes) -> KubernetesSource {
         let mut resources = vec![ApiResource::erase::<Secret>(&()), ApiResource::erase::<Service>(&())];
         resources.extend(ambassador_resources(&client).await);
         let scopes: Vec<Option<String>> = if options.namespaces.is_empty() {
@@ -68,15 +64,13 @@ impl KubernetesSource {
                 let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
                 let (kind, scope) =
                     (resource.kind.clone(), namespace.clone().unwrap_or_else(|| "all namespaces".into()));
-                let changed = changed.clone();
+                let changes = changes.clone();
                 tokio::spawn(async move {
                     let mut stream = std::pin::pin!(stream);
                     while let Some(event) = stream.next().await {
                         match event {
                             Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
-                            Ok(_) => {
-                                let _ = changed.send(());
-                            }
+                            Ok(_) => changes.notify(),
                             // The watcher relists (410 Gone) and backs off by itself; the store
                             // keeps the last state meanwhile.
                             Err(err) => {
@@ -139,6 +133,26 @@ impl KubernetesSource {
             }
         }
         (model, diagnostics)
+    }
+}
+
+impl Source for KubernetesSource {
+    fn name(&self) -> String {
+        "kubernetes".to_string()
+    }
+
+    fn ready(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.synced().await;
+            tracing::info!("Kubernetes resources listed");
+        })
+    }
+
+    /// The reflector stores always hold the last listed state (through outages too), so reading
+    /// never fails as a whole.
+    fn read(&mut self) -> Result<Contribution, Diagnostic> {
+        let (model, diagnostics) = self.model();
+        Ok(Contribution { model, diagnostics })
     }
 }
 

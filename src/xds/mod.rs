@@ -2,52 +2,17 @@
 
 pub mod cluster;
 pub mod listener;
+mod resource_type;
 pub mod route;
 pub mod secret;
+
+pub use resource_type::{GrpcService, PerType, XdsType, ADS_SERVICE};
 
 use crate::compile::ir::Ir;
 use bytes::Bytes;
 use envoy_types::pb::envoy::config::core::v3::{config_source, AggregatedConfigSource, ApiVersion, ConfigSource};
 use envoy_types::pb::google::protobuf::{Any, Duration};
 use prost::Message;
-
-/// The xDS resource types ambassador-xds serves, in golden-document order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ResourceType {
-    Cluster,
-    Listener,
-    Route,
-    Secret,
-}
-
-impl ResourceType {
-    pub const ALL: [ResourceType; 4] =
-        [ResourceType::Cluster, ResourceType::Listener, ResourceType::Route, ResourceType::Secret];
-
-    /// Fully qualified protobuf message name.
-    pub fn message_name(self) -> &'static str {
-        match self {
-            ResourceType::Cluster => "envoy.config.cluster.v3.Cluster",
-            ResourceType::Listener => "envoy.config.listener.v3.Listener",
-            ResourceType::Route => "envoy.config.route.v3.RouteConfiguration",
-            ResourceType::Secret => "envoy.extensions.transport_sockets.tls.v3.Secret",
-        }
-    }
-
-    pub fn type_url(self) -> String {
-        format!("type.googleapis.com/{}", self.message_name())
-    }
-
-    /// The field of the golden `Snapshot` message holding this type.
-    pub fn golden_field(self) -> &'static str {
-        match self {
-            ResourceType::Cluster => "clusters",
-            ResourceType::Listener => "listeners",
-            ResourceType::Route => "routes",
-            ResourceType::Secret => "secrets",
-        }
-    }
-}
 
 /// One resource, encoded once: the bytes are what every xDS stream sends and what `render`
 /// prints, so the two cannot disagree. `Bytes` makes sharing them free.
@@ -74,58 +39,47 @@ impl std::fmt::Debug for Resource {
     }
 }
 
-/// Every resource of one snapshot, each list sorted by resource name.
+/// Every resource of one snapshot, by type, each list sorted by resource name.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Resources {
-    pub clusters: Vec<Resource>,
-    pub listeners: Vec<Resource>,
-    pub routes: Vec<Resource>,
-    pub secrets: Vec<Resource>,
-}
+pub struct Resources(PerType<Vec<Resource>>);
 
 impl Resources {
-    pub fn of(&self, resource_type: ResourceType) -> &[Resource] {
-        match resource_type {
-            ResourceType::Cluster => &self.clusters,
-            ResourceType::Listener => &self.listeners,
-            ResourceType::Route => &self.routes,
-            ResourceType::Secret => &self.secrets,
-        }
+    pub fn of(&self, xds_type: XdsType) -> &[Resource] {
+        &self.0[xds_type]
     }
 
-    /// The same resources with every private key replaced by `[redacted]`, for default output.
-    pub fn redacted(mut self) -> Resources {
-        for resource in &mut self.secrets {
-            *resource = Resource::encode(&resource.name, &secret::redact(resource.decode()));
-        }
+    pub fn of_mut(&mut self, xds_type: XdsType) -> &mut Vec<Resource> {
+        &mut self.0[xds_type]
+    }
+
+    /// Resources of one type (sorted by name here).
+    pub fn with(mut self, xds_type: XdsType, mut resources: Vec<Resource>) -> Resources {
+        resources.sort_by(|a, b| a.name.cmp(&b.name));
+        self.0[xds_type] = resources;
         self
+    }
+
+    /// How many resources of each type, in golden-document order.
+    pub fn counts(&self) -> impl Iterator<Item = (XdsType, usize)> + '_ {
+        self.0.iter().map(|(t, list)| (t, list.len()))
     }
 }
 
 /// Builds and encodes every resource; each typed message lives only until it is encoded.
 pub fn build(ir: &Ir) -> Resources {
     fn encode_all<T, M: Message>(items: &[T], name: impl Fn(&T) -> &str, build: impl Fn(&T) -> M) -> Vec<Resource> {
-        let mut out: Vec<Resource> = items.iter().map(|item| Resource::encode(name(item), &build(item))).collect();
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        out
+        items.iter().map(|item| Resource::encode(name(item), &build(item))).collect()
     }
-    Resources {
-        clusters: encode_all(&ir.clusters, |c| &c.name, cluster::build_cluster),
-        listeners: encode_all(&ir.listeners, |l| &l.name, listener::build_listener),
-        routes: {
-            let mut routes: Vec<Resource> = ir
-                .route_configs
-                .iter()
-                .map(|table| Resource {
-                    name: table.name.clone(),
-                    body: Bytes::from(route::encode_route_configuration(table)),
-                })
-                .collect();
-            routes.sort_by(|a, b| a.name.cmp(&b.name));
-            routes
-        },
-        secrets: encode_all(&ir.secrets, |s| &s.name, secret::build_secret),
-    }
+    let routes = ir
+        .route_configs
+        .iter()
+        .map(|table| Resource { name: table.name.clone(), body: Bytes::from(route::encode_route_configuration(table)) })
+        .collect();
+    Resources::default()
+        .with(XdsType::Cluster, encode_all(&ir.clusters, |c| &c.name, cluster::build_cluster))
+        .with(XdsType::Listener, encode_all(&ir.listeners, |l| &l.name, listener::build_listener))
+        .with(XdsType::Route, routes)
+        .with(XdsType::Secret, encode_all(&ir.secrets, |s| &s.name, secret::build_secret))
 }
 
 /// "Fetch this over the ADS stream": how listeners find routes and clusters find secrets.

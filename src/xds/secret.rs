@@ -1,7 +1,6 @@
 //! SDS `Secret`s: client certificates and CA bundles, delivered by name, never as file paths.
 
 use crate::compile::ir::{SecretContent, TlsSecret};
-use crate::render::REDACTED;
 use envoy_types::pb::envoy::config::core::v3::{data_source::Specifier, DataSource};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     secret, CertificateValidationContext, Secret, TlsCertificate,
@@ -26,14 +25,4 @@ pub fn build_secret(tls_secret: &TlsSecret) -> Secret {
         }
     };
     Secret { name: tls_secret.name.clone(), r#type: Some(kind) }
-}
-
-/// A copy whose private key reads `[redacted]`, as Envoy's own `/config_dump` shows it.
-pub fn redact(mut secret: Secret) -> Secret {
-    if let Some(secret::Type::TlsCertificate(certificate)) = &mut secret.r#type {
-        if certificate.private_key.is_some() {
-            certificate.private_key = inline(REDACTED);
-        }
-    }
-    secret
 }

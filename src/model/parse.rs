@@ -1,0 +1,307 @@
+//! Documents → typed resources: dispatch on `apiVersion` and `kind`, the CRD and flat forms of
+//! Ambassador resources, and the Kubernetes kinds that carry them (`Secret`, `Service`, `List`).
+
+use super::yaml::{self, Document};
+use super::{secret, service, ListenerSpec, MappingSpec, Meta, Model, OneOrMany, Resource, TlsContextSpec};
+use crate::diagnostic::{Diagnostic, Kind, Origin, ResourceId};
+use serde::de::DeserializeOwned;
+use serde_yaml::{Mapping as YamlMap, Value};
+use std::sync::Arc;
+
+const CRD_VERSIONS: &[&str] = &["v1", "v2", "v3alpha1"];
+const FLAT_VERSIONS: &[&str] = &["v0", "v1", "v2"];
+pub(super) const DEFAULT_NAMESPACE: &str = "default";
+
+/// Parses every document of one file. Bad documents become diagnostics; the rest is returned.
+///
+/// Documents are parsed one by one, so one syntax error costs only its own document, and large
+/// files are parsed on every core; document numbers do not depend on either.
+pub fn parse_documents(file: &str, text: &str) -> (Model, Vec<Diagnostic>) {
+    let file: Arc<str> = Arc::from(file);
+    let documents = yaml::split_documents(text);
+    let workers = if text.len() < yaml::PARALLEL_THRESHOLD {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get()).min(documents.len())
+    };
+    let chunk = documents.len().div_ceil(workers.max(1)).max(1);
+    let parse_chunk = |chunk: &[Document<'_>]| {
+        let mut parser = Parser::default();
+        for document in chunk {
+            parser.parse_document(&file, document, None);
+        }
+        (parser.model, parser.diagnostics)
+    };
+    if workers <= 1 {
+        return parse_chunk(&documents);
+    }
+    let results: Vec<(Model, Vec<Diagnostic>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = documents.chunks(chunk).map(|c| scope.spawn(move || parse_chunk(c))).collect();
+        handles.into_iter().map(|h| h.join().expect("YAML parsing does not panic")).collect()
+    });
+    let mut model = Model::default();
+    let mut diagnostics = Vec::new();
+    for (part, part_diagnostics) in results {
+        model.extend(part);
+        diagnostics.extend(part_diagnostics);
+    }
+    (model, diagnostics)
+}
+
+/// Parses one object that arrives on its own (from the Kubernetes API), already as a value.
+pub fn parse_object(origin: &Origin, value: Value) -> (Model, Vec<Diagnostic>) {
+    let mut parser = Parser::default();
+    parser.parse_value(origin, value, None);
+    (parser.model, parser.diagnostics)
+}
+
+#[derive(Default)]
+pub(super) struct Parser {
+    model: Model,
+    diagnostics: Vec<Diagnostic>,
+}
+
+/// How a document spells its resource: `metadata`/`spec` or everything at the top level.
+enum Form {
+    Crd,
+    Flat,
+}
+
+impl Parser {
+    fn parse_document(&mut self, file: &Arc<str>, document: &Document<'_>, default_namespace: Option<&str>) {
+        let origin = Origin { file: file.clone(), document: document.index };
+        match document.parse() {
+            Ok(value) => self.parse_value(&origin, value, default_namespace),
+            Err(message) => {
+                self.diagnostics.push(Diagnostic::error(Some(&origin), None, message).with_kind(Kind::Syntax))
+            }
+        }
+    }
+
+    /// A YAML stream embedded in another document (a Service annotation), under its own name.
+    pub(super) fn parse_stream(&mut self, file: &Arc<str>, text: &str, default_namespace: Option<&str>) {
+        for document in yaml::split_documents(text) {
+            self.parse_document(file, &document, default_namespace);
+        }
+    }
+
+    fn parse_value(&mut self, origin: &Origin, value: Value, default_namespace: Option<&str>) {
+        let mut doc = match value {
+            Value::Null => return,
+            Value::Mapping(map) => map,
+            other => {
+                let found = yaml::type_name(&other);
+                return self.error(origin, None, format!("expected a mapping at the top level, found {found}"));
+            }
+        };
+        let api_version = match take_string(&mut doc, "apiVersion") {
+            Ok(api) => api,
+            Err(msg) => return self.error(origin, None, msg),
+        };
+        let kind = match take_string(&mut doc, "kind") {
+            Ok(Some(kind)) => kind,
+            Ok(None) => return self.error(origin, None, "missing required field `kind`"),
+            Err(msg) => return self.error(origin, None, msg),
+        };
+
+        match api_version.as_deref() {
+            Some("v1") => match kind.as_str() {
+                "Secret" => self.parse_secret(origin, doc, default_namespace),
+                "Service" => service::parse_service(self, origin, doc),
+                "List" => self.parse_list(origin, doc, default_namespace),
+                other => tracing::debug!(%origin, kind = other, "skipping Kubernetes object"),
+            },
+            Some(api) if api.starts_with("getambassador.io/") => {
+                let version = &api["getambassador.io/".len()..];
+                if !CRD_VERSIONS.contains(&version) {
+                    return self.error(origin, None, format!("unsupported apiVersion `{api}` for kind {kind} (expected getambassador.io/v1, v2 or v3alpha1)"));
+                }
+                self.parse_ambassador(origin, &kind, doc, default_namespace);
+            }
+            Some(api) if api.starts_with("ambassador/") => {
+                let version = &api["ambassador/".len()..];
+                if !FLAT_VERSIONS.contains(&version) {
+                    return self.error(
+                        origin,
+                        None,
+                        format!("unsupported apiVersion `{api}` for kind {kind} (expected ambassador/v0, v1 or v2)"),
+                    );
+                }
+                self.parse_ambassador(origin, &kind, doc, default_namespace);
+            }
+            None => self.parse_ambassador(origin, &kind, doc, default_namespace),
+            Some(api) => tracing::debug!(%origin, api, kind, "skipping object of another API group"),
+        }
+    }
+
+    fn parse_ambassador(&mut self, origin: &Origin, kind: &str, mut doc: YamlMap, default_namespace: Option<&str>) {
+        let form = if doc.contains_key("metadata") || doc.contains_key("spec") { Form::Crd } else { Form::Flat };
+        let (name, namespace, spec) = match form {
+            Form::Crd => {
+                let metadata = match take_metadata(&mut doc, default_namespace) {
+                    Ok(metadata) => metadata,
+                    Err(msg) => return self.error(origin, None, format!("{kind}: {msg}")),
+                };
+                let spec = match doc.remove("spec") {
+                    None | Some(Value::Null) => Value::Mapping(YamlMap::new()),
+                    Some(spec @ Value::Mapping(_)) => spec,
+                    Some(other) => {
+                        let id = ResourceId::new(kind, metadata.namespace, metadata.name);
+                        let found = yaml::type_name(&other);
+                        return self.error(origin, Some(&id), format!("`spec` must be a mapping, found {found}"));
+                    }
+                };
+                (metadata.name, metadata.namespace, spec)
+            }
+            Form::Flat => {
+                let name = match take_string(&mut doc, "name") {
+                    Ok(Some(name)) => name,
+                    Ok(None) => return self.error(origin, None, format!("{kind}: missing required field `name`")),
+                    Err(msg) => return self.error(origin, None, msg),
+                };
+                let namespace = match take_string(&mut doc, "namespace") {
+                    Ok(namespace) => {
+                        namespace.unwrap_or_else(|| default_namespace.unwrap_or(DEFAULT_NAMESPACE).to_string())
+                    }
+                    Err(msg) => return self.error(origin, None, msg),
+                };
+                // Emissary's annotation form also carries these; they do not affect translation.
+                doc.remove("metadata_labels");
+                (name, namespace, Value::Mapping(doc))
+            }
+        };
+        let id = ResourceId::new(kind, namespace, name);
+        let field_prefix = match form {
+            Form::Crd => "spec.",
+            Form::Flat => "",
+        };
+        match kind {
+            "Mapping" => {
+                if let Some((spec, meta)) =
+                    self.typed_spec::<MappingSpec>(origin, id, spec, field_prefix, |s| s.ambassador_id.clone())
+                {
+                    self.model.mappings.push(Resource { meta, spec });
+                }
+            }
+            "TLSContext" => {
+                if let Some((spec, meta)) =
+                    self.typed_spec::<TlsContextSpec>(origin, id, spec, field_prefix, |s| s.ambassador_id.clone())
+                {
+                    self.model.tls_contexts.push(Resource { meta, spec });
+                }
+            }
+            "Listener" => {
+                if let Some((spec, meta)) =
+                    self.typed_spec::<ListenerSpec>(origin, id, spec, field_prefix, |s| s.ambassador_id.clone())
+                {
+                    self.model.listeners.push(Resource { meta, spec });
+                }
+            }
+            _ => self.diagnostics.push(
+                Diagnostic::warning(
+                    Some(origin),
+                    Some(&id),
+                    format!("kind {kind} is not supported by ambassador-xds; skipped"),
+                )
+                .with_kind(Kind::UnsupportedKind),
+            ),
+        }
+    }
+
+    /// Deserializes a spec, reporting every field it does not know as a warning (not an error:
+    /// Emissary has many fields this tool does not translate, and configs should still load).
+    fn typed_spec<S: DeserializeOwned>(
+        &mut self,
+        origin: &Origin,
+        id: ResourceId,
+        spec: Value,
+        field_prefix: &str,
+        ambassador_id: impl Fn(&S) -> Option<OneOrMany>,
+    ) -> Option<(S, Meta)> {
+        let mut ignored = Vec::new();
+        let parsed: Result<S, _> = serde_ignored::deserialize(spec, |path| ignored.push(path.to_string()));
+        match parsed {
+            Ok(spec) => {
+                for field in ignored {
+                    self.diagnostics.push(
+                        Diagnostic::warning(
+                            Some(origin),
+                            Some(&id),
+                            format!("field `{field_prefix}{field}` is not supported by ambassador-xds; ignored"),
+                        )
+                        .with_kind(Kind::IgnoredField),
+                    );
+                }
+                let ambassador_id = ambassador_id(&spec).map(OneOrMany::into_vec);
+                Some((spec, Meta { id, origin: origin.clone(), ambassador_id }))
+            }
+            Err(err) => {
+                self.error(
+                    origin,
+                    Some(&id),
+                    format!("invalid {}: {err}", if field_prefix.is_empty() { "fields" } else { "spec" }),
+                );
+                None
+            }
+        }
+    }
+
+    fn parse_secret(&mut self, origin: &Origin, mut doc: YamlMap, default_namespace: Option<&str>) {
+        let metadata = match take_metadata(&mut doc, default_namespace) {
+            Ok(metadata) => metadata,
+            Err(msg) => return self.error(origin, None, format!("Secret: {msg}")),
+        };
+        let id = ResourceId::new("Secret", metadata.namespace, metadata.name);
+        match secret::decode(doc) {
+            Ok(data) => {
+                let meta = Meta { id, origin: origin.clone(), ambassador_id: None };
+                self.model.secrets.push(Resource { meta, spec: data });
+            }
+            Err(msg) => self.error(origin, Some(&id), msg),
+        }
+    }
+
+    fn parse_list(&mut self, origin: &Origin, mut doc: YamlMap, default_namespace: Option<&str>) {
+        match doc.remove("items") {
+            Some(Value::Sequence(items)) => {
+                for item in items {
+                    self.parse_value(origin, item, default_namespace);
+                }
+            }
+            None | Some(Value::Null) => {}
+            Some(_) => self.error(origin, None, "`items` of a List must be a sequence"),
+        }
+    }
+
+    pub(super) fn error(&mut self, origin: &Origin, id: Option<&ResourceId>, message: impl Into<String>) {
+        self.diagnostics.push(Diagnostic::error(Some(origin), id, message));
+    }
+}
+
+struct Metadata {
+    name: String,
+    namespace: String,
+}
+
+fn take_metadata(doc: &mut YamlMap, default_namespace: Option<&str>) -> Result<Metadata, String> {
+    let mut metadata = match doc.remove("metadata") {
+        Some(Value::Mapping(metadata)) => metadata,
+        None | Some(Value::Null) => return Err("missing required field `metadata.name`".into()),
+        Some(_) => return Err("`metadata` must be a mapping".into()),
+    };
+    let name = take_string(&mut metadata, "name")?.ok_or("missing required field `metadata.name`")?;
+    let namespace = take_string(&mut metadata, "namespace")?
+        .unwrap_or_else(|| default_namespace.unwrap_or(DEFAULT_NAMESPACE).to_string());
+    Ok(Metadata { name, namespace })
+}
+
+pub(super) fn take_string(map: &mut YamlMap, key: &str) -> Result<Option<String>, String> {
+    match map.remove(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(value)) => Ok(Some(value)),
+        Some(other) => Err(format!("`{key}` must be a string, found {}", yaml::type_name(&other))),
+    }
+}
+
+#[cfg(test)]
+mod tests;

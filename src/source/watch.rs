@@ -1,0 +1,37 @@
+//! File-system change notifications (inotify and friends, through `notify`), turned into
+//! [`Changes`] events. Access events (reads) are not changes.
+
+use super::Changes;
+use notify::{RecursiveMode, Watcher};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+pub struct FileWatcher {
+    watcher: notify::RecommendedWatcher,
+    watched: BTreeSet<PathBuf>,
+}
+
+impl FileWatcher {
+    pub fn new(changes: Changes) -> notify::Result<FileWatcher> {
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
+                changes.notify();
+            }
+        })?;
+        Ok(FileWatcher { watcher, watched: BTreeSet::new() })
+    }
+
+    /// Watches `path` (recursively for a config directory) unless already watched.
+    pub fn watch(&mut self, path: &Path, recursive: bool) {
+        if self.watched.contains(path) {
+            return;
+        }
+        let mode = if recursive { RecursiveMode::Recursive } else { RecursiveMode::NonRecursive };
+        match self.watcher.watch(path, mode) {
+            Ok(()) => {
+                self.watched.insert(path.to_path_buf());
+            }
+            Err(err) => tracing::warn!(path = %path.display(), %err, "cannot watch; changes there need a restart"),
+        }
+    }
+}
