@@ -146,7 +146,7 @@ impl Compiler {
                 Ok(contribution) => slot.last_good = Some(contribution),
                 Err(problem) => {
                     // The source as a whole is unreadable: what it held before stays in service.
-                    loaded.diagnostics.push(problem);
+                    loaded.diagnostics.push(*problem);
                 }
             }
             if let Some(contribution) = &slot.last_good {

@@ -5,9 +5,8 @@
 
 use super::ir::{SecretContent, TlsSecret, TlsVersion, UpstreamTls};
 use super::material::{check_ca_bundle, check_certificate};
-use super::TlsFiles;
 use crate::diagnostic::{Diagnostic, ResourceId};
-use crate::model::{Secret, SecretData, TlsContext};
+use crate::model::{Secret, SecretData, TlsContext, TlsFiles};
 use std::collections::HashMap;
 
 /// A context ready to be attached to clusters. `tls.sni` is only the explicit `sni`; the

@@ -59,6 +59,10 @@ pub type TlsContext = Resource<TlsContextSpec>;
 pub type Listener = Resource<ListenerSpec>;
 pub type Secret = Resource<SecretData>;
 
+/// Contents of the files TLSContexts name (`cert_chain_file`, ...), keyed by the path as written;
+/// `Err` holds why the file could not be read. Read by the sources, so that compiling stays pure.
+pub type TlsFiles = std::collections::BTreeMap<String, Result<Vec<u8>, String>>;
+
 /// Everything read from the sources, in source order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Model {

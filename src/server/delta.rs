@@ -224,7 +224,8 @@ impl DeltaStream {
         let nonce = self.next_nonce.to_string();
         let system_version = snapshot.serial.to_string();
         // The full set (initial sync) goes out as the snapshot's shared block.
-        let resources = if is_full(&changed, current) { Payload::All(current.clone()) } else { Payload::Some(changed) };
+        let resources =
+            if is_full(&changed, current) { Payload::All(current.clone()) } else { Payload::Subset(changed) };
         let state = self.types.get_mut(&xds_type).expect("type state exists");
         state.recent.push_back(Sent {
             nonce: nonce.clone(),
@@ -271,3 +272,6 @@ impl super::OutgoingResponse for DeltaResponse {
         DeltaResponse::chunks(self)
     }
 }
+
+#[cfg(test)]
+mod tests;

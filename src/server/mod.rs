@@ -4,6 +4,8 @@
 
 pub mod admin;
 pub mod delta;
+#[cfg(test)]
+mod fixture;
 pub mod sotw;
 pub mod wire;
 

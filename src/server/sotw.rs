@@ -76,7 +76,7 @@ impl SotwStream {
         match self.types.get_mut(&xds_type) {
             None => {
                 let state =
-                    TypeState { subscription, last_nonce: None, sent_version: None, sent: Payload::Some(Vec::new()) };
+                    TypeState { subscription, last_nonce: None, sent_version: None, sent: Payload::Subset(Vec::new()) };
                 self.types.insert(xds_type, state);
             }
             Some(state) => {
@@ -114,10 +114,17 @@ impl SotwStream {
             let current = snapshot.of(xds_type);
             if ordered && matches!(xds_type, XdsType::Secret | XdsType::Cluster) {
                 // Make before break: keep what disappears until listeners and routes moved on.
-                if let Some(expanded) = self.expanded(xds_type, current) {
-                    output.responses.extend(expanded);
-                    contract.push(xds_type);
-                    continue;
+                match self.expanded(xds_type, current) {
+                    Expansion::NothingVanishes => {}
+                    Expansion::AlreadyHeld => {
+                        contract.push(xds_type);
+                        continue;
+                    }
+                    Expansion::Send(response) => {
+                        output.responses.push(response);
+                        contract.push(xds_type);
+                        continue;
+                    }
                 }
             }
             output.responses.extend(self.respond(xds_type, current));
@@ -135,7 +142,7 @@ impl SotwStream {
             Subscription::Names(names) => {
                 let entries: Vec<Entry> = names.iter().filter_map(|n| current.get(n).cloned()).collect();
                 let version = version_of(&entries);
-                (Payload::Some(entries), version)
+                (Payload::Subset(entries), version)
             }
         }
     }
@@ -164,26 +171,39 @@ impl SotwStream {
         SotwResponse { xds_type, version, nonce, resources: entries }
     }
 
-    /// `None` if nothing would disappear. Otherwise the removal is deferred, and what to send now:
-    /// the new set plus the disappearing resources (or nothing, if that is what the client has).
-    fn expanded(&mut self, xds_type: XdsType, current: &Arc<TypeSnapshot>) -> Option<Option<SotwResponse>> {
+    /// Whether the update of a type removes resources the client holds, and if so what to send
+    /// before the removal: the new set plus the disappearing resources.
+    fn expanded(&mut self, xds_type: XdsType, current: &Arc<TypeSnapshot>) -> Expansion {
         let state = &self.types[&xds_type];
-        state.sent_version.as_ref()?;
+        if state.sent_version.is_none() {
+            return Expansion::NothingVanishes;
+        }
         let (entries, _) = self.target(xds_type, current);
         let kept: BTreeSet<&str> = entries.entries().map(|e| &*e.name).collect();
         let vanishing: Vec<Entry> = state.sent.entries().filter(|e| !kept.contains(&*e.name)).cloned().collect();
         if vanishing.is_empty() {
-            return None;
+            return Expansion::NothingVanishes;
         }
         let mut union: Vec<Entry> = entries.entries().cloned().collect();
         union.extend(vanishing);
         union.sort_by(|a, b| a.name.cmp(&b.name));
         let version = version_of(&union);
         if state.sent_version.as_deref() == Some(version.as_str()) {
-            return Some(None); // only removals: nothing to make first
+            return Expansion::AlreadyHeld; // only removals: nothing to make first
         }
-        Some(Some(self.send(xds_type, Payload::Some(union), version)))
+        Expansion::Send(self.send(xds_type, Payload::Subset(union), version))
     }
+}
+
+/// What a type's update means for make-before-break.
+enum Expansion {
+    /// Nothing the client holds disappears: send the update as it is.
+    NothingVanishes,
+    /// Something disappears, but the client already holds the new set plus what disappears: the
+    /// removal alone remains, after the listeners and routes.
+    AlreadyHeld,
+    /// Send the new set plus what disappears now; the removal follows the listeners and routes.
+    Send(SotwResponse),
 }
 
 /// Version of a named subset: a hash over its names and versions.
@@ -225,3 +245,6 @@ impl super::OutgoingResponse for SotwResponse {
         SotwResponse::chunks(self)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -24,14 +24,15 @@ use tonic::codec::{DecodeBuf, Decoder};
 pub enum Payload {
     /// Every resource of the type, in name order: sent as the snapshot's shared block.
     All(Arc<TypeSnapshot>),
-    Some(Vec<Entry>),
+    /// These resources (each still the snapshot's shared bytes).
+    Subset(Vec<Entry>),
 }
 
 impl Payload {
     pub fn len(&self) -> usize {
         match self {
             Payload::All(all) => all.entries.len(),
-            Payload::Some(entries) => entries.len(),
+            Payload::Subset(entries) => entries.len(),
         }
     }
 
@@ -42,7 +43,7 @@ impl Payload {
     pub fn entries(&self) -> Box<dyn Iterator<Item = &Entry> + '_> {
         match self {
             Payload::All(all) => Box::new(all.entries.values()),
-            Payload::Some(entries) => Box::new(entries.iter()),
+            Payload::Subset(entries) => Box::new(entries.iter()),
         }
     }
 
@@ -53,7 +54,7 @@ impl Payload {
     fn chunks(&self, delta: bool, out: &mut Vec<Bytes>) {
         match self {
             Payload::All(all) => out.push(if delta { all.delta_block() } else { all.sotw_block() }),
-            Payload::Some(entries) => {
+            Payload::Subset(entries) => {
                 out.extend(entries.iter().map(|e| if delta { e.delta_field.clone() } else { e.sotw_field.clone() }))
             }
         }
@@ -225,7 +226,7 @@ mod tests {
         let snapshot = snapshot();
         for payload in [
             Payload::All(snapshot.of(XdsType::Cluster).clone()),
-            Payload::Some(snapshot.of(XdsType::Cluster).entries.values().cloned().collect()),
+            Payload::Subset(snapshot.of(XdsType::Cluster).entries.values().cloned().collect()),
         ] {
             let response = SotwResponse {
                 xds_type: XdsType::Cluster,

@@ -44,10 +44,13 @@ impl ConfigDirSource {
 
     /// Reads the directory as it is now (the files TLSContexts name are read by the controller,
     /// for every source at once). An unreadable file is a diagnostic.
-    fn load(&mut self) -> Result<Contribution, Diagnostic> {
+    fn load(&mut self) -> Result<Contribution, Box<Diagnostic>> {
         let paths = files::config_files(std::slice::from_ref(&self.dir)).map_err(|err| {
             let origin = Origin::file(&self.dir.display().to_string());
-            Diagnostic::error(Some(&origin), None, format!("cannot read directory: {err}")).with_kind(Kind::Unreadable)
+            Box::new(
+                Diagnostic::error(Some(&origin), None, format!("cannot read directory: {err}"))
+                    .with_kind(Kind::Unreadable),
+            )
         })?;
         let mut contribution = Contribution::default();
         let present: BTreeSet<&PathBuf> = paths.iter().collect();
@@ -82,7 +85,7 @@ impl Source for ConfigDirSource {
         format!("config-dir {}", self.dir.display())
     }
 
-    fn read(&mut self) -> Result<Contribution, Diagnostic> {
+    fn read(&mut self) -> Result<Contribution, Box<Diagnostic>> {
         self.load()
     }
 }

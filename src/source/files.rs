@@ -1,9 +1,8 @@
 //! Configuration from files and directories: YAML/JSON documents, plus the certificate files
 //! TLSContexts name (read here, so that `compile` stays pure and Envoy never needs the paths).
 
-use crate::compile::TlsFiles;
 use crate::diagnostic::{Diagnostic, Kind, Origin};
-use crate::model::{parse_documents, Model};
+use crate::model::{parse_documents, Model, TlsFiles};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 

@@ -150,7 +150,7 @@ impl Source for KubernetesSource {
 
     /// The reflector stores always hold the last listed state (through outages too), so reading
     /// never fails as a whole.
-    fn read(&mut self) -> Result<Contribution, Diagnostic> {
+    fn read(&mut self) -> Result<Contribution, Box<Diagnostic>> {
         let (model, diagnostics) = self.model();
         Ok(Contribution { model, diagnostics })
     }

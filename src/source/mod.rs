@@ -42,7 +42,7 @@ pub trait Source: Send + 'static {
     /// The source's current resources. Called on a blocking thread (it may read files).
     /// `Err` means the source could not be read as a whole; the controller then keeps what the
     /// source contributed last and reports the diagnostic.
-    fn read(&mut self) -> Result<Contribution, Diagnostic>;
+    fn read(&mut self) -> Result<Contribution, Box<Diagnostic>>;
 }
 
 /// Change notifications from the sources to the controller. Cheap to clone and to call from any

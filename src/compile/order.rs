@@ -1,167 +1,12 @@
-//! Route matching and order, following Emissary's `IRHTTPMapping` rules:
-//!
-//! * a Mapping's match is its path (`prefix`, `prefix_regex`, `prefix_exact`), its headers
-//!   (`headers`, `regex_headers`, then `:authority` from `host`/`hostname`, then `:method`);
-//! * Mappings with the same match form a group (a canary); groups are ordered by the route
-//!   weight `[precedence, len(prefix), header bytes, prefix, header keys]`, highest first, and
-//!   equal weights come out in reverse order of the Mappings' `name.namespace` (as Emissary's
-//!   reversed stable sort does);
-//! * inside a group, weighted Mappings (in order) then unweighted ones share 100% of the traffic
-//!   by cumulative `runtime_fraction`s.
+//! Route order, as Emissary's: Mappings with the same match form a group (a canary); groups are
+//! ordered by their route weight `[precedence, len(prefix), header bytes, prefix, header keys]`,
+//! highest first, and equal weights come out in reverse order of the Mappings' `name.namespace`
+//! (as Emissary's reversed stable sort does). Inside a group, weighted Mappings (in order) then
+//! unweighted ones share 100% of the traffic by cumulative `runtime_fraction`s.
 
-use super::ir::{HeaderMatch, HeaderValueMatch, PathMatch, Route, RouteAction, RouteMatch, RuntimeFraction};
-use crate::model::mapping::HeaderValue;
-use crate::model::MappingSpec;
+use super::ir::{Route, RouteAction, RouteMatch, RuntimeFraction};
+use super::matching::{GroupKey, MatchSpec, RouteWeight};
 use std::collections::hash_map::{Entry, HashMap};
-
-type GroupKey = (PathMatch, i32, Vec<WeightedHeader>);
-
-/// A header the route requires, and whether its value is a regex (both count in the weight).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct WeightedHeader {
-    name: String,
-    /// `None` for "present" and for the no-op `hostname: "*"`.
-    value: Option<String>,
-    regex: bool,
-}
-
-impl WeightedHeader {
-    fn length(&self) -> usize {
-        self.name.len() + self.value.as_deref().unwrap_or("*").len() + usize::from(self.regex)
-    }
-
-    fn key(&self) -> String {
-        format!("{}-{}", self.name, self.value.as_deref().unwrap_or("*"))
-    }
-}
-
-/// What a Mapping matches, before grouping.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MatchSpec {
-    pub path: PathMatch,
-    pub case_sensitive: bool,
-    pub precedence: i32,
-    headers: Vec<WeightedHeader>,
-    /// Emitted header matchers (the no-op `hostname: "*"` is weighed but not emitted).
-    pub header_matches: Vec<HeaderMatch>,
-}
-
-/// Emissary's `route_weight`, compared lexicographically (Python list order).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct RouteWeight {
-    precedence: i32,
-    prefix_len: usize,
-    header_bytes: usize,
-    prefix: String,
-    header_keys: Vec<String>,
-}
-
-impl MatchSpec {
-    pub fn weight(&self) -> RouteWeight {
-        let prefix = match &self.path {
-            PathMatch::Prefix(p) | PathMatch::Regex(p) | PathMatch::Exact(p) => p.clone(),
-        };
-        RouteWeight {
-            precedence: self.precedence,
-            prefix_len: prefix.len(),
-            header_bytes: self.headers.iter().map(WeightedHeader::length).sum(),
-            prefix,
-            header_keys: self.headers.iter().map(WeightedHeader::key).collect(),
-        }
-    }
-
-    /// Mappings with equal group keys are one canary group.
-    fn group_key(&self) -> GroupKey {
-        (self.path.clone(), self.precedence, self.headers.clone())
-    }
-}
-
-/// Builds a Mapping's match. Errors drop the Mapping; warnings are returned alongside.
-pub fn match_spec(spec: &MappingSpec, prefix: &str) -> Result<(MatchSpec, Vec<String>), String> {
-    let mut warnings = Vec::new();
-    let path = if spec.prefix_regex {
-        check_regex("prefix", prefix)?;
-        PathMatch::Regex(prefix.to_string())
-    } else if spec.prefix_exact {
-        PathMatch::Exact(prefix.to_string())
-    } else {
-        PathMatch::Prefix(prefix.to_string())
-    };
-
-    let mut headers = Vec::new();
-    let mut header_matches = Vec::new();
-    let mut push = |name: &str, value: Option<&str>, regex: bool, matcher: Option<HeaderValueMatch>| {
-        headers.push(WeightedHeader { name: name.to_string(), value: value.map(str::to_string), regex });
-        if let Some(matcher) = matcher {
-            header_matches.push(HeaderMatch { name: name.to_string(), value: matcher });
-        }
-    };
-    for (name, value) in &spec.headers {
-        match value {
-            HeaderValue::Exact(value) => push(name, Some(value), false, Some(HeaderValueMatch::Exact(value.clone()))),
-            HeaderValue::Present(true) => push(name, None, false, Some(HeaderValueMatch::Present)),
-            HeaderValue::Present(false) => warnings
-                .push(format!("`headers.{name}: false` matches nothing useful; use a string value or `true`; ignored")),
-        }
-    }
-    for (name, regex) in &spec.regex_headers {
-        check_regex(&format!("regex_headers.{name}"), regex)?;
-        push(name, Some(regex), true, Some(HeaderValueMatch::Regex(regex.clone())));
-    }
-
-    if spec.host.is_some() && spec.hostname.is_some() {
-        warnings.push("both `host` and `hostname` are set; `hostname` wins".into());
-    }
-    if let Some(hostname) = &spec.hostname {
-        // `hostname` is a glob: `*` alone matches every host, `*.x` a suffix, `x.*` a prefix.
-        let matcher = if hostname == "*" {
-            None
-        } else if let Some(suffix) = hostname.strip_prefix('*') {
-            Some(HeaderValueMatch::Suffix(suffix.to_string()))
-        } else if let Some(prefix) = hostname.strip_suffix('*') {
-            Some(HeaderValueMatch::Prefix(prefix.to_string()))
-        } else {
-            Some(HeaderValueMatch::Exact(hostname.clone()))
-        };
-        push(":authority", Some(hostname), false, matcher);
-    } else if let Some(host) = &spec.host {
-        if spec.host_regex {
-            check_regex("host", host)?;
-            push(":authority", Some(host), true, Some(HeaderValueMatch::Regex(host.clone())));
-        } else if host.contains('*') {
-            return Err(format!(
-                "`host: {host}` contains `*`, which matches nothing literally; use `hostname` for globs"
-            ));
-        } else {
-            push(":authority", Some(host), false, Some(HeaderValueMatch::Exact(host.clone())));
-        }
-    }
-    if let Some(method) = &spec.method {
-        if spec.method_regex {
-            check_regex("method", method)?;
-            push(":method", Some(method), true, Some(HeaderValueMatch::Regex(method.clone())));
-        } else {
-            push(":method", Some(method), false, Some(HeaderValueMatch::Exact(method.clone())));
-        }
-    }
-
-    let spec = MatchSpec {
-        path,
-        case_sensitive: spec.case_sensitive.unwrap_or(true),
-        precedence: spec.precedence.unwrap_or(0),
-        headers,
-        header_matches,
-    };
-    Ok((spec, warnings))
-}
-
-/// Envoy uses RE2; the `regex` crate's syntax is close enough to catch what Envoy would NACK.
-fn check_regex(field: &str, regex: &str) -> Result<(), String> {
-    regex_syntax::Parser::new().parse(regex).map(|_| ()).map_err(|err| {
-        let first_line = err.to_string().lines().last().unwrap_or_default().to_string();
-        format!("`{field}` is not a valid regular expression: {first_line}")
-    })
-}
 
 /// One Mapping, ready to be ordered.
 #[derive(Debug, Clone)]
@@ -275,6 +120,8 @@ fn normalize_weights(group: &[Candidate]) -> Result<Vec<u32>, String> {
 mod tests {
     use super::*;
     use crate::compile::ir::Forward;
+    use crate::compile::matching::match_spec;
+    use crate::model::MappingSpec;
 
     fn mapping(yaml: &str) -> MappingSpec {
         serde_yaml::from_str(yaml).unwrap()
@@ -362,24 +209,5 @@ mod tests {
         assert!(routes.is_empty());
         assert_eq!(rejected[0].members, ["a", "b"]);
         assert!(rejected[0].reason.contains("110"));
-    }
-
-    #[test]
-    fn hostname_globs_and_host_literals() {
-        let (spec, _) = match_spec(&mapping("{prefix: /, hostname: '*.example.com'}"), "/").unwrap();
-        assert_eq!(
-            spec.header_matches,
-            [HeaderMatch { name: ":authority".into(), value: HeaderValueMatch::Suffix(".example.com".into()) }]
-        );
-        let (spec, _) = match_spec(&mapping("{prefix: /, hostname: '*'}"), "/").unwrap();
-        assert!(spec.header_matches.is_empty());
-        assert_eq!(spec.weight().header_bytes, ":authority".len() + 1);
-        assert!(match_spec(&mapping("{prefix: /, host: '*.x'}"), "/").is_err());
-    }
-
-    #[test]
-    fn invalid_regexes_are_rejected() {
-        let err = match_spec(&mapping("{prefix: '/(unclosed', prefix_regex: true}"), "/(unclosed").unwrap_err();
-        assert!(err.contains("not a valid regular expression"), "{err}");
     }
 }

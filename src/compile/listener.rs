@@ -1,0 +1,74 @@
+//! Listeners: from `Listener` resources (HTTP only, one per port), or the default HTTP listener on
+//! `--listener-port` when none is given.
+
+use super::ir::HttpListener;
+use super::{Options, ROUTE_CONFIG_NAME};
+use crate::diagnostic::{Diagnostic, Kind, ResourceId};
+use crate::model::Listener;
+use std::collections::BTreeMap;
+
+pub fn listener_name(port: u16) -> String {
+    format!("ambassador-listener-0.0.0.0-{port}")
+}
+
+fn http_listener(port: u16) -> HttpListener {
+    HttpListener {
+        name: listener_name(port),
+        port,
+        stat_prefix: "ingress_http".to_string(),
+        route_config: ROUTE_CONFIG_NAME.to_string(),
+    }
+}
+
+pub fn http_listeners(
+    listeners: &[&Listener],
+    options: &Options,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<HttpListener> {
+    if listeners.is_empty() {
+        return vec![http_listener(options.listener_port)];
+    }
+    let mut by_port: BTreeMap<u16, &ResourceId> = BTreeMap::new();
+    for listener in listeners {
+        let spec = &listener.spec;
+        let (origin, id) = (&listener.meta.origin, &listener.meta.id);
+        let is_http = match (&spec.protocol, &spec.protocol_stack) {
+            (Some(protocol), _) => protocol == "HTTP",
+            (None, Some(stack)) => stack.iter().map(String::as_str).eq(["HTTP", "TCP"]),
+            (None, None) => false,
+        };
+        if !is_http {
+            let what = spec
+                .protocol
+                .clone()
+                .or_else(|| spec.protocol_stack.as_ref().map(|s| s.join("+")))
+                .unwrap_or_else(|| "none".into());
+            diagnostics.push(
+                Diagnostic::warning(
+                    Some(origin),
+                    Some(id),
+                    format!("protocol {what} is not supported yet (only HTTP); listener skipped"),
+                )
+                .with_kind(Kind::IgnoredField),
+            );
+            continue;
+        }
+        let Some(port) = spec.port else {
+            diagnostics.push(Diagnostic::error(Some(origin), Some(id), "missing required field `spec.port`"));
+            continue;
+        };
+        if let Some(other) = by_port.get(&port) {
+            diagnostics.push(
+                Diagnostic::error(
+                    Some(origin),
+                    Some(id),
+                    format!("port {port} is already used by {other}; listener skipped"),
+                )
+                .with_kind(Kind::Duplicate),
+            );
+            continue;
+        }
+        by_port.insert(port, id);
+    }
+    by_port.into_keys().map(http_listener).collect()
+}
