@@ -149,22 +149,42 @@ pub struct Snapshot {
     /// Increases with every published snapshot; Envoy sees it as `system_version_info`.
     pub serial: u64,
     types: PerType<Arc<TypeSnapshot>>,
+    /// Earlier contents of each type, newest first (at most [`Snapshot::HISTORY`]), so a client
+    /// that comes back from another stream naming a version can be told apart from one that
+    /// holds nothing. Unchanged resources share their buffers, so this costs little.
+    history: PerType<Vec<Arc<TypeSnapshot>>>,
     /// The resources as compiled, for `/snapshot`.
     pub resources: Resources,
 }
 
 impl Snapshot {
+    /// How many earlier contents per type are remembered.
+    pub const HISTORY: usize = 4;
+
     /// Builds a snapshot, reusing `previous`'s type snapshots whose content is unchanged.
     pub fn new(resources: Resources, serial: u64, previous: Option<&Snapshot>) -> Snapshot {
+        let mut history =
+            PerType::from_fn(|xds_type| previous.map(|p| p.history[xds_type].clone()).unwrap_or_default());
         let types = PerType::from_fn(|xds_type| {
             let old = previous.map(|p| p.of(xds_type));
             let fresh = TypeSnapshot::new(xds_type, resources.of(xds_type), old.map(|o| &**o));
             match old {
                 Some(old) if old.version == fresh.version => old.clone(),
-                _ => Arc::new(fresh),
+                Some(old) => {
+                    let earlier = &mut history[xds_type];
+                    earlier.insert(0, old.clone());
+                    earlier.truncate(Snapshot::HISTORY);
+                    Arc::new(fresh)
+                }
+                None => Arc::new(fresh),
             }
         });
-        Snapshot { serial, types, resources }
+        Snapshot { serial, types, history, resources }
+    }
+
+    /// The current content of a type, then its earlier contents, newest first.
+    pub fn contents(&self, xds_type: XdsType) -> impl Iterator<Item = &Arc<TypeSnapshot>> {
+        std::iter::once(self.of(xds_type)).chain(self.history[xds_type].iter())
     }
 
     pub fn empty() -> Snapshot {
@@ -213,6 +233,20 @@ mod tests {
             first.of(XdsType::Cluster).get("b").unwrap().version
         );
         assert!(Arc::ptr_eq(first.of(XdsType::Secret), changed.of(XdsType::Secret)));
+    }
+
+    #[test]
+    fn earlier_contents_are_remembered_newest_first_and_bounded() {
+        let mut snapshot = Snapshot::new(resources(&[("a", b"0")]), 1, None);
+        let mut versions = vec![snapshot.of(XdsType::Cluster).version.clone()];
+        for i in 1..10u8 {
+            let same = Snapshot::new(resources(&[("a", &[b'0' + i])]), 2 * i as u64, Some(&snapshot));
+            // Publishing the same content again does not push history.
+            snapshot = Snapshot::new(resources(&[("a", &[b'0' + i])]), 2 * i as u64 + 1, Some(&same));
+            versions.insert(0, snapshot.of(XdsType::Cluster).version.clone());
+        }
+        let remembered: Vec<String> = snapshot.contents(XdsType::Cluster).map(|t| t.version.clone()).collect();
+        assert_eq!(remembered, versions[..=Snapshot::HISTORY]);
     }
 
     #[test]

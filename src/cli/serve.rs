@@ -5,6 +5,7 @@
 use super::TranslationArgs;
 use crate::controller::{Controller, ControllerOptions};
 use crate::server::admin::{self, AdminState};
+use crate::server::listen::{self, HttpVersion, Limits};
 use crate::server::{self, Metrics, Shared};
 use crate::snapshot::Snapshot;
 use crate::source::config_dir::ConfigDirSource;
@@ -17,7 +18,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -49,7 +49,34 @@ pub struct ServeArgs {
     /// Quiet time after the last file change before recompiling
     #[arg(long, default_value_t = 100, value_name = "MS")]
     pub debounce_ms: u64,
+
+    /// Most connections open at once on each of the xDS and admin ports; more are closed at once
+    #[arg(long, default_value_t = Limits::default().max_connections, value_name = "N")]
+    pub max_connections: usize,
+
+    /// Most concurrent HTTP/2 streams on one xDS connection (Envoy uses one for ADS)
+    #[arg(long, default_value_t = Limits::default().max_streams_per_connection, value_name = "N")]
+    pub max_streams_per_connection: u32,
+
+    /// Close connections that carry no xDS stream (or admin request) for this long
+    #[arg(long, default_value_t = Limits::default().idle_timeout.as_secs(), value_name = "SECONDS")]
+    pub idle_timeout_s: u64,
 }
+
+impl ServeArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            max_connections: self.max_connections,
+            max_streams_per_connection: self.max_streams_per_connection,
+            idle_timeout: Duration::from_secs(self.idle_timeout_s.max(1)),
+            ..Limits::default()
+        }
+    }
+}
+
+/// How long streams and connections get to close after SIGTERM before the process exits anyway
+/// (a client that does not read never takes its last frames).
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 
 pub fn run(args: &ServeArgs) -> i32 {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -59,7 +86,11 @@ pub fn run(args: &ServeArgs) -> i32 {
             return super::exit::ERROR;
         }
     };
-    match runtime.block_on(serve(args)) {
+    let result = runtime.block_on(serve(args));
+    // A reload still running on a blocking thread (or a file read that hangs) must not hold the
+    // exit: the process is done.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    match result {
         Ok(()) => super::exit::OK,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -87,14 +118,18 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     // Servers first, so /healthz answers and Envoy can connect; streams wait for the first
     // snapshot (serial 1) before answering, and /readyz says so until then.
     let shared = Shared { snapshots: snapshot_rx.clone(), shutdown: shutdown.clone(), metrics: metrics.clone() };
-    let xds_server = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .add_routes(server::routes(shared))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(xds_listener), stopped(shutdown.clone()));
-    let admin_app = admin::router(AdminState { snapshots: snapshot_rx, ready: ready_rx, metrics });
-    let admin_server = axum::serve(admin_listener, admin_app).with_graceful_shutdown(stopped(shutdown.clone()));
-    let xds_task = tokio::spawn(xds_server);
-    let admin_task = tokio::spawn(async move { admin_server.await });
+    let limits = args.limits();
+    let xds_task = tokio::spawn(listen::serve(
+        xds_listener,
+        server::routes(shared),
+        HttpVersion::Http2,
+        limits,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    let admin_app = admin::router(AdminState { snapshots: snapshot_rx, ready: ready_rx, metrics: metrics.clone() });
+    let admin_task =
+        tokio::spawn(listen::serve(admin_listener, admin_app, HttpVersion::Http1, limits, metrics, shutdown.clone()));
     tracing::info!(xds = %args.xds_address, admin = %args.admin_address, "listening");
 
     let (changes, change_events) = Changes::channel();
@@ -122,8 +157,8 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         Controller::new(sources, options, changes, snapshot_tx, ready_tx).context("starting the file watcher")?;
     controller.run(change_events, shutdown.clone()).await;
 
-    // Streams end on the shutdown signal; give the servers a moment to flush, then go.
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+    // Streams end with UNAVAILABLE on the shutdown signal; give them a moment to flush, then go.
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
         let _ = xds_task.await;
         let _ = admin_task.await;
     })

@@ -1,20 +1,24 @@
-//! The incremental (delta) protocol for one stream, as a pure state machine.
+//! The incremental (delta) protocol for one stream, as a pure state machine: requests change
+//! what the client wants; [`DeltaStream::next_response`] computes the next response from what
+//! the client holds and the latest snapshot, only when the client can take one.
 //!
 //! The stream remembers what the client holds as "snapshot S, restricted to these names" rather
 //! than a per-stream copy of every name and version, so a thousand streams over a large config
 //! cost a thousand pointers, not a thousand maps. Rules:
 //! * only resources whose version differs from what the client holds are sent; resources that
 //!   left the snapshot are listed in `removed_resources`;
+//! * a name the client subscribed to that does not exist is answered at once, also in
+//!   `removed_resources`, so the client does not wait out its `initial_fetch_timeout` (Envoy's
+//!   SDS takes this as "does not exist" and finishes warming; a `Resource` without a body, the
+//!   form the xDS document describes, is NACKed by Envoy's SDS and RDS as an unnamed resource);
 //! * subscriptions change with every request (stale nonce or not); ACK/NACK is matched by nonce,
-//!   and a NACKed version is not sent again;
-//! * on ADS, updates go out secrets → clusters → endpoints → listeners → routes, and removals of
-//!   secrets and clusters go out last.
+//!   and a NACKed version is not sent again (unless the client asks for the name anew);
+//! * on ADS, updates go out in push order (secrets, clusters, endpoints, listeners, routes), and
+//!   removals after all of them, in removal order (routes, clusters, endpoints, secrets);
+//!   listeners, which nothing names, change in one step.
 
 use super::wire::{DeltaResponse, Payload};
-use super::{request_type, Nack};
-
-/// What the stream must do after an event.
-pub type Output = super::Output<DeltaResponse>;
+use super::{request_type, Nack, RequestOutcome, RequestType};
 use crate::snapshot::{Entry, Snapshot, TypeSnapshot};
 use crate::xds::XdsType;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
@@ -70,6 +74,11 @@ struct TypeState {
     wildcard: bool,
     names: BTreeSet<String>,
     known: Known,
+    /// Names the client was told do not exist (missing, or removed): not told again.
+    told_absent: BTreeSet<Arc<str>>,
+    /// Versions the client rejected (the resources of a NACKed response), never sent again
+    /// unless the client asks for the name anew or another version of it was sent since.
+    rejected: BTreeMap<Arc<str>, Arc<str>>,
     /// Recent responses by nonce (bounded), to name the resources of a NACKed one.
     /// Payloads share the snapshot's buffers, so remembering them costs pointers, not names.
     recent: VecDeque<Sent>,
@@ -83,6 +92,8 @@ struct Sent {
     system_version: String,
     resources: Payload,
     removed: Vec<Arc<str>>,
+    /// Already NACKed: a repeat of the NACK changes nothing.
+    nacked: bool,
 }
 
 impl Sent {
@@ -99,6 +110,14 @@ impl TypeState {
     }
 }
 
+/// Which step of an update a response is (see `sotw::Step`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Make,
+    Break,
+    Whole,
+}
+
 #[derive(Debug)]
 pub struct DeltaStream {
     fixed_type: Option<XdsType>,
@@ -111,11 +130,19 @@ impl DeltaStream {
         DeltaStream { fixed_type, types: BTreeMap::new(), next_nonce: 0 }
     }
 
-    pub fn on_request(&mut self, request: &DeltaDiscoveryRequest, snapshot: &Snapshot) -> Output {
-        let mut output = Output::default();
-        let Some(xds_type) = request_type(&request.type_url, self.fixed_type) else {
-            output.ignored += 1;
-            return output;
+    /// Takes a request: subscriptions (always), ACK or NACK (by nonce).
+    pub fn on_request(&mut self, request: &DeltaDiscoveryRequest) -> RequestOutcome {
+        let mut outcome = RequestOutcome::default();
+        let xds_type = match request_type(&request.type_url, self.fixed_type) {
+            RequestType::Served(xds_type) => xds_type,
+            RequestType::Unknown => {
+                outcome.ignored += 1;
+                return outcome;
+            }
+            RequestType::WrongService(message) => {
+                outcome.error = Some(message);
+                return outcome;
+            }
         };
         let first = !self.types.contains_key(&xds_type);
         let state = self.types.entry(xds_type).or_default();
@@ -132,6 +159,7 @@ impl DeltaStream {
                 "*" => state.wildcard = true,
                 _ => {
                     state.names.insert(name.clone());
+                    state.rejected.remove(name.as_str());
                 }
             }
         }
@@ -141,55 +169,67 @@ impl DeltaStream {
                 _ => {
                     state.names.remove(name);
                     state.known.forget(name);
+                    state.told_absent.remove(name.as_str());
+                    state.rejected.remove(name.as_str());
                 }
             }
         }
         if !request.response_nonce.is_empty() {
-            let answered = state.recent.iter().find(|sent| sent.nonce == request.response_nonce);
-            match (answered, &request.error_detail) {
-                (Some(sent), Some(status)) => output.nacks.push(Nack {
-                    xds_type,
-                    version: sent.system_version.clone(),
-                    resource_names: sent.names(),
-                    message: status.message.clone(),
-                }),
-                (None, _) => output.ignored += 1, // stale: subscriptions above still apply
-                _ => {}
+            match state.recent.iter().position(|sent| sent.nonce == request.response_nonce) {
+                Some(at) => {
+                    if let (Some(status), false) = (&request.error_detail, state.recent[at].nacked) {
+                        state.recent[at].nacked = true;
+                        let sent = &state.recent[at];
+                        outcome.nacks.push(Nack {
+                            xds_type,
+                            version: sent.system_version.clone(),
+                            resource_names: sent.names(),
+                            message: status.message.clone(),
+                        });
+                        // A newer version (or a removal) sent since supersedes the rejection.
+                        let later = state.recent.range(at + 1..);
+                        let superseded: BTreeSet<&str> = later
+                            .flat_map(|s| s.resources.entries().map(|e| &*e.name).chain(s.removed.iter().map(|n| &**n)))
+                            .collect();
+                        let rejected: Vec<(Arc<str>, Arc<str>)> = sent
+                            .resources
+                            .entries()
+                            .filter(|e| !superseded.contains(&*e.name))
+                            .map(|e| (e.name.clone(), e.version.clone()))
+                            .collect();
+                        state.rejected.extend(rejected);
+                    }
+                }
+                None => outcome.ignored += 1, // stale: subscriptions above still apply
             }
         }
-        output.responses.extend(self.respond(xds_type, snapshot, true));
-        output
+        outcome
     }
 
-    pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> Output {
-        let mut output = Output::default();
-        let ordered = self.fixed_type.is_none();
-        let mut deferred = Vec::new();
+    /// The next response this client should get to reach `snapshot`, or `None`.
+    pub fn next_response(&mut self, snapshot: &Snapshot) -> Option<DeltaResponse> {
+        if let Some(fixed) = self.fixed_type {
+            return self.update(fixed, snapshot, Step::Whole);
+        }
         for xds_type in XdsType::PUSH_ORDER {
-            if !self.types.contains_key(&xds_type) {
-                continue;
-            }
-            let defer_removals = ordered && matches!(xds_type, XdsType::Secret | XdsType::Cluster);
-            output.responses.extend(self.respond(xds_type, snapshot, !defer_removals));
-            if defer_removals {
-                deferred.push(xds_type);
+            if let Some(response) = self.update(xds_type, snapshot, Step::Make) {
+                return Some(response);
             }
         }
-        for xds_type in deferred {
-            output.responses.extend(self.respond(xds_type, snapshot, true));
-        }
-        output
+        XdsType::REMOVAL_ORDER.into_iter().find_map(|xds_type| self.update(xds_type, snapshot, Step::Break))
     }
 
-    fn respond(&mut self, xds_type: XdsType, snapshot: &Snapshot, with_removals: bool) -> Option<DeltaResponse> {
+    fn update(&mut self, xds_type: XdsType, snapshot: &Snapshot, step: Step) -> Option<DeltaResponse> {
         let current = snapshot.of(xds_type);
-        let state = self.types.get_mut(&xds_type).expect("type state exists");
+        let state = self.types.get_mut(&xds_type)?;
         let in_sync = state.known.extra.is_empty()
             && state.known.base.as_ref().is_some_and(|b| Arc::ptr_eq(b, current))
-            && (state.wildcard && state.known.filter.is_none());
+            && (state.wildcard && state.known.filter.is_none())
+            && state.names.iter().all(|n| current.get(n).is_some() || state.told_absent.contains(n.as_str()));
         if in_sync {
             return None;
         }
+        let defer_removals = step == Step::Make && xds_type.defers_removals();
 
         let targets: Vec<&Entry> = if state.wildcard {
             current.entries.values().collect()
@@ -199,15 +239,31 @@ impl DeltaStream {
         let changed: Vec<Entry> = targets
             .iter()
             .filter(|e| state.known.version(&e.name) != Some(&*e.version))
+            .filter(|e| state.rejected.get(&e.name).is_none_or(|rejected| *rejected != e.version))
             .map(|e| (*e).clone())
             .collect();
         let vanished: Vec<Arc<str>> =
             state.known.names().into_iter().filter(|n| state.in_scope(n) && current.get(n).is_none()).collect();
-        let removed = if with_removals { vanished.clone() } else { Vec::new() };
+        // Removals, and subscribed names that do not exist (that the client neither holds nor was
+        // told about), go out together: after everything that could still name them moved on.
+        let mut removed = Vec::new();
+        if !defer_removals {
+            removed.extend(vanished.iter().cloned());
+            removed.extend(
+                state
+                    .names
+                    .iter()
+                    .filter(|n| current.get(n).is_none() && state.known.version(n).is_none())
+                    .filter(|n| !state.told_absent.contains(n.as_str()))
+                    .map(|n| Arc::from(n.as_str())),
+            );
+            removed.sort();
+            removed.dedup();
+        }
 
         // What the client holds afterwards: the targets, plus vanished resources not yet removed.
         let mut extra = BTreeMap::new();
-        if !with_removals {
+        if defer_removals {
             for name in &vanished {
                 if let Some(version) = state.known.version(name) {
                     extra.insert(name.clone(), Arc::from(version));
@@ -216,6 +272,14 @@ impl DeltaStream {
         }
         let filter = (!state.wildcard).then(|| targets.iter().map(|e| e.name.clone()).collect());
         state.known = Known { base: Some(current.clone()), filter, extra };
+        for entry in &changed {
+            state.told_absent.remove(&entry.name);
+            state.rejected.remove(&entry.name);
+        }
+        for name in &removed {
+            state.rejected.remove(name);
+        }
+        state.told_absent.extend(removed.iter().cloned());
 
         if changed.is_empty() && removed.is_empty() {
             return None;
@@ -232,6 +296,7 @@ impl DeltaStream {
             system_version: system_version.clone(),
             resources: resources.clone(),
             removed: removed.clone(),
+            nacked: false,
         });
         if state.recent.len() > RECENT_RESPONSES {
             state.recent.pop_front();
@@ -250,12 +315,12 @@ impl super::StreamMachine for DeltaStream {
     type Response = DeltaResponse;
     const PROTOCOL: &'static str = "delta";
 
-    fn on_request(&mut self, request: &DeltaDiscoveryRequest, snapshot: &Snapshot) -> Output {
-        DeltaStream::on_request(self, request, snapshot)
+    fn on_request(&mut self, request: &DeltaDiscoveryRequest) -> RequestOutcome {
+        DeltaStream::on_request(self, request)
     }
 
-    fn on_snapshot(&mut self, snapshot: &Snapshot) -> Output {
-        DeltaStream::on_snapshot(self, snapshot)
+    fn next_response(&mut self, snapshot: &Snapshot) -> Option<DeltaResponse> {
+        DeltaStream::next_response(self, snapshot)
     }
 }
 

@@ -1,12 +1,15 @@
 //! The xDS server: ADS (state of the world and delta) plus the per-type CDS, LDS, RDS, EDS and
 //! SDS services, all on one gRPC port. The protocol lives in the pure state machines of
-//! [`sotw`] and [`delta`]; this module only pumps requests and snapshots through them.
+//! [`sotw`] and [`delta`]; [`stream`] pumps requests and snapshots through them; [`listen`]
+//! accepts connections with limits; [`admin`] is the operators' HTTP endpoint.
 
 pub mod admin;
 pub mod delta;
 #[cfg(test)]
 mod fixture;
+pub mod listen;
 pub mod sotw;
+mod stream;
 pub mod wire;
 
 use crate::snapshot::Snapshot;
@@ -14,12 +17,11 @@ use crate::xds::{XdsType, ADS_SERVICE};
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::sync::{mpsc, watch};
-use tonic::{Status, Streaming};
-use wire::{GrpcResponseBody, ProstDecoder};
+use tokio::sync::watch;
+use tonic::Status;
 
 /// A client rejected a response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,27 +32,40 @@ pub struct Nack {
     pub message: String,
 }
 
-/// What a stream must do after an event: responses to send, NACKs to report.
-#[derive(Debug, PartialEq)]
-pub struct Output<R> {
-    pub responses: Vec<R>,
+/// What a request did besides changing the stream's state.
+#[derive(Debug, Default, PartialEq)]
+pub struct RequestOutcome {
     pub nacks: Vec<Nack>,
-    /// Requests ignored because their nonce was stale, or their type unknown.
+    /// Requests ignored because their nonce was stale, or (on ADS) their type unknown.
     pub ignored: usize,
+    /// The request is not one this stream can serve (another type on a per-type service): the
+    /// stream ends with `INVALID_ARGUMENT` and this message.
+    pub error: Option<String>,
 }
 
-impl<R> Default for Output<R> {
-    fn default() -> Self {
-        Output { responses: Vec::new(), nacks: Vec::new(), ignored: 0 }
-    }
+/// What a request's `type_url` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestType {
+    Served(XdsType),
+    /// On ADS, a type this server does not serve (Envoy may ask for runtime or VHDS): ignored.
+    Unknown,
+    /// On a per-type service, any other type: a client error.
+    WrongService(String),
 }
 
-/// The type a request is about: its `type_url`, which a per-type service may leave empty; `None`
-/// for types this server does not serve (or that the service is not for).
-pub fn request_type(type_url: &str, fixed_type: Option<XdsType>) -> Option<XdsType> {
+/// The type a request is about: its `type_url`, which a per-type service may leave empty.
+pub fn request_type(type_url: &str, fixed_type: Option<XdsType>) -> RequestType {
     match (type_url, fixed_type) {
-        ("", Some(fixed)) => Some(fixed),
-        (url, fixed) => XdsType::from_type_url(url).filter(|t| fixed.is_none_or(|f| f == *t)),
+        ("", Some(fixed)) => RequestType::Served(fixed),
+        (url, None) => XdsType::from_type_url(url).map_or(RequestType::Unknown, RequestType::Served),
+        (url, Some(fixed)) => match XdsType::from_type_url(url) {
+            Some(asked) if asked == fixed => RequestType::Served(fixed),
+            _ => RequestType::WrongService(format!(
+                "{} serves only {}, not `{url}`",
+                fixed.service().name,
+                fixed.type_url()
+            )),
+        },
     }
 }
 
@@ -59,9 +74,18 @@ pub fn request_type(type_url: &str, fixed_type: Option<XdsType>) -> Option<XdsTy
 pub struct Metrics {
     pub streams_opened: AtomicU64,
     pub streams_active: AtomicU64,
-    pub responses_sent: AtomicU64,
+    /// Responses handed to HTTP/2 (not merely produced).
+    pub responses_sent: Arc<AtomicU64>,
     pub nacks: AtomicU64,
     pub ignored_requests: AtomicU64,
+    pub connections_accepted: AtomicU64,
+    pub connections_active: AtomicU64,
+    /// Connections closed at once because `--max-connections` were open.
+    pub connections_refused: AtomicU64,
+    /// Connections closed because they opened no stream for the idle timeout.
+    pub connections_idle_closed: AtomicU64,
+    /// Times the accept loop backed off because the process was out of file descriptors.
+    pub accept_backoffs: AtomicU64,
 }
 
 /// What every stream shares: the current snapshot, the shutdown signal, the counters.
@@ -73,8 +97,8 @@ pub struct Shared {
 }
 
 /// Every xDS method, routed to the state machines: ADS serves every type, the per-type services
-/// their own.
-pub fn routes(shared: Shared) -> tonic::service::Routes {
+/// their own. Any other path answers gRPC `UNIMPLEMENTED`.
+pub fn routes(shared: Shared) -> axum::Router {
     let services = std::iter::once((ADS_SERVICE, None))
         .chain(XdsType::ALL.into_iter().map(|xds_type| (xds_type.service(), Some(xds_type))));
     let mut router = axum::Router::new();
@@ -86,7 +110,9 @@ pub fn routes(shared: Shared) -> tonic::service::Routes {
             );
         }
     }
-    tonic::service::Routes::from(router)
+    router.fallback(|request: http::Request<axum::body::Body>| async move {
+        Status::unimplemented(format!("no such method: {}", request.uri().path())).into_http::<axum::body::Body>()
+    })
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -119,34 +145,19 @@ impl tower_service::Service<http::Request<axum::body::Body>> for GrpcMethod {
     }
 }
 
-/// Largest request accepted: DiscoveryRequests are small; this only bounds a broken client.
-const MAX_REQUEST_BYTES: usize = 4 << 20;
-
 impl GrpcMethod {
-    /// Answers one xDS call: decodes the request stream with tonic, and streams responses back
-    /// through [`GrpcResponseBody`] so their resource bytes are never copied per stream.
     fn open_stream(self, request: http::Request<axum::body::Body>) -> http::Response<tonic::body::Body> {
         let compressed =
             request.headers().get("grpc-encoding").is_some_and(|encoding| encoding.as_bytes() != b"identity");
         if compressed {
             return Status::unimplemented("compressed xDS requests are not supported").into_http();
         }
-        let peer =
-            request.extensions().get::<tonic::transport::server::TcpConnectInfo>().and_then(|info| info.remote_addr());
-        let body = request.into_body();
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         match self.protocol {
-            Protocol::Sotw => spawn_stream(self.shared, sotw::SotwStream::new(self.fixed_type), body, tx, peer),
-            Protocol::Delta => spawn_stream(self.shared, delta::DeltaStream::new(self.fixed_type), body, tx, peer),
+            Protocol::Sotw => stream::open(self.shared, sotw::SotwStream::new(self.fixed_type), request),
+            Protocol::Delta => stream::open(self.shared, delta::DeltaStream::new(self.fixed_type), request),
         }
-        let mut response = http::Response::new(tonic::body::Body::new(GrpcResponseBody::new(rx)));
-        response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/grpc"));
-        response
     }
 }
-
-/// Responses buffered per stream before the stream task waits for the client to read.
-const STREAM_BUFFER: usize = 16;
 
 /// A protocol's per-stream state machine, as the stream task drives it.
 pub trait StreamMachine: Send + 'static {
@@ -154,8 +165,10 @@ pub trait StreamMachine: Send + 'static {
     type Response: OutgoingResponse;
     /// For logs.
     const PROTOCOL: &'static str;
-    fn on_request(&mut self, request: &Self::Request, snapshot: &Snapshot) -> Output<Self::Response>;
-    fn on_snapshot(&mut self, snapshot: &Snapshot) -> Output<Self::Response>;
+    /// Takes a request; never answers it directly (see [`Self::next_response`]).
+    fn on_request(&mut self, request: &Self::Request) -> RequestOutcome;
+    /// The next response the client should get to reach `snapshot`, or `None` when it is there.
+    fn next_response(&mut self, snapshot: &Snapshot) -> Option<Self::Response>;
 }
 
 /// A response ready for the wire, and what logs say about it.
@@ -164,83 +177,4 @@ pub trait OutgoingResponse: Send {
     /// Resources sent plus resources removed.
     fn resource_count(&self) -> usize;
     fn chunks(&self) -> Vec<bytes::Bytes>;
-}
-
-fn spawn_stream<M: StreamMachine>(
-    shared: Shared,
-    machine: M,
-    body: axum::body::Body,
-    tx: mpsc::Sender<Vec<bytes::Bytes>>,
-    peer: Option<std::net::SocketAddr>,
-) {
-    let requests = Streaming::new_request(ProstDecoder::<M::Request>::default(), body, None, Some(MAX_REQUEST_BYTES));
-    tokio::spawn(pump(shared, requests, tx, peer, machine));
-}
-
-/// One stream's task: requests and snapshot changes in, responses out, until either side ends
-/// or the server shuts down.
-async fn pump<M: StreamMachine>(
-    shared: Shared,
-    mut requests: Streaming<M::Request>,
-    tx: mpsc::Sender<Vec<bytes::Bytes>>,
-    peer: Option<std::net::SocketAddr>,
-    mut machine: M,
-) {
-    let protocol = M::PROTOCOL;
-    let Shared { mut snapshots, mut shutdown, metrics } = shared;
-    // Before the first snapshot (serial 0) there is nothing true to say: an empty answer would make
-    // a reconnecting Envoy drop its listeners and clusters. Requests wait until then.
-    tokio::select! {
-        ready = snapshots.wait_for(|s| s.serial > 0) => if ready.is_err() { return },
-        _ = shutdown.changed() => return,
-    }
-    metrics.streams_opened.fetch_add(1, Ordering::Relaxed);
-    metrics.streams_active.fetch_add(1, Ordering::Relaxed);
-    let peer = peer.map(|p| p.to_string()).unwrap_or_else(|| "unknown".into());
-    tracing::debug!(%peer, protocol, "xDS stream opened");
-    loop {
-        let Output { responses, nacks, ignored } = tokio::select! {
-            request = requests.message() => match request {
-                Ok(Some(request)) => {
-                    let snapshot = snapshots.borrow_and_update().clone();
-                    machine.on_request(&request, &snapshot)
-                }
-                Ok(None) => break,
-                Err(status) => {
-                    tracing::debug!(%peer, %status, "xDS stream ended by the client");
-                    break;
-                }
-            },
-            changed = snapshots.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-                let snapshot = snapshots.borrow_and_update().clone();
-                machine.on_snapshot(&snapshot)
-            }
-            _ = shutdown.changed() => break,
-        };
-        metrics.ignored_requests.fetch_add(ignored as u64, Ordering::Relaxed);
-        for nack in nacks {
-            metrics.nacks.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                %peer,
-                type_ = nack.xds_type.short_name(),
-                version = %nack.version,
-                resources = ?nack.resource_names,
-                error = %nack.message,
-                "Envoy rejected a response (NACK); it will not be sent again"
-            );
-        }
-        for response in responses {
-            let (xds_type, count) = (response.xds_type(), response.resource_count());
-            tracing::debug!(%peer, protocol, type_ = xds_type.short_name(), resources = count, "sending");
-            metrics.responses_sent.fetch_add(1, Ordering::Relaxed);
-            if tx.send(response.chunks()).await.is_err() {
-                break;
-            }
-        }
-    }
-    metrics.streams_active.fetch_sub(1, Ordering::Relaxed);
-    tracing::debug!(%peer, protocol, "xDS stream closed");
 }

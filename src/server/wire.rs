@@ -125,17 +125,28 @@ impl DeltaResponse {
     }
 }
 
+/// How a stream ends: the gRPC status its trailers carry. Set by the stream task before it lets
+/// go of the message channel; a stream that ends without one ends with `OK`.
+pub type StreamEnd = Arc<std::sync::Mutex<Option<tonic::Status>>>;
+
 /// The body of a server-streaming gRPC response: each message is a 5-byte prefix (uncompressed,
-/// big-endian length) and its parts; the stream ends with `grpc-status: 0` trailers.
+/// big-endian length) and its parts; the stream ends with the trailers of its [`StreamEnd`].
 pub struct GrpcResponseBody {
     messages: mpsc::Receiver<Vec<Bytes>>,
     pending: VecDeque<Bytes>,
+    end: StreamEnd,
+    /// Counts every message handed to HTTP/2 (written, not merely produced).
+    written: Arc<std::sync::atomic::AtomicU64>,
     finished: bool,
 }
 
 impl GrpcResponseBody {
-    pub fn new(messages: mpsc::Receiver<Vec<Bytes>>) -> Self {
-        GrpcResponseBody { messages, pending: VecDeque::new(), finished: false }
+    pub fn new(
+        messages: mpsc::Receiver<Vec<Bytes>>,
+        end: StreamEnd,
+        written: Arc<std::sync::atomic::AtomicU64>,
+    ) -> Self {
+        GrpcResponseBody { messages, pending: VecDeque::new(), end, written, finished: false }
     }
 }
 
@@ -146,6 +157,15 @@ pub fn message_prefix(parts: &[Bytes]) -> Bytes {
     prefix.put_u8(0);
     prefix.put_u32(u32::try_from(length).expect("xDS messages are far below 4 GiB"));
     prefix.freeze()
+}
+
+/// Trailers for a final status (`grpc-status`, `grpc-message`), as tonic would write them.
+fn trailers(status: &tonic::Status) -> http::HeaderMap {
+    let mut trailers = http::HeaderMap::new();
+    if status.add_header(&mut trailers).is_err() {
+        trailers.insert("grpc-status", http::HeaderValue::from(status.code() as i32));
+    }
+    trailers
 }
 
 impl http_body::Body for GrpcResponseBody {
@@ -170,13 +190,13 @@ impl http_body::Body for GrpcResponseBody {
                     first.extend_from_slice(&part);
                 }
                 self.pending.extend(rest);
+                self.written.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 Poll::Ready(Some(Ok(Frame::data(first.freeze()))))
             }
             Poll::Ready(None) => {
                 self.finished = true;
-                let mut trailers = http::HeaderMap::new();
-                trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
-                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+                let status = self.end.lock().expect("never poisoned").take().unwrap_or_else(|| tonic::Status::ok(""));
+                Poll::Ready(Some(Ok(Frame::trailers(trailers(&status)))))
             }
         }
     }
@@ -254,6 +274,24 @@ mod tests {
         let decoded = DeltaDiscoveryResponse::decode(joined(response.chunks()).as_slice()).unwrap();
         assert_eq!(decoded.removed_resources, ["gone"]);
         assert_eq!(decoded.resources.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    }
+
+    #[test]
+    fn the_body_ends_with_the_status_it_was_given_and_counts_what_it_wrote() {
+        use http_body_util::BodyExt;
+        let (tx, rx) = mpsc::channel(1);
+        let end: StreamEnd = Default::default();
+        let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let body = GrpcResponseBody::new(rx, end.clone(), written.clone());
+        tx.try_send(vec![Bytes::from_static(b"xyz")]).unwrap();
+        *end.lock().unwrap() = Some(tonic::Status::unavailable("shutting down"));
+        drop(tx);
+        let collected = futures::executor::block_on(body.collect()).unwrap();
+        let trailers = collected.trailers().cloned().unwrap();
+        assert_eq!(&collected.to_bytes()[..], &[0, 0, 0, 0, 3, b'x', b'y', b'z']);
+        assert_eq!(trailers["grpc-status"], "14");
+        assert_eq!(trailers["grpc-message"], "shutting%20down", "percent-encoded, as gRPC says");
+        assert_eq!(written.load(std::sync::atomic::Ordering::Relaxed), 1);
     }
 
     #[test]

@@ -39,6 +39,8 @@ struct TypeInfo {
     short_name: &'static str,
     golden_field: &'static str,
     wildcard_by_default: bool,
+    /// The types whose resources name resources of this type.
+    referenced_by: &'static [XdsType],
     service: GrpcService,
 }
 
@@ -49,6 +51,7 @@ const fn info(xds_type: XdsType) -> TypeInfo {
             short_name: "CDS",
             golden_field: "clusters",
             wildcard_by_default: true,
+            referenced_by: &[XdsType::Route],
             service: GrpcService {
                 name: "envoy.service.cluster.v3.ClusterDiscoveryService",
                 sotw_method: "StreamClusters",
@@ -60,6 +63,7 @@ const fn info(xds_type: XdsType) -> TypeInfo {
             short_name: "EDS",
             golden_field: "endpoints",
             wildcard_by_default: false,
+            referenced_by: &[XdsType::Cluster],
             service: GrpcService {
                 name: "envoy.service.endpoint.v3.EndpointDiscoveryService",
                 sotw_method: "StreamEndpoints",
@@ -71,6 +75,7 @@ const fn info(xds_type: XdsType) -> TypeInfo {
             short_name: "LDS",
             golden_field: "listeners",
             wildcard_by_default: true,
+            referenced_by: &[],
             service: GrpcService {
                 name: "envoy.service.listener.v3.ListenerDiscoveryService",
                 sotw_method: "StreamListeners",
@@ -82,6 +87,7 @@ const fn info(xds_type: XdsType) -> TypeInfo {
             short_name: "RDS",
             golden_field: "routes",
             wildcard_by_default: false,
+            referenced_by: &[XdsType::Listener],
             service: GrpcService {
                 name: "envoy.service.route.v3.RouteDiscoveryService",
                 sotw_method: "StreamRoutes",
@@ -93,6 +99,7 @@ const fn info(xds_type: XdsType) -> TypeInfo {
             short_name: "SDS",
             golden_field: "secrets",
             wildcard_by_default: false,
+            referenced_by: &[XdsType::Cluster, XdsType::Listener],
             service: GrpcService {
                 name: "envoy.service.secret.v3.SecretDiscoveryService",
                 sotw_method: "StreamSecrets",
@@ -154,6 +161,25 @@ impl XdsType {
         info(self).wildcard_by_default
     }
 
+    /// Whether a state-of-the-world response holds the whole set, so that a resource missing from
+    /// it is removed (LDS and CDS). For the other types a response names only what it carries, and
+    /// only the client's unsubscribing removes a resource.
+    pub const fn is_full_state_in_sotw(self) -> bool {
+        self.is_wildcard_by_default()
+    }
+
+    /// The types whose resources name resources of this type (a cluster's secrets, a route's
+    /// clusters...): while one of them may still name a resource, it must not be removed.
+    pub const fn referenced_by(self) -> &'static [XdsType] {
+        info(self).referenced_by
+    }
+
+    /// Whether removals of this type wait for the updates that stop using them (make before
+    /// break). Listeners are named by nothing and change in one step.
+    pub const fn defers_removals(self) -> bool {
+        !self.referenced_by().is_empty()
+    }
+
     /// The per-type gRPC service (ADS serves every type: [`ADS_SERVICE`]).
     pub const fn service(self) -> GrpcService {
         info(self).service
@@ -206,12 +232,10 @@ impl<T> IndexMut<XdsType> for PerType<T> {
 mod tests {
     use super::*;
 
-    /// `a` uses `b` while it serves traffic: (user, used).
-    const USES: [(XdsType, XdsType); 3] = [
-        (XdsType::Cluster, XdsType::Secret),
-        (XdsType::Cluster, XdsType::Endpoint),
-        (XdsType::Route, XdsType::Cluster),
-    ];
+    /// `(user, used)` for every reference the table declares.
+    fn uses() -> Vec<(XdsType, XdsType)> {
+        XdsType::ALL.into_iter().flat_map(|used| used.referenced_by().iter().map(move |&user| (user, used))).collect()
+    }
 
     #[test]
     fn slots_follow_declaration_order() {
@@ -233,21 +257,25 @@ mod tests {
 
     #[test]
     fn nothing_is_removed_while_something_refers_to_it() {
-        for (user, used) in USES {
+        // Listeners name route configurations, but are removed after them: a listener and its
+        // routes go together, and the routes stop using clusters first.
+        for (user, used) in uses().into_iter().filter(|&(user, _)| user != XdsType::Listener) {
             assert!(user.removal_rank() < used.removal_rank(), "{used:?} is removed before {user:?}");
         }
-        // A listener and its route configuration go together; the routes stop using clusters first.
+        assert!(XdsType::Listener.removal_rank() < XdsType::Secret.removal_rank());
         assert!(XdsType::Route.removal_rank() < XdsType::Listener.removal_rank());
+        assert!(!XdsType::Listener.defers_removals());
+        assert!(XdsType::ALL.iter().filter(|t| **t != XdsType::Listener).all(|t| t.defers_removals()));
     }
 
     #[test]
     fn used_types_are_pushed_first_except_those_fetched_on_demand() {
         // Envoy asks for a cluster's endpoints (EDS) and a listener's routes (RDS) once it has the
         // cluster or listener: those go after it (Envoy's own CDS, EDS, LDS, RDS order).
-        for (user, used) in USES.into_iter().filter(|&(_, used)| used != XdsType::Endpoint) {
+        let on_demand = [(XdsType::Cluster, XdsType::Endpoint), (XdsType::Listener, XdsType::Route)];
+        for (user, used) in uses().into_iter().filter(|pair| !on_demand.contains(pair)) {
             assert!(used.push_rank() < user.push_rank(), "{used:?} is pushed after {user:?}");
         }
-        let on_demand = [(XdsType::Cluster, XdsType::Endpoint), (XdsType::Listener, XdsType::Route)];
         for (referrer, fetched) in on_demand {
             assert!(referrer.push_rank() < fetched.push_rank(), "{fetched:?} is pushed before {referrer:?}");
         }
