@@ -1,6 +1,8 @@
 //! The compiled configuration: everything Envoy needs, already resolved, named and ordered, but
 //! free of protobuf. `xds` turns it into envoy-types messages one resource type per module.
 
+use crate::model::Sensitive;
+
 /// One `Ir` is one complete, consistent snapshot: every cluster a route names exists, and every
 /// secret a cluster names exists.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -132,21 +134,23 @@ pub struct TlsSecret {
     pub content: SecretContent,
 }
 
-/// PEM text, already checked to parse (and, for certificates, to match its key).
+/// PEM material, already checked to load in Envoy (and, for certificates, to match its key).
 #[derive(Clone, PartialEq, Eq)]
 pub enum SecretContent {
-    Certificate { chain: String, private_key: String },
-    ValidationContext { trusted_ca: String },
+    Certificate { chain: Vec<u8>, private_key: Sensitive },
+    ValidationContext { trusted_ca: Vec<u8> },
 }
 
 impl std::fmt::Debug for SecretContent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SecretContent::Certificate { chain, .. } => {
-                f.debug_struct("Certificate").field("chain", chain).field("private_key", &"[redacted]").finish()
-            }
+            SecretContent::Certificate { chain, private_key } => f
+                .debug_struct("Certificate")
+                .field("chain", &String::from_utf8_lossy(chain))
+                .field("private_key", private_key)
+                .finish(),
             SecretContent::ValidationContext { trusted_ca } => {
-                f.debug_struct("ValidationContext").field("trusted_ca", trusted_ca).finish()
+                f.debug_struct("ValidationContext").field("trusted_ca", &String::from_utf8_lossy(trusted_ca)).finish()
             }
         }
     }

@@ -96,7 +96,7 @@ pub fn resolve_context(
         })?;
         Some(check_ca_bundle(bundle).map_err(|err| format!("{}: {err}", secret.meta.id))?)
     } else if let Some(bundle) = ca_from_secret {
-        Some(check_ca_bundle(&bundle).map_err(|err| format!("root-cert.pem: {err}"))?)
+        Some(check_ca_bundle(bundle.expose()).map_err(|err| format!("root-cert.pem: {err}"))?)
     } else {
         None
     };

@@ -8,6 +8,7 @@ pub mod listener;
 pub mod mapping;
 mod parse;
 pub mod secret;
+mod sensitive;
 mod service;
 pub mod tls_context;
 mod yaml;
@@ -16,6 +17,7 @@ pub use listener::ListenerSpec;
 pub use mapping::MappingSpec;
 pub use parse::{parse_documents, parse_object};
 pub use secret::SecretData;
+pub use sensitive::Sensitive;
 pub use tls_context::TlsContextSpec;
 
 use crate::diagnostic::{Origin, ResourceId};

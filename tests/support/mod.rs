@@ -38,3 +38,50 @@ pub fn envoy_validate(bootstrap: &Path) -> Result<(), String> {
         Err(format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
     }
 }
+
+/// Every supported Envoy to ask, oldest first, as `(version, binary)`: `$ENVOY_BINS`
+/// (`VERSION=PATH:...`, what `scripts/install-tools --envoy-bins` prints and `scripts/test` sets),
+/// else only [`envoy_binary`] as 1.40.
+pub fn envoy_binaries() -> Vec<(String, PathBuf)> {
+    match std::env::var("ENVOY_BINS") {
+        Ok(list) if !list.is_empty() => list
+            .split(':')
+            .map(|entry| {
+                let (version, path) = entry.split_once('=').expect("ENVOY_BINS entries are VERSION=PATH");
+                assert!(Path::new(path).is_file(), "ENVOY_BINS names {path}, which does not exist");
+                (version.to_string(), PathBuf::from(path))
+            })
+            .collect(),
+        _ => vec![("1.40".to_string(), envoy_binary())],
+    }
+}
+
+/// `envoy --mode validate` with a given binary; `Err` carries Envoy's own message.
+pub fn envoy_validate_with(envoy: &Path, bootstrap: &Path) -> Result<(), String> {
+    let output = std::process::Command::new(envoy)
+        .args(["--mode", "validate", "--disable-hot-restart", "--log-level", "error", "-c"])
+        .arg(bootstrap)
+        .output()
+        .map_err(|err| format!("running envoy: {err}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
+    }
+}
+
+/// Runs `job` on every item with two workers (one per core): Envoy validations are CPU-bound.
+pub fn in_parallel<T: Sync, R: Send>(items: &[T], job: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<R>>> = items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(item) = items.get(i) else { break };
+                *results[i].lock().unwrap() = Some(job(item));
+            });
+        }
+    });
+    results.into_iter().map(|r| r.into_inner().unwrap().expect("every item ran")).collect()
+}
