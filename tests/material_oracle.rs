@@ -157,7 +157,8 @@ fn translator_accepts_exactly_what_every_envoy_loads() {
             per_version.join(" ")
         ));
         if ours.is_ok() != envoy_loads {
-            let envoy_reasons: Vec<String> = theirs.iter().filter_map(|r| r.as_ref().err()).map(|e| last_line(e).to_string()).collect();
+            let envoy_reasons: Vec<String> =
+                theirs.iter().filter_map(|r| r.as_ref().err()).map(|e| last_line(e).to_string()).collect();
             disagreements.push(format!(
                 "{}: translator {:?}, Envoy {}: {}",
                 variant.name,
@@ -167,6 +168,15 @@ fn translator_accepts_exactly_what_every_envoy_loads() {
             ));
         }
     }
-    println!("{} variants against Envoy {:?}:\n{table}", variants.len(), envoys.iter().map(|(v, _)| v).collect::<Vec<_>>());
-    assert!(disagreements.is_empty(), "{} disagreements with Envoy:\n{}", disagreements.len(), disagreements.join("\n"));
+    println!(
+        "{} variants against Envoy {:?}:\n{table}",
+        variants.len(),
+        envoys.iter().map(|(v, _)| v).collect::<Vec<_>>()
+    );
+    assert!(
+        disagreements.is_empty(),
+        "{} disagreements with Envoy:\n{}",
+        disagreements.len(),
+        disagreements.join("\n")
+    );
 }

@@ -1,6 +1,7 @@
 //! The compiled configuration: everything Envoy needs, already resolved, named and ordered, but
 //! free of protobuf. `xds` turns it into envoy-types messages one resource type per module.
 
+use crate::diagnostic::Provenance;
 use crate::model::Sensitive;
 
 /// One `Ir` is one complete, consistent snapshot: every cluster a route names exists, and every
@@ -21,6 +22,8 @@ pub struct HttpListener {
     pub port: u16,
     pub stat_prefix: String,
     pub route_config: String,
+    /// The `Listener` resource, if one defined it (none for the default listener).
+    pub provenance: Vec<Provenance>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +39,8 @@ pub struct Route {
     pub name: String,
     pub matcher: RouteMatch,
     pub action: RouteAction,
+    /// The Mapping.
+    pub provenance: Vec<Provenance>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -105,6 +110,8 @@ pub struct Cluster {
     pub port: u16,
     pub connect_timeout_ms: u64,
     pub tls: Option<UpstreamTls>,
+    /// The Mapping that created it, its TLSContext, then the other Mappings that use it.
+    pub provenance: Vec<Provenance>,
 }
 
 /// TLS origination settings; certificate material is referenced by SDS secret name only.
@@ -132,6 +139,8 @@ pub enum TlsVersion {
 pub struct TlsSecret {
     pub name: String,
     pub content: SecretContent,
+    /// The TLSContext, then the Secret it reads (if any).
+    pub provenance: Vec<Provenance>,
 }
 
 /// PEM material, already checked to load in Envoy (and, for certificates, to match its key).

@@ -37,6 +37,10 @@ impl Meta {
         &self.id.name
     }
 
+    pub fn provenance(&self) -> crate::diagnostic::Provenance {
+        crate::diagnostic::Provenance { origin: self.origin.clone(), resource: self.id.clone() }
+    }
+
     pub fn namespace(&self) -> &str {
         &self.id.namespace
     }

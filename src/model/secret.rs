@@ -73,7 +73,9 @@ impl fmt::Display for SecretError {
             SecretError::ValueNotAString { field, key, found } => {
                 write!(f, "`{field}.{key}` must be a string, found {found}")
             }
-            SecretError::KeyNotAString { field, found } => write!(f, "`{field}` has a key that is {found}, not a string"),
+            SecretError::KeyNotAString { field, found } => {
+                write!(f, "`{field}` has a key that is {found}, not a string")
+            }
             SecretError::NotBase64 { key } => write!(f, "`data.{key}` is not valid base64"),
         }
     }

@@ -53,9 +53,13 @@ impl Drop for Key {
 /// What kind of key, in the terms Envoy's rules use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyType {
-    Rsa { bits: u32 },
+    Rsa {
+        bits: u32,
+    },
     /// `curve` is the OpenSSL NID of the named curve (`None` for explicit parameters).
-    Ec { curve: Option<i32> },
+    Ec {
+        curve: Option<i32>,
+    },
     Ed25519,
     /// RSA-PSS, DSA, ... (libcrypto's `EVP_PKEY_*` id).
     Other(i32),
@@ -101,11 +105,13 @@ pub fn read_chain(pem: &[u8]) -> Result<Vec<Certificate>, ChainError> {
     clear_errors();
     let bio = Bio::new(pem);
     // SAFETY: valid BIO; a null out-pointer asks for a new object; the callback never writes.
-    let leaf = unsafe { ffi::PEM_read_bio_X509_AUX(bio.0.as_ptr(), ptr::null_mut(), Some(no_password), ptr::null_mut()) };
+    let leaf =
+        unsafe { ffi::PEM_read_bio_X509_AUX(bio.0.as_ptr(), ptr::null_mut(), Some(no_password), ptr::null_mut()) };
     let mut chain = vec![Certificate(NonNull::new(leaf).ok_or(ChainError::NoLeaf)?)];
     loop {
         // SAFETY: as above.
-        let next = unsafe { ffi::PEM_read_bio_X509(bio.0.as_ptr(), ptr::null_mut(), Some(no_password), ptr::null_mut()) };
+        let next =
+            unsafe { ffi::PEM_read_bio_X509(bio.0.as_ptr(), ptr::null_mut(), Some(no_password), ptr::null_mut()) };
         match NonNull::new(next) {
             Some(cert) => chain.push(Certificate(cert)),
             None if stopped_at_end() => break,
@@ -133,7 +139,8 @@ pub fn count_bundle_certificates(pem: &[u8]) -> Option<usize> {
     clear_errors();
     let bio = Bio::new(pem);
     // SAFETY: valid BIO; a null stack asks for a new one.
-    let list = unsafe { ffi::PEM_X509_INFO_read_bio(bio.0.as_ptr(), ptr::null_mut(), Some(no_password), ptr::null_mut()) };
+    let list =
+        unsafe { ffi::PEM_X509_INFO_read_bio(bio.0.as_ptr(), ptr::null_mut(), Some(no_password), ptr::null_mut()) };
     clear_errors();
     let list = NonNull::new(list)?;
     let stack = list.as_ptr().cast::<ffi::OPENSSL_STACK>();
