@@ -69,7 +69,10 @@ pub fn check(message: &DynamicMessage, path: &str, regex_program_size_limit: u32
             let nanos = message.get_field_by_name("nanos").and_then(|v| v.as_i32()).unwrap_or_default();
             if seconds < 0 || nanos < 0 {
                 out.push(format!("{path}: a duration must not be negative"));
-            } else if seconds > MAX_DURATION_SECONDS || nanos > 999_999_999 {
+            } else if seconds > MAX_DURATION_SECONDS
+                || (seconds == MAX_DURATION_SECONDS && nanos > 0)
+                || nanos > 999_999_999
+            {
                 out.push(format!("{path}: duration out of range (at most {MAX_DURATION_SECONDS} s)"));
             }
         }
@@ -81,6 +84,18 @@ pub fn check(message: &DynamicMessage, path: &str, regex_program_size_limit: u32
                     "{path}: the regex's RE2 program size ({size}) is over Envoy's limit of {regex_program_size_limit} (re2.max_program_size.error_level)"
                 )),
                 Ok(_) => {}
+            }
+        }
+        // Envoy builds the ALPN wire list itself: each protocol is one length byte and its name.
+        "envoy.extensions.transport_sockets.tls.v3.CommonTlsContext" => {
+            let protocols = message.get_field_by_name("alpn_protocols");
+            let protocols = protocols.as_ref().and_then(|v| v.as_list()).unwrap_or_default();
+            if let Some(bad) = protocols.iter().filter_map(|p| p.as_str()).find(|p| p.is_empty() || p.len() > 255) {
+                out.push(format!(
+                    "{path}.alpn_protocols: a protocol name must be 1 to 255 bytes, `{}...` is {}",
+                    bad.chars().take(16).collect::<String>(),
+                    bad.len()
+                ));
             }
         }
         "envoy.extensions.transport_sockets.tls.v3.TlsParameters" => {
