@@ -101,6 +101,11 @@ fn private_keys_never_reach_goldens() {
     for case in cases() {
         let golden = std::fs::read_to_string(case.join("expected.json")).unwrap_or_default();
         assert!(!golden.contains("PRIVATE KEY"), "{}: expected.json holds a private key", case.display());
+        // Diagnostics are what `serve` logs: no key bytes there either (diag-secret-string-data).
+        let diagnostics = diagnostics_text(&translate_case(&case));
+        for key_bytes in ["PRIVATE KEY", "MIGHAgEAMBMG", "MIIE"] {
+            assert!(!diagnostics.contains(key_bytes), "{}: a diagnostic quotes key material", case.display());
+        }
     }
 }
 
