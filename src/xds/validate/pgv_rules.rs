@@ -235,7 +235,7 @@ pub fn single(kind: &str, rules: &DynamicMessage, value: &Value, present: bool) 
                 _ => return None,
             };
             in_lists(rules, number as f64)
-                .or_else(|| range(rules, number as f64, |v| number_of(v)).filter(|_| get(rules, "const").is_some()))
+                .or_else(|| range(rules, number as f64, number_of).filter(|_| get(rules, "const").is_some()))
         }
         "duration" | "timestamp" => {
             let message = value.as_message();
