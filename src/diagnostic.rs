@@ -35,6 +35,14 @@ impl fmt::Display for Origin {
     }
 }
 
+/// One Ambassador (or Kubernetes) resource behind a served xDS resource: what a NACK or a failed
+/// validation of that xDS resource is reported against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Provenance {
+    pub origin: Origin,
+    pub resource: ResourceId,
+}
+
 /// Identity of an Ambassador or Kubernetes resource, printed as `Kind namespace/name`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ResourceId {
@@ -84,6 +92,9 @@ pub enum Kind {
     Material,
     /// An input is broken and its last good version is served instead.
     Stale,
+    /// The built xDS resource breaks a rule Envoy enforces (proto validation, regex size, ...);
+    /// it is not sent, or sent as a fail-closed replacement.
+    Rejected,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

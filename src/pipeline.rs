@@ -4,6 +4,8 @@
 use crate::compile::{self, Options};
 use crate::diagnostic::{self, Diagnostic};
 use crate::source::files::{self, LoadError, LoadOptions, Loaded};
+use crate::xds::provenance::ProvenanceIndex;
+use crate::xds::validate::Limits;
 use crate::xds::{self, Resources};
 use std::path::PathBuf;
 
@@ -12,17 +14,21 @@ pub struct Translation {
     pub resources: Resources,
     /// Reading and compiling problems together, in [`diagnostic::normalize`] order.
     pub diagnostics: Vec<Diagnostic>,
+    /// The Ambassador resources behind each served resource, for NACK reports.
+    pub provenance: ProvenanceIndex,
 }
 
-/// Compiles and encodes everything that was read.
+/// Compiles, validates (as Envoy will) and encodes everything that was read.
 pub fn translate(loaded: Loaded, options: &Options) -> Translation {
     let compiled = compile::compile(&loaded.model, &loaded.tls_files, options);
     // The model is no longer needed; freeing it before building keeps peak memory down.
     drop(loaded.model);
+    let admitted = xds::admit(&compiled.ir, &Limits { regex_program_size: options.max_regex_program_size });
     let mut diagnostics = loaded.diagnostics;
     diagnostics.extend(compiled.diagnostics);
+    diagnostics.extend(admitted.diagnostics);
     diagnostic::normalize(&mut diagnostics);
-    Translation { resources: xds::build(&compiled.ir), diagnostics }
+    Translation { resources: admitted.resources, diagnostics, provenance: admitted.provenance }
 }
 
 /// Reads files and directories, then [`translate`]s them.

@@ -5,19 +5,13 @@
 //! `build.rs`); messages are transcoded through `prost-reflect`, so there is no second,
 //! hand-written JSON model to drift from what the server sends.
 
-use crate::xds::{Resource, Resources, XdsType};
+use crate::xds::{descriptors::pool, Resource, Resources, XdsType};
 use envoy_types::pb::envoy::config::core::v3::{data_source, DataSource};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{secret, Secret};
-use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, ReflectMessage, SerializeOptions};
+use prost_reflect::{DynamicMessage, MessageDescriptor, ReflectMessage, SerializeOptions};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use std::io::Write;
-use std::sync::LazyLock;
-
-static DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy_descriptors.bin"));
-
-static POOL: LazyLock<DescriptorPool> =
-    LazyLock::new(|| DescriptorPool::decode(DESCRIPTORS).expect("descriptor set compiled by build.rs"));
 
 const SNAPSHOT_MESSAGE: &str = "ambassador_xds.v1.Snapshot";
 /// What replaces private keys unless the user asks to see them; the same marker Envoy's admin uses.
@@ -47,7 +41,7 @@ pub struct RenderedResource {
 }
 
 fn message_descriptor(full_name: &str) -> Result<MessageDescriptor, RenderError> {
-    POOL.get_message_by_name(full_name).ok_or_else(|| RenderError::UnknownMessage(full_name.to_string()))
+    pool().get_message_by_name(full_name).ok_or_else(|| RenderError::UnknownMessage(full_name.to_string()))
 }
 
 /// The golden-file document: all resources grouped by type, in the order of the `Snapshot`

@@ -109,6 +109,7 @@ fn deployment_runs_serve_with_flags_it_accepts_and_a_matching_envoy_bootstrap() 
         node_id: "ambassador-xds-envoy".into(),
         admin_port: 9901,
         delta: false,
+        max_regex_program_size: 100,
     })
     .unwrap();
     assert_eq!(bootstrap, expected);

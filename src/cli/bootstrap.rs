@@ -20,6 +20,11 @@ pub struct BootstrapArgs {
     /// Use the incremental (delta) xDS protocol instead of state of the world
     #[arg(long)]
     pub delta: bool,
+
+    /// Envoy's limit on a regex's RE2 program size (`re2.max_program_size.error_level`); the
+    /// translator refuses larger regexes against the same number (`--max-regex-program-size`)
+    #[arg(long, default_value_t = crate::xds::validate::DEFAULT_REGEX_PROGRAM_SIZE_LIMIT, value_name = "N")]
+    pub max_regex_program_size: u32,
 }
 
 pub fn run(args: &BootstrapArgs) -> i32 {
@@ -70,6 +75,13 @@ dynamic_resources:
     set_node_on_first_message_only: true
   cds_config: {{ ads: {{}}, resource_api_version: V3 }}
   lds_config: {{ ads: {{}}, resource_api_version: V3 }}
+# The regex limit ambassador-xds checks every regex against before it sends it (Envoy's default,
+# made explicit: change it here and in `serve --max-regex-program-size` together).
+layered_runtime:
+  layers:
+  - name: ambassador-xds-limits
+    static_layer:
+      re2.max_program_size.error_level: {max_regex_program_size}
 static_resources:
   clusters:
   - name: xds_cluster
@@ -91,6 +103,7 @@ static_resources:
               socket_address: {{ address: {host}, port_value: {port} }}
 "#,
         admin_port = args.admin_port,
+        max_regex_program_size = args.max_regex_program_size,
     ))
 }
 
@@ -113,6 +126,7 @@ mod tests {
             node_id: "n".into(),
             admin_port: 9901,
             delta,
+            max_regex_program_size: 100,
         };
         assert!(bootstrap_yaml(&args(false)).unwrap().contains("api_type: GRPC\n"));
         assert!(bootstrap_yaml(&args(true)).unwrap().contains("api_type: DELTA_GRPC\n"));

@@ -79,6 +79,11 @@ pub struct TranslationArgs {
     /// translate a config written for a container on another machine)
     #[arg(long, value_name = "DIR")]
     pub files_root: Option<PathBuf>,
+
+    /// Largest RE2 program a regex may compile to: Envoy's `re2.max_program_size.error_level`,
+    /// which `bootstrap` sets to the same value (give both the same number)
+    #[arg(long, default_value_t = crate::xds::validate::DEFAULT_REGEX_PROGRAM_SIZE_LIMIT, value_name = "N")]
+    pub max_regex_program_size: u32,
 }
 
 impl TranslationArgs {
@@ -87,6 +92,7 @@ impl TranslationArgs {
             listener_port: self.listener_port,
             ambassador_namespace: self.ambassador_namespace.clone(),
             ambassador_id: self.ambassador_id.clone(),
+            max_regex_program_size: self.max_regex_program_size,
         }
     }
 

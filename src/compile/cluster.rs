@@ -70,19 +70,28 @@ impl ClusterSet {
             port: service.port_or_default(uses_tls),
             connect_timeout_ms: spec.connect_timeout_ms.unwrap_or(DEFAULT_CONNECT_TIMEOUT_MS),
             tls,
+            provenance: std::iter::once(mapping.meta.provenance())
+                .chain(match transport {
+                    Transport::Context(ctx, _) => Some(ctx.meta.provenance()),
+                    _ => None,
+                })
+                .collect(),
         };
-        match self.clusters.get(&name) {
+        match self.clusters.get_mut(&name) {
             None => {
                 self.clusters.insert(name.clone(), (cluster, mapping.meta.id.clone()));
             }
-            Some((existing, owner)) if existing.connect_timeout_ms != cluster.connect_timeout_ms => {
+            Some((existing, owner)) => {
+                existing.provenance.push(mapping.meta.provenance());
+                if existing.connect_timeout_ms == cluster.connect_timeout_ms {
+                    return name;
+                }
                 let message = format!(
                     "shares cluster {name} with {owner}, whose connect_timeout_ms ({}) is used",
                     existing.connect_timeout_ms
                 );
                 diagnostics.push(Diagnostic::warning(Some(&mapping.meta.origin), Some(&mapping.meta.id), message));
             }
-            Some(_) => {}
         }
         name
     }

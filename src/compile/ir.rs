@@ -1,6 +1,9 @@
 //! The compiled configuration: everything Envoy needs, already resolved, named and ordered, but
 //! free of protobuf. `xds` turns it into envoy-types messages one resource type per module.
 
+use crate::diagnostic::Provenance;
+use crate::model::Sensitive;
+
 /// One `Ir` is one complete, consistent snapshot: every cluster a route names exists, and every
 /// secret a cluster names exists.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -19,6 +22,8 @@ pub struct HttpListener {
     pub port: u16,
     pub stat_prefix: String,
     pub route_config: String,
+    /// The `Listener` resource, if one defined it (none for the default listener).
+    pub provenance: Vec<Provenance>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +39,8 @@ pub struct Route {
     pub name: String,
     pub matcher: RouteMatch,
     pub action: RouteAction,
+    /// The Mapping.
+    pub provenance: Vec<Provenance>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -103,6 +110,8 @@ pub struct Cluster {
     pub port: u16,
     pub connect_timeout_ms: u64,
     pub tls: Option<UpstreamTls>,
+    /// The Mapping that created it, its TLSContext, then the other Mappings that use it.
+    pub provenance: Vec<Provenance>,
 }
 
 /// TLS origination settings; certificate material is referenced by SDS secret name only.
@@ -130,23 +139,27 @@ pub enum TlsVersion {
 pub struct TlsSecret {
     pub name: String,
     pub content: SecretContent,
+    /// The TLSContext, then the Secret it reads (if any).
+    pub provenance: Vec<Provenance>,
 }
 
-/// PEM text, already checked to parse (and, for certificates, to match its key).
+/// PEM material, already checked to load in Envoy (and, for certificates, to match its key).
 #[derive(Clone, PartialEq, Eq)]
 pub enum SecretContent {
-    Certificate { chain: String, private_key: String },
-    ValidationContext { trusted_ca: String },
+    Certificate { chain: Vec<u8>, private_key: Sensitive },
+    ValidationContext { trusted_ca: Vec<u8> },
 }
 
 impl std::fmt::Debug for SecretContent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SecretContent::Certificate { chain, .. } => {
-                f.debug_struct("Certificate").field("chain", chain).field("private_key", &"[redacted]").finish()
-            }
+            SecretContent::Certificate { chain, private_key } => f
+                .debug_struct("Certificate")
+                .field("chain", &String::from_utf8_lossy(chain))
+                .field("private_key", private_key)
+                .finish(),
             SecretContent::ValidationContext { trusted_ca } => {
-                f.debug_struct("ValidationContext").field("trusted_ca", trusted_ca).finish()
+                f.debug_struct("ValidationContext").field("trusted_ca", &String::from_utf8_lossy(trusted_ca)).finish()
             }
         }
     }

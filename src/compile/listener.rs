@@ -3,7 +3,7 @@
 
 use super::ir::HttpListener;
 use super::{Options, ROUTE_CONFIG_NAME};
-use crate::diagnostic::{Diagnostic, Kind, ResourceId};
+use crate::diagnostic::{Diagnostic, Kind, Provenance, ResourceId};
 use crate::model::Listener;
 use std::collections::BTreeMap;
 
@@ -11,12 +11,13 @@ pub fn listener_name(port: u16) -> String {
     format!("ambassador-listener-0.0.0.0-{port}")
 }
 
-fn http_listener(port: u16) -> HttpListener {
+fn http_listener(port: u16, provenance: Vec<Provenance>) -> HttpListener {
     HttpListener {
         name: listener_name(port),
         port,
         stat_prefix: "ingress_http".to_string(),
         route_config: ROUTE_CONFIG_NAME.to_string(),
+        provenance,
     }
 }
 
@@ -26,9 +27,9 @@ pub fn http_listeners(
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<HttpListener> {
     if listeners.is_empty() {
-        return vec![http_listener(options.listener_port)];
+        return vec![http_listener(options.listener_port, Vec::new())];
     }
-    let mut by_port: BTreeMap<u16, &ResourceId> = BTreeMap::new();
+    let mut by_port: BTreeMap<u16, (&ResourceId, Provenance)> = BTreeMap::new();
     for listener in listeners {
         let spec = &listener.spec;
         let (origin, id) = (&listener.meta.origin, &listener.meta.id);
@@ -57,7 +58,7 @@ pub fn http_listeners(
             diagnostics.push(Diagnostic::error(Some(origin), Some(id), "missing required field `spec.port`"));
             continue;
         };
-        if let Some(other) = by_port.get(&port) {
+        if let Some((other, _)) = by_port.get(&port) {
             diagnostics.push(
                 Diagnostic::error(
                     Some(origin),
@@ -68,7 +69,7 @@ pub fn http_listeners(
             );
             continue;
         }
-        by_port.insert(port, id);
+        by_port.insert(port, (id, listener.meta.provenance()));
     }
-    by_port.into_keys().map(http_listener).collect()
+    by_port.into_iter().map(|(port, (_, provenance))| http_listener(port, vec![provenance])).collect()
 }

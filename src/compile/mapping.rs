@@ -98,7 +98,8 @@ impl<'a> MappingCompiler<'a, '_> {
             }),
         };
         let runtime_key = names::mangle(&format!("fail_closed_{}_{}", mapping.meta.namespace(), mapping.meta.name()));
-        Some(Candidate { name: route_name(mapping), matcher, action, weight: spec.weight, runtime_key })
+        let provenance = vec![mapping.meta.provenance()];
+        Some(Candidate { name: route_name(mapping), matcher, action, weight: spec.weight, runtime_key, provenance })
     }
 
     fn transport(&mut self, mapping: &Mapping, scheme: Option<Scheme>) -> Transport<'a> {

@@ -36,11 +36,19 @@ pub struct Options {
     pub ambassador_namespace: String,
     /// Only resources whose `ambassador_id` names this instance are used.
     pub ambassador_id: String,
+    /// Envoy's `re2.max_program_size.error_level` (see `xds::validate`).
+    pub max_regex_program_size: u32,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { listener_port: 8080, ambassador_namespace: "default".into(), ambassador_id: "default".into() }
+        Options {
+            listener_port: 8080,
+            ambassador_namespace: "default".into(),
+            ambassador_id: "default".into(),
+            // Envoy's default error level; `xds::validate::DEFAULT_REGEX_PROGRAM_SIZE_LIMIT`.
+            max_regex_program_size: 100,
+        }
     }
 }
 

@@ -18,6 +18,7 @@ pub struct Candidate {
     pub weight: Option<u32>,
     /// `routing.traffic_shift.<this>`: the Envoy cluster name, as in Emissary.
     pub runtime_key: String,
+    pub provenance: Vec<crate::diagnostic::Provenance>,
 }
 
 /// A group whose weights cannot be normalized: every member is dropped and reported.
@@ -72,6 +73,7 @@ pub fn order_routes(candidates: Vec<Candidate>) -> (Vec<Route>, Vec<RejectedGrou
                             }),
                         },
                         action: candidate.action,
+                        provenance: candidate.provenance,
                     });
                 }
             }
@@ -143,6 +145,7 @@ mod tests {
             }),
             weight: spec.weight,
             runtime_key: format!("cluster_{name}"),
+            provenance: Vec::new(),
         }
     }
 

@@ -62,9 +62,12 @@ pub fn resolve_context(
     let namespacing = spec.secret_namespacing.unwrap_or(true);
 
     let mut ca_from_secret = None;
+    // The context, then every Secret it reads: what a rejected SDS secret is reported against.
+    let mut provenance = vec![ctx.meta.provenance()];
     let certificate = match (&spec.secret, &spec.cert_chain_file, &spec.private_key_file) {
         (Some(reference), _, _) => {
             let secret = find_secret(reference, namespacing, id, secrets)?;
+            provenance.push(secret.meta.provenance());
             let data = &secret.spec;
             let (chain_key, chain) = data.cert_chain().ok_or_else(|| {
                 format!("{} has no certificate (expected key `tls.crt` or `cert-chain.pem`)", secret.meta.id)
@@ -91,12 +94,13 @@ pub fn resolve_context(
         Some(check_ca_bundle(read(files, "cacert_chain_file", ca_file)?).map_err(|err| format!("`{ca_file}`: {err}"))?)
     } else if let Some(reference) = &spec.ca_secret {
         let secret = find_secret(reference, namespacing, id, secrets)?;
+        provenance.push(secret.meta.provenance());
         let (_, bundle) = ca_of(&secret.spec).ok_or_else(|| {
             format!("{} has no CA certificate (expected `ca.crt`, `root-cert.pem` or `tls.crt`)", secret.meta.id)
         })?;
         Some(check_ca_bundle(bundle).map_err(|err| format!("{}: {err}", secret.meta.id))?)
     } else if let Some(bundle) = ca_from_secret {
-        Some(check_ca_bundle(&bundle).map_err(|err| format!("root-cert.pem: {err}"))?)
+        Some(check_ca_bundle(bundle.expose()).map_err(|err| format!("root-cert.pem: {err}"))?)
     } else {
         None
     };
@@ -125,12 +129,13 @@ pub fn resolve_context(
         secrets_out.push(TlsSecret {
             name,
             content: SecretContent::Certificate { chain: certificate.chain, private_key: certificate.private_key },
+            provenance: provenance.clone(),
         });
     }
     if let Some(trusted_ca) = trusted_ca {
         let name = validation_secret_name(id);
         tls.validation_secret = Some(name.clone());
-        secrets_out.push(TlsSecret { name, content: SecretContent::ValidationContext { trusted_ca } });
+        secrets_out.push(TlsSecret { name, content: SecretContent::ValidationContext { trusted_ca }, provenance });
     }
     Ok(ResolvedContext { tls, secrets: secrets_out })
 }

@@ -8,6 +8,7 @@ pub mod listener;
 pub mod mapping;
 mod parse;
 pub mod secret;
+mod sensitive;
 mod service;
 pub mod tls_context;
 mod yaml;
@@ -16,6 +17,7 @@ pub use listener::ListenerSpec;
 pub use mapping::MappingSpec;
 pub use parse::{parse_documents, parse_object};
 pub use secret::SecretData;
+pub use sensitive::Sensitive;
 pub use tls_context::TlsContextSpec;
 
 use crate::diagnostic::{Origin, ResourceId};
@@ -33,6 +35,10 @@ pub struct Meta {
 impl Meta {
     pub fn name(&self) -> &str {
         &self.id.name
+    }
+
+    pub fn provenance(&self) -> crate::diagnostic::Provenance {
+        crate::diagnostic::Provenance { origin: self.origin.clone(), resource: self.id.clone() }
     }
 
     pub fn namespace(&self) -> &str {

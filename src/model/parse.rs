@@ -257,7 +257,7 @@ impl Parser {
                 let meta = Meta { id, origin: origin.clone(), ambassador_id: None };
                 self.model.secrets.push(Resource { meta, spec: data });
             }
-            Err(msg) => self.error(origin, Some(&id), msg),
+            Err(err) => self.error(origin, Some(&id), err.to_string()),
         }
     }
 

@@ -1,11 +1,16 @@
 //! IR → envoy-types messages, one module per Envoy resource type. Pure functions, no I/O.
 
+mod admit;
 pub mod cluster;
+pub mod descriptors;
 pub mod listener;
+pub mod provenance;
 mod resource_type;
 pub mod route;
 pub mod secret;
+pub mod validate;
 
+pub use admit::{admit, Admitted};
 pub use resource_type::{GrpcService, PerType, XdsType, ADS_SERVICE};
 
 use crate::compile::ir::Ir;
@@ -65,21 +70,11 @@ impl Resources {
     }
 }
 
-/// Builds and encodes every resource; each typed message lives only until it is encoded.
+/// Builds, validates and encodes every resource with Envoy's default limits, for configurations
+/// known to be valid (tests, benchmarks); what fails validation is left out. The translation path
+/// uses [`admit`], which also says what was left out and why.
 pub fn build(ir: &Ir) -> Resources {
-    fn encode_all<T, M: Message>(items: &[T], name: impl Fn(&T) -> &str, build: impl Fn(&T) -> M) -> Vec<Resource> {
-        items.iter().map(|item| Resource::encode(name(item), &build(item))).collect()
-    }
-    let routes = ir
-        .route_configs
-        .iter()
-        .map(|table| Resource { name: table.name.clone(), body: Bytes::from(route::encode_route_configuration(table)) })
-        .collect();
-    Resources::default()
-        .with(XdsType::Cluster, encode_all(&ir.clusters, |c| &c.name, cluster::build_cluster))
-        .with(XdsType::Listener, encode_all(&ir.listeners, |l| &l.name, listener::build_listener))
-        .with(XdsType::Route, routes)
-        .with(XdsType::Secret, encode_all(&ir.secrets, |s| &s.name, secret::build_secret))
+    admit(ir, &validate::Limits::default()).resources
 }
 
 /// "Fetch this over the ADS stream": how listeners find routes and clusters find secrets.

@@ -68,7 +68,7 @@ fn string_match(pattern: MatchPattern) -> HeaderMatchSpecifier {
     HeaderMatchSpecifier::StringMatch(StringMatcher { match_pattern: Some(pattern), ..Default::default() })
 }
 
-fn build_route(ir: &IrRoute) -> Route {
+pub(super) fn build_route(ir: &IrRoute) -> Route {
     let path_specifier = match &ir.matcher.path {
         PathMatch::Prefix(prefix) => route_match::PathSpecifier::Prefix(prefix.clone()),
         PathMatch::Exact(path) => route_match::PathSpecifier::Path(path.clone()),
@@ -152,6 +152,7 @@ mod tests {
                 host_rewrite: None,
                 auto_host_rewrite: false,
             }),
+            provenance: Vec::new(),
         };
         let table = RouteTable { name: "ambassador-routes".into(), routes: (0..50).map(route).collect() };
         assert_eq!(encode_route_configuration(&table), build_route_configuration(&table).encode_to_vec());

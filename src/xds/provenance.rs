@@ -1,0 +1,79 @@
+//! Which Ambassador resources are behind each served xDS resource, so that a NACK from Envoy (or
+//! a resource that fails validation) is reported against the file, document and `kind
+//! namespace/name` a user can fix.
+
+use super::{PerType, XdsType};
+use crate::diagnostic::Provenance;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProvenanceIndex {
+    by_name: PerType<BTreeMap<String, Vec<Provenance>>>,
+    /// Per route configuration, the provenance of each route in order: Envoy's messages name a
+    /// failing route by its index (`Routes[3]`).
+    routes: BTreeMap<String, Vec<Vec<Provenance>>>,
+}
+
+impl ProvenanceIndex {
+    pub fn insert(&mut self, xds_type: XdsType, name: &str, provenance: Vec<Provenance>) {
+        self.by_name[xds_type].entry(name.to_string()).or_default().extend(provenance);
+    }
+
+    pub fn insert_routes(&mut self, config: &str, routes: Vec<Vec<Provenance>>) {
+        self.insert(XdsType::Route, config, routes.iter().flatten().cloned().collect());
+        self.routes.insert(config.to_string(), routes);
+    }
+
+    /// The resources behind one xDS resource.
+    pub fn of(&self, xds_type: XdsType, name: &str) -> &[Provenance] {
+        self.by_name[xds_type].get(name).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// The resources to blame for a rejection of `names` (of `xds_type`) with Envoy's
+    /// `error_detail`: for a route configuration, only the route the message points at when it
+    /// names one (`...VirtualHosts[0]...Routes[3]...`), else everything behind those names.
+    pub fn culprits(&self, xds_type: XdsType, names: &[String], error_detail: &str) -> Vec<Provenance> {
+        let mut out: Vec<Provenance> = Vec::new();
+        for name in names {
+            let pointed = (xds_type == XdsType::Route)
+                .then(|| route_index(error_detail))
+                .flatten()
+                .and_then(|index| self.routes.get(name)?.get(index));
+            match pointed {
+                Some(route) => out.extend(route.iter().cloned()),
+                None => out.extend(self.of(xds_type, name).iter().cloned()),
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// `Routes[N]` (Envoy's PGV messages) or `routes[N]` in an error detail.
+fn route_index(detail: &str) -> Option<usize> {
+    let at = detail.find("Routes[").or_else(|| detail.find("routes["))?;
+    let rest = &detail[at + "Routes[".len()..];
+    rest[..rest.find(']')?].parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostic::{Origin, ResourceId};
+
+    fn mapping(name: &str) -> Provenance {
+        Provenance { origin: Origin::file("m.yaml"), resource: ResourceId::new("Mapping", "default", name) }
+    }
+
+    #[test]
+    fn a_nack_naming_a_route_blames_its_mapping_only() {
+        let mut index = ProvenanceIndex::default();
+        index.insert_routes("ambassador-routes", vec![vec![mapping("a")], vec![mapping("b")]]);
+        let names = ["ambassador-routes".to_string()];
+        let detail = "Proto constraint validation failed (RouteConfigurationValidationError.VirtualHosts[0]: embedded message failed validation | caused by VirtualHostValidationError.Routes[1]: ...)";
+        assert_eq!(index.culprits(XdsType::Route, &names, detail), [mapping("b")]);
+        assert_eq!(index.culprits(XdsType::Route, &names, "something else").len(), 2);
+        assert!(index.culprits(XdsType::Cluster, &["nope".into()], "").is_empty());
+    }
+}

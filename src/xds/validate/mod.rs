@@ -1,0 +1,139 @@
+//! Validates every resource before it is published, as Envoy will when it receives it: the
+//! protoc-gen-validate rules in Envoy's protos ([`pgv`]) on the message and on everything packed
+//! in its `Any`s, and the rules that live in Envoy's code ([`envoy_rules`]: durations, RE2 regexes
+//! and their program size, cipher and curve names). A resource that fails never reaches Envoy:
+//! Envoy would reject the whole response it came in, and every later one of its type.
+
+mod envoy_rules;
+mod pgv;
+mod pgv_rules;
+mod pgv_strings;
+pub mod re2;
+
+pub use envoy_rules::{CIPHER_SUITES, ECDH_CURVES};
+
+use super::descriptors::pool;
+use prost_reflect::{DynamicMessage, ReflectMessage, Value};
+
+/// Envoy's default `re2.max_program_size.error_level`, which the `bootstrap` command also sets
+/// explicitly: a larger limit must be configured in both places.
+pub const DEFAULT_REGEX_PROGRAM_SIZE_LIMIT: u32 = 100;
+
+/// The message types the translator serves or packs into `Any` (the roots of [`pgv`]'s test).
+pub const SERVED_MESSAGES: &[&str] = &[
+    "envoy.config.cluster.v3.Cluster",
+    "envoy.config.listener.v3.Listener",
+    "envoy.config.route.v3.RouteConfiguration",
+    "envoy.extensions.transport_sockets.tls.v3.Secret",
+    "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+    "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+    "envoy.extensions.filters.http.router.v3.Router",
+];
+
+/// What the validation is checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub regex_program_size: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { regex_program_size: DEFAULT_REGEX_PROGRAM_SIZE_LIMIT }
+    }
+}
+
+/// Every rule `message` breaks, as `field.path: what is wrong` (empty when Envoy will take it).
+pub fn violations<M: prost::Message + prost::Name>(message: &M, limits: &Limits) -> Vec<String> {
+    let descriptor = pool().get_message_by_name(&M::full_name()).expect("served messages are in the pool");
+    let dynamic = DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice()).expect("encoded by prost");
+    let mut out = Vec::new();
+    walk(&dynamic, "", limits, &mut out);
+    out
+}
+
+/// The first violation, if any: what a diagnostic reports.
+pub fn check<M: prost::Message + prost::Name>(message: &M, limits: &Limits) -> Result<(), String> {
+    violations(message, limits).into_iter().next().map_or(Ok(()), Err)
+}
+
+fn walk(message: &DynamicMessage, path: &str, limits: &Limits, out: &mut Vec<String>) {
+    pgv::check(message, path, out);
+    visit(message, path, &mut |message, path| {
+        envoy_rules::check(message, path, limits.regex_program_size, out);
+        if message.descriptor().full_name() == "google.protobuf.Any" {
+            unpack(message, path, limits, out);
+        }
+    });
+}
+
+/// Envoy unpacks `typed_config` and validates what is inside with that type's rules.
+fn unpack(any: &DynamicMessage, path: &str, limits: &Limits, out: &mut Vec<String>) {
+    let type_url = any.get_field_by_name("type_url").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    let name = type_url.rsplit('/').next().unwrap_or_default();
+    let Some(descriptor) = pool().get_message_by_name(name) else {
+        out.push(format!("{path}: type {type_url} is not one ambassador-xds can check"));
+        return;
+    };
+    let bytes = any.get_field_by_name("value").and_then(|v| v.as_bytes().cloned()).unwrap_or_default();
+    match DynamicMessage::decode(descriptor, bytes) {
+        Ok(inner) => walk(&inner, &format!("{path}<{name}>"), limits, out),
+        Err(err) => out.push(format!("{path}: does not decode as {name}: {err}")),
+    }
+}
+
+/// Calls `f` on `message` and on every message below it (not inside `Any` bodies).
+fn visit(message: &DynamicMessage, path: &str, f: &mut dyn FnMut(&DynamicMessage, &str)) {
+    f(message, path);
+    for (field, value) in message.fields() {
+        let path = if path.is_empty() { field.name().to_string() } else { format!("{path}.{}", field.name()) };
+        match value {
+            Value::Message(inner) => visit(inner, &path, f),
+            Value::List(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let Value::Message(inner) = item {
+                        visit(inner, &format!("{path}[{i}]"), f);
+                    }
+                }
+            }
+            Value::Map(entries) => {
+                for item in entries.values() {
+                    if let Value::Message(inner) = item {
+                        visit(inner, &path, f);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+    use envoy_types::pb::envoy::config::route::v3::{HeaderMatcher, Route};
+    use envoy_types::pb::google::protobuf::Duration;
+
+    #[test]
+    fn the_compile_default_is_envoys_default() {
+        assert_eq!(crate::compile::Options::default().max_regex_program_size, DEFAULT_REGEX_PROGRAM_SIZE_LIMIT);
+    }
+
+    #[test]
+    fn proto_rules_and_envoy_rules_are_enforced() {
+        let limits = Limits::default();
+        let cluster = |seconds, nanos| Cluster {
+            name: "c".into(),
+            connect_timeout: Some(Duration { seconds, nanos }),
+            ..Default::default()
+        };
+        assert_eq!(check(&cluster(3, 0), &limits), Ok(()));
+        assert!(check(&cluster(0, 0), &limits).unwrap_err().starts_with("connect_timeout: "));
+        assert!(violations(&cluster(-1, 0), &limits).iter().any(|v| v.contains("negative")));
+        assert!(check(&cluster(1_000_000_000_000, 0), &limits).unwrap_err().contains("out of range"));
+        let route = Route { r#match: Some(Default::default()), ..Default::default() };
+        assert!(!violations(&route, &limits).is_empty(), "a route needs a path specifier and an action");
+        let header = HeaderMatcher { name: String::new(), ..Default::default() };
+        assert!(check(&header, &limits).unwrap_err().starts_with("name: "));
+    }
+}
