@@ -70,6 +70,8 @@ pub enum Kind {
     Syntax,
     /// A file or directory could not be read.
     Unreadable,
+    /// An input is over a size, depth, expansion or count limit (README, "Limits"); it is not read.
+    Limit,
     /// A value is missing, of the wrong type, or not one Emissary accepts.
     Invalid,
     /// A kind this tool does not translate; the document is skipped.
@@ -84,6 +86,24 @@ pub enum Kind {
     Material,
     /// An input is broken and its last good version is served instead.
     Stale,
+}
+
+impl Kind {
+    /// Stable lowercase name, for metrics labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Syntax => "syntax",
+            Kind::Unreadable => "unreadable",
+            Kind::Limit => "limit",
+            Kind::Invalid => "invalid",
+            Kind::UnsupportedKind => "unsupported_kind",
+            Kind::IgnoredField => "ignored_field",
+            Kind::Duplicate => "duplicate",
+            Kind::Reference => "reference",
+            Kind::Material => "material",
+            Kind::Stale => "stale",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,7 +1,7 @@
 //! The one translation path, from what the sources read to encoded Envoy resources: what
 //! `translate`, `diff`, the golden tests and the serving controller all run.
 
-use crate::compile::{self, Options};
+use crate::compile::{self, LastGood, Options};
 use crate::diagnostic::{self, Diagnostic};
 use crate::source::files::{self, LoadError, LoadOptions, Loaded};
 use crate::xds::{self, Resources};
@@ -19,7 +19,18 @@ pub fn translate(loaded: Loaded, options: &Options) -> Translation {
     let compiled = compile::compile(&loaded.model, &loaded.tls_files, options);
     // The model is no longer needed; freeing it before building keeps peak memory down.
     drop(loaded.model);
-    let mut diagnostics = loaded.diagnostics;
+    finish(loaded.diagnostics, compiled)
+}
+
+/// [`translate`], falling back to `last` for whatever does not compile now (the serving
+/// controller); returns what the next reload falls back to.
+pub fn translate_with(loaded: Loaded, options: &Options, last: &LastGood) -> (Translation, LastGood) {
+    let (compiled, next) = compile::compile_with(&loaded.model, &loaded.tls_files, options, last);
+    drop(loaded.model);
+    (finish(loaded.diagnostics, compiled), next)
+}
+
+fn finish(mut diagnostics: Vec<Diagnostic>, compiled: compile::Compiled) -> Translation {
     diagnostics.extend(compiled.diagnostics);
     diagnostic::normalize(&mut diagnostics);
     Translation { resources: xds::build(&compiled.ir), diagnostics }

@@ -5,7 +5,7 @@ pub mod diff;
 pub mod serve;
 pub mod translate;
 
-use crate::compile::Options;
+use crate::compile::{Options, SecretNamespaces};
 use crate::diagnostic::Diagnostic;
 use crate::source::files::LoadOptions;
 use clap::{Args, Parser, Subcommand};
@@ -79,6 +79,22 @@ pub struct TranslationArgs {
     /// translate a config written for a container on another machine)
     #[arg(long, value_name = "DIR")]
     pub files_root: Option<PathBuf>,
+
+    /// Which namespaces' Secrets a TLSContext may name: `any` (as Emissary: `secret: name.ns`
+    /// reaches any namespace) or `own` (its own, plus --allow-secret-namespace; for multi-tenant
+    /// clusters)
+    #[arg(long, value_enum, default_value_t = SecretNamespacePolicy::Any, value_name = "POLICY")]
+    pub secret_namespaces: SecretNamespacePolicy,
+
+    /// With --secret-namespaces own: a namespace whose Secrets every TLSContext may name (repeatable)
+    #[arg(long = "allow-secret-namespace", value_name = "NS")]
+    pub allowed_secret_namespaces: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SecretNamespacePolicy {
+    Any,
+    Own,
 }
 
 impl TranslationArgs {
@@ -87,6 +103,12 @@ impl TranslationArgs {
             listener_port: self.listener_port,
             ambassador_namespace: self.ambassador_namespace.clone(),
             ambassador_id: self.ambassador_id.clone(),
+            secret_namespaces: match self.secret_namespaces {
+                SecretNamespacePolicy::Any => SecretNamespaces::Any,
+                SecretNamespacePolicy::Own => {
+                    SecretNamespaces::Own { also: self.allowed_secret_namespaces.iter().cloned().collect() }
+                }
+            },
         }
     }
 

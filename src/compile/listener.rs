@@ -5,7 +5,7 @@ use super::ir::HttpListener;
 use super::{Options, ROUTE_CONFIG_NAME};
 use crate::diagnostic::{Diagnostic, Kind, ResourceId};
 use crate::model::Listener;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub fn listener_name(port: u16) -> String {
     format!("ambassador-listener-0.0.0.0-{port}")
@@ -20,10 +20,12 @@ fn http_listener(port: u16) -> HttpListener {
     }
 }
 
+/// The HTTP listeners; Listeners whose values are broken are reported and added to `rejected`.
 pub fn http_listeners(
     listeners: &[&Listener],
     options: &Options,
     diagnostics: &mut Vec<Diagnostic>,
+    rejected: &mut BTreeSet<ResourceId>,
 ) -> Vec<HttpListener> {
     if listeners.is_empty() {
         return vec![http_listener(options.listener_port)];
@@ -55,6 +57,7 @@ pub fn http_listeners(
         }
         let Some(port) = spec.port else {
             diagnostics.push(Diagnostic::error(Some(origin), Some(id), "missing required field `spec.port`"));
+            rejected.insert(id.clone());
             continue;
         };
         if let Some(other) = by_port.get(&port) {
@@ -66,6 +69,7 @@ pub fn http_listeners(
                 )
                 .with_kind(Kind::Duplicate),
             );
+            rejected.insert(id.clone());
             continue;
         }
         by_port.insert(port, id);

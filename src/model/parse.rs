@@ -2,7 +2,7 @@
 //! Ambassador resources, and the Kubernetes kinds that carry them (`Secret`, `Service`, `List`).
 
 use super::yaml::{self, Document};
-use super::{secret, service, ListenerSpec, MappingSpec, Meta, Model, OneOrMany, Resource, TlsContextSpec};
+use super::{secret, service, ListenerSpec, MappingSpec, Meta, Model, OneOrMany, Rejected, Resource, TlsContextSpec};
 use crate::diagnostic::{Diagnostic, Kind, Origin, ResourceId};
 use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping as YamlMap, Value};
@@ -18,7 +18,14 @@ pub(super) const DEFAULT_NAMESPACE: &str = "default";
 /// files are parsed on every core; document numbers do not depend on either.
 pub fn parse_documents(file: &str, text: &str) -> (Model, Vec<Diagnostic>) {
     let file: Arc<str> = Arc::from(file);
-    let documents = yaml::split_documents(text);
+    let documents = match yaml::check_stream_size(text).and_then(|()| yaml::split_documents(text)) {
+        Ok(documents) => documents,
+        Err(err) => {
+            let mut parser = Parser::default();
+            parser.reject(&Origin { file, document: 0 }, None, err.kind, err.message);
+            return (parser.model, parser.diagnostics);
+        }
+    };
     let workers = if text.len() < yaml::PARALLEL_THRESHOLD {
         1
     } else {
@@ -72,16 +79,19 @@ impl Parser {
         let origin = Origin { file: file.clone(), document: document.index };
         match document.parse() {
             Ok(value) => self.parse_value(&origin, value, default_namespace),
-            Err(message) => {
-                self.diagnostics.push(Diagnostic::error(Some(&origin), None, message).with_kind(Kind::Syntax))
-            }
+            Err(err) => self.reject(&origin, None, err.kind, err.message),
         }
     }
 
     /// A YAML stream embedded in another document (a Service annotation), under its own name.
     pub(super) fn parse_stream(&mut self, file: &Arc<str>, text: &str, default_namespace: Option<&str>) {
-        for document in yaml::split_documents(text) {
-            self.parse_document(file, &document, default_namespace);
+        match yaml::check_stream_size(text).and_then(|()| yaml::split_documents(text)) {
+            Ok(documents) => {
+                for document in documents {
+                    self.parse_document(file, &document, default_namespace);
+                }
+            }
+            Err(err) => self.reject(&Origin { file: file.clone(), document: 0 }, None, err.kind, err.message),
         }
     }
 
@@ -273,8 +283,20 @@ impl Parser {
         }
     }
 
+    /// A document that could not be read into a resource: an error, and a [`Rejected`] entry so
+    /// that the resource's last good version stays in service.
     pub(super) fn error(&mut self, origin: &Origin, id: Option<&ResourceId>, message: impl Into<String>) {
-        self.diagnostics.push(Diagnostic::error(Some(origin), id, message));
+        self.reject(origin, id, Kind::Invalid, message.into());
+    }
+
+    /// A whole embedded stream (`file`) could not be read.
+    pub(super) fn rejected_stream(&mut self, file: &Arc<str>) {
+        self.model.rejected.push(Rejected { origin: Origin { file: file.clone(), document: 0 }, id: None });
+    }
+
+    fn reject(&mut self, origin: &Origin, id: Option<&ResourceId>, kind: Kind, message: String) {
+        self.diagnostics.push(Diagnostic::error(Some(origin), id, message).with_kind(kind));
+        self.model.rejected.push(Rejected { origin: origin.clone(), id: id.cloned() });
     }
 }
 

@@ -8,6 +8,8 @@
 pub mod config_dir;
 pub mod files;
 pub mod kubernetes;
+mod read;
+pub mod walk;
 mod watch;
 
 pub use watch::FileWatcher;

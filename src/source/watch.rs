@@ -26,6 +26,19 @@ impl FileWatcher {
         if self.watched.contains(path) {
             return;
         }
+        self.add(path, recursive);
+    }
+
+    /// Watches whatever is at `path` now: after the directory watched there was deleted, renamed
+    /// or replaced, the old watch follows the old inode or is gone.
+    pub fn rewatch(&mut self, path: &Path, recursive: bool) {
+        if self.watched.remove(path) {
+            let _ = self.watcher.unwatch(path);
+        }
+        self.add(path, recursive);
+    }
+
+    fn add(&mut self, path: &Path, recursive: bool) {
         let mode = if recursive { RecursiveMode::Recursive } else { RecursiveMode::NonRecursive };
         match self.watcher.watch(path, mode) {
             Ok(()) => {
