@@ -5,6 +5,7 @@ pub mod diff;
 pub mod serve;
 pub mod translate;
 
+use crate::compile::ir::UnderscoreHeaders;
 use crate::compile::{Options, SecretNamespaces};
 use crate::diagnostic::Diagnostic;
 use crate::source::files::LoadOptions;
@@ -89,6 +90,19 @@ pub struct TranslationArgs {
     /// With --secret-namespaces own: a namespace whose Secrets every TLSContext may name (repeatable)
     #[arg(long = "allow-secret-namespace", value_name = "NS")]
     pub allowed_secret_namespaces: Vec<String>,
+
+    /// What listeners do with request headers whose names contain `_`: allow (Emissary's
+    /// default), drop, or reject (answer 400; what Envoy recommends at the edge, since some
+    /// upstreams read `x_forwarded_for` as `x-forwarded-for`)
+    #[arg(long, value_enum, default_value_t = UnderscorePolicy::Allow, value_name = "ACTION")]
+    pub headers_with_underscores: UnderscorePolicy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UnderscorePolicy {
+    Allow,
+    Drop,
+    Reject,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -108,6 +122,11 @@ impl TranslationArgs {
                 SecretNamespacePolicy::Own => {
                     SecretNamespaces::Own { also: self.allowed_secret_namespaces.iter().cloned().collect() }
                 }
+            },
+            headers_with_underscores: match self.headers_with_underscores {
+                UnderscorePolicy::Allow => UnderscoreHeaders::Allow,
+                UnderscorePolicy::Drop => UnderscoreHeaders::Drop,
+                UnderscorePolicy::Reject => UnderscoreHeaders::Reject,
             },
         }
     }

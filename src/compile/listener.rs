@@ -11,12 +11,13 @@ pub fn listener_name(port: u16) -> String {
     format!("ambassador-listener-0.0.0.0-{port}")
 }
 
-fn http_listener(port: u16) -> HttpListener {
+fn http_listener(port: u16, options: &Options) -> HttpListener {
     HttpListener {
         name: listener_name(port),
         port,
         stat_prefix: "ingress_http".to_string(),
         route_config: ROUTE_CONFIG_NAME.to_string(),
+        headers_with_underscores: options.headers_with_underscores,
     }
 }
 
@@ -28,7 +29,7 @@ pub fn http_listeners(
     rejected: &mut BTreeSet<ResourceId>,
 ) -> Vec<HttpListener> {
     if listeners.is_empty() {
-        return vec![http_listener(options.listener_port)];
+        return vec![http_listener(options.listener_port, options)];
     }
     let mut by_port: BTreeMap<u16, &ResourceId> = BTreeMap::new();
     for listener in listeners {
@@ -74,5 +75,5 @@ pub fn http_listeners(
         }
         by_port.insert(port, id);
     }
-    by_port.into_keys().map(http_listener).collect()
+    by_port.into_keys().map(|port| http_listener(port, options)).collect()
 }

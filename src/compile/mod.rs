@@ -6,6 +6,7 @@
 //! one cluster per (service, context), and fail-closed routes when TLS cannot be provided.
 
 mod cluster;
+mod host;
 pub mod ir;
 mod last_good;
 mod listener;
@@ -39,6 +40,8 @@ pub struct Options {
     pub ambassador_id: String,
     /// Which namespaces' Secrets a TLSContext may name.
     pub secret_namespaces: SecretNamespaces,
+    /// What listeners do with request headers whose names contain `_`.
+    pub headers_with_underscores: ir::UnderscoreHeaders,
 }
 
 impl Default for Options {
@@ -48,6 +51,7 @@ impl Default for Options {
             ambassador_namespace: "default".into(),
             ambassador_id: "default".into(),
             secret_namespaces: SecretNamespaces::Any,
+            headers_with_underscores: ir::UnderscoreHeaders::Allow,
         }
     }
 }
@@ -158,7 +162,7 @@ fn compile_pass(
     }
     let MappingCompiler { clusters, used_contexts, .. } = builder;
 
-    let (clusters, envoy_names) = clusters.finish();
+    let (clusters, envoy_names) = clusters.finish(&mut diagnostics);
     for candidate in &mut candidates {
         if let RouteAction::Forward(forward) = &mut candidate.action {
             forward.cluster = envoy_names[&forward.cluster].clone();
