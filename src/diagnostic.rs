@@ -137,7 +137,7 @@ impl Diagnostic {
             kind: Kind::Invalid,
             origin: origin.cloned(),
             resource: resource.cloned(),
-            message: message.into(),
+            message: one_line(message.into()),
         }
     }
 
@@ -167,6 +167,23 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// Longest message kept: parser errors quote the offending value, which may be megabytes long.
+pub const MAX_MESSAGE_CHARS: usize = 400;
+
+/// Messages are one line (whatever the input quoted) and at most [`MAX_MESSAGE_CHARS`] long.
+fn one_line(message: String) -> String {
+    let too_long = message.chars().count() > MAX_MESSAGE_CHARS;
+    if !too_long && !message.contains(['\n', '\r']) {
+        return message;
+    }
+    let mut line: String =
+        message.chars().take(MAX_MESSAGE_CHARS).map(|c| if c == '\n' || c == '\r' { ' ' } else { c }).collect();
+    if too_long {
+        line.push('…');
+    }
+    line
+}
+
 /// Sorts diagnostics into a stable order (by file, document, then message) and removes repeats,
 /// so CLI output and golden files do not depend on hash-map iteration order.
 pub fn normalize(diagnostics: &mut Vec<Diagnostic>) {
@@ -174,4 +191,17 @@ pub fn normalize(diagnostics: &mut Vec<Diagnostic>) {
         (&a.origin, &a.resource, a.severity, &a.message).cmp(&(&b.origin, &b.resource, b.severity, &b.message))
     });
     diagnostics.dedup();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_one_bounded_line() {
+        let long = Diagnostic::error(None, None, format!("invalid type: string \"{}\"", "x".repeat(10_000)));
+        assert_eq!(long.message.chars().count(), MAX_MESSAGE_CHARS + 1);
+        assert!(long.message.ends_with('…'));
+        assert_eq!(Diagnostic::warning(None, None, "a\nb\r\nc").message, "a b  c");
+    }
 }

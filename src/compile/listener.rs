@@ -1,5 +1,6 @@
 //! Listeners: from `Listener` resources (HTTP only, one per port), or the default HTTP listener on
-//! `--listener-port` when none is given.
+//! `--listener-port` when none is given, or none of those given can be served (a broken Listener
+//! must not leave Envoy without any listener, and every route unreachable).
 
 use super::ir::HttpListener;
 use super::{Options, ROUTE_CONFIG_NAME};
@@ -74,6 +75,13 @@ pub fn http_listeners(
             continue;
         }
         by_port.insert(port, id);
+    }
+    if by_port.is_empty() {
+        let port = options.listener_port;
+        let message = format!("no Listener can be served; the default HTTP listener on port {port} is used");
+        let (origin, id) = (&listeners[0].meta.origin, &listeners[0].meta.id);
+        diagnostics.push(Diagnostic::warning(Some(origin), Some(id), message).with_kind(Kind::IgnoredField));
+        return vec![http_listener(port, options)];
     }
     by_port.into_keys().map(|port| http_listener(port, options)).collect()
 }

@@ -62,7 +62,9 @@ impl Document<'_> {
         }
         if self.text.len() > MAX_DOCUMENT_BYTES {
             let (size, max) = (self.text.len(), MAX_DOCUMENT_BYTES);
-            return Err(ParseError::limit(format!("document of {size} bytes is over the limit of {max} bytes")));
+            return Err(ParseError::limit(format!(
+                "document of {size} bytes is over the limit of {max} bytes; not read"
+            )));
         }
         if let Err(breach) = limits::check(self.text, &DOCUMENT_LIMITS) {
             let line = breach.line + self.first_line as u64;
