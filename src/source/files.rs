@@ -178,3 +178,57 @@ pub fn tls_file_dirs(tls_files: &TlsFiles, options: &LoadOptions, policy: &TlsFi
         .filter_map(|path| path.parent().map(Path::to_path_buf))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn refused(result: Result<PathBuf, TlsFileError>) -> String {
+        match result {
+            Err(TlsFileError::Refused(why)) => why,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn tls_paths_stay_under_the_allowed_roots() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, outside) = (dir.path().join("certs"), dir.path().join("elsewhere"));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(root.join("tls.crt"), "x").unwrap();
+        std::fs::write(outside.join("secret.key"), "x").unwrap();
+        symlink(outside.join("secret.key"), root.join("escape.key")).unwrap();
+        let none = LoadOptions::default();
+        let policy = TlsFilePolicy { roots: Some(vec![root.clone()]) };
+        let path = |p: &Path| p.to_str().unwrap().to_string();
+
+        assert_eq!(resolve_tls_path(&path(&root.join("tls.crt")), &none, &policy).unwrap(), root.join("tls.crt"));
+        assert!(refused(resolve_tls_path(&path(&outside.join("secret.key")), &none, &policy)).contains("not under"));
+        assert!(refused(resolve_tls_path(&path(&root.join("escape.key")), &none, &policy)).contains("not under"));
+        let dotdot = format!("{}/../elsewhere/secret.key", root.display());
+        assert!(refused(resolve_tls_path(&dotdot, &none, &TlsFilePolicy::default())).contains("`..`"));
+        assert!(refused(resolve_tls_path("certs/tls.crt", &none, &TlsFilePolicy::default())).contains("absolute"));
+        let kubernetes = TlsFilePolicy { roots: Some(vec![]) };
+        assert!(
+            refused(resolve_tls_path(&path(&root.join("tls.crt")), &none, &kubernetes)).contains("--tls-files-under")
+        );
+        // A missing file under a root is unreadable (maybe for a moment), not refused.
+        let missing = resolve_tls_path(&path(&root.join("missing.crt")), &none, &policy);
+        assert!(matches!(missing, Err(TlsFileError::Unreadable(_))), "{missing:?}");
+    }
+
+    #[test]
+    fn files_root_maps_paths_and_roots_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("etc/certs")).unwrap();
+        std::fs::write(dir.path().join("etc/certs/tls.crt"), "x").unwrap();
+        let load = LoadOptions { files_root: Some(dir.path().to_path_buf()) };
+        let policy = TlsFilePolicy { roots: Some(vec![PathBuf::from("/etc/certs")]) };
+        assert_eq!(
+            resolve_tls_path("/etc/certs/tls.crt", &load, &policy).unwrap(),
+            dir.path().join("etc/certs/tls.crt")
+        );
+    }
+}
