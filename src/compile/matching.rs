@@ -106,6 +106,9 @@ pub fn match_spec(spec: &MappingSpec, prefix: &str) -> Result<(MatchSpec, Vec<St
     }
 
     if let Some(host) = host::host(spec, &mut warnings)? {
+        if host.regex {
+            check_regex("host", &host.written)?;
+        }
         push(AUTHORITY, Some(&host.written), host.regex, host.matcher);
     }
     if let Some(method) = &spec.method {
@@ -128,7 +131,7 @@ pub fn match_spec(spec: &MappingSpec, prefix: &str) -> Result<(MatchSpec, Vec<St
 }
 
 /// Envoy uses RE2; the `regex` crate's syntax is close enough to catch what Envoy would NACK.
-pub(super) fn check_regex(field: &str, regex: &str) -> Result<(), String> {
+fn check_regex(field: &str, regex: &str) -> Result<(), String> {
     regex_syntax::Parser::new().parse(regex).map(|_| ()).map_err(|err| {
         let first_line = err.to_string().lines().last().unwrap_or_default().to_string();
         format!("`{field}` is not a valid regular expression: {first_line}")
