@@ -38,5 +38,5 @@ fn finish(mut diagnostics: Vec<Diagnostic>, compiled: compile::Compiled) -> Tran
 
 /// Reads files and directories, then [`translate`]s them.
 pub fn translate_paths(paths: &[PathBuf], load: &LoadOptions, options: &Options) -> Result<Translation, LoadError> {
-    Ok(translate(files::load(paths, load)?, options))
+    Ok(translate(files::load(paths, load, &options.ambassador_id)?, options))
 }

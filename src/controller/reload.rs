@@ -7,7 +7,8 @@ use crate::compile::LastGood;
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::pipeline;
 use crate::snapshot::Snapshot;
-use crate::source::files::{self, Loaded};
+use crate::source::deadline::DeadlineReader;
+use crate::source::files::{self, Loaded, MAX_TLS_FILE_BYTES};
 use crate::source::{Contribution, Source};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -27,7 +28,12 @@ pub(super) struct Compiler {
     last_good: LastGood,
     /// What the previous reload reported, so a watch loop does not repeat itself in the log.
     last_diagnostics: BTreeSet<Diagnostic>,
+    /// Reads the files TLSContexts name without letting a hung file system hold the reload.
+    tls_reader: DeadlineReader,
 }
+
+/// Longest a reload waits for the files TLSContexts name.
+const TLS_READ_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub(super) struct Outcome {
     /// `None` when the configuration did not change.
@@ -39,7 +45,13 @@ pub(super) struct Outcome {
 impl Compiler {
     pub fn new(sources: Vec<Box<dyn Source>>, options: ControllerOptions) -> Compiler {
         let sources = sources.into_iter().map(|source| SourceSlot { source, last_good: None }).collect();
-        Compiler { sources, options, last_good: LastGood::default(), last_diagnostics: BTreeSet::new() }
+        Compiler {
+            sources,
+            options,
+            last_good: LastGood::default(),
+            last_diagnostics: BTreeSet::new(),
+            tls_reader: DeadlineReader::new(TLS_READ_DEADLINE),
+        }
     }
 
     /// Resolves once every source is ready.
@@ -65,7 +77,8 @@ impl Compiler {
         }
         loaded.diagnostics.extend(self.last_good.restore(&mut loaded.model));
         let (load, policy, compile) = (&self.options.load, &self.options.tls_files, &self.options.compile);
-        loaded.tls_files = files::read_tls_files(&loaded.model, load, policy, &compile.ambassador_id);
+        let read = |paths: &[PathBuf]| self.tls_reader.read_all(paths, MAX_TLS_FILE_BYTES);
+        loaded.tls_files = files::read_tls_files(&loaded.model, load, policy, &compile.ambassador_id, read);
         let tls_dirs = files::tls_file_dirs(&loaded.tls_files, load, policy);
         let (translation, last_good) = pipeline::translate_with(loaded, compile, &self.last_good);
         self.last_good = last_good;

@@ -98,8 +98,9 @@ pub fn load_file(file: &ConfigFile) -> (Model, Vec<Diagnostic>) {
     }
 }
 
-/// Loads every config file under `paths`, then the files their TLSContexts name.
-pub fn load(paths: &[PathBuf], options: &LoadOptions) -> Result<Loaded, LoadError> {
+/// Loads every config file under `paths`, then the files their TLSContexts (those of
+/// `ambassador_id`) name.
+pub fn load(paths: &[PathBuf], options: &LoadOptions, ambassador_id: &str) -> Result<Loaded, LoadError> {
     let mut loaded = Loaded::default();
     let (files, problems) = config_files(paths)?;
     for problem in problems {
@@ -112,7 +113,8 @@ pub fn load(paths: &[PathBuf], options: &LoadOptions) -> Result<Loaded, LoadErro
         loaded.model.extend(model);
         loaded.diagnostics.extend(diagnostics);
     }
-    loaded.tls_files = read_tls_files(&loaded.model, options, &TlsFilePolicy::default(), "default");
+    let read = |paths: &[PathBuf]| paths.iter().map(|path| read_regular_file(path, MAX_TLS_FILE_BYTES)).collect();
+    loaded.tls_files = read_tls_files(&loaded.model, options, &TlsFilePolicy::default(), ambassador_id, read);
     Ok(loaded)
 }
 
@@ -151,21 +153,36 @@ pub fn resolve_tls_path(path: &str, options: &LoadOptions, policy: &TlsFilePolic
     }
 }
 
-/// Reads every file a TLSContext of this instance (`ambassador_id`) names; failures are kept for
-/// `compile` to report against the context that needs the file. Only regular files of at most
-/// [`MAX_TLS_FILE_BYTES`] are read, and never by blocking (see [`read_regular_file`]).
-pub fn read_tls_files(model: &Model, options: &LoadOptions, policy: &TlsFilePolicy, ambassador_id: &str) -> TlsFiles {
+/// Reads every file a TLSContext of this instance (`ambassador_id`) names, with `read` (which
+/// reads regular files of at most [`MAX_TLS_FILE_BYTES`] without blocking, see
+/// [`read_regular_file`] and [`super::deadline`]); failures are kept for `compile` to report
+/// against the context that needs the file.
+pub fn read_tls_files(
+    model: &Model,
+    options: &LoadOptions,
+    policy: &TlsFilePolicy,
+    ambassador_id: &str,
+    read: impl FnOnce(&[PathBuf]) -> Vec<Result<Vec<u8>, ReadError>>,
+) -> TlsFiles {
     let mut files = TlsFiles::new();
+    let mut to_read: Vec<(String, PathBuf)> = Vec::new();
     for ctx in model.tls_contexts.iter().filter(|ctx| ctx.meta.belongs_to(ambassador_id)) {
         for path in ctx.spec.files() {
-            if !files.contains_key(path) {
-                let contents = resolve_tls_path(path, options, policy).and_then(|real| {
-                    read_regular_file(&real, MAX_TLS_FILE_BYTES)
-                        .map_err(|err| TlsFileError::Unreadable(format!("{}: {err}", real.display())))
-                });
-                files.insert(path.to_string(), contents);
+            if files.contains_key(path) || to_read.iter().any(|(written, _)| written == path) {
+                continue;
+            }
+            match resolve_tls_path(path, options, policy) {
+                Ok(real) => to_read.push((path.to_string(), real)),
+                Err(refused) => {
+                    files.insert(path.to_string(), Err(refused));
+                }
             }
         }
+    }
+    let reals: Vec<PathBuf> = to_read.iter().map(|(_, real)| real.clone()).collect();
+    for ((written, real), contents) in to_read.into_iter().zip(read(&reals)) {
+        let contents = contents.map_err(|err| TlsFileError::Unreadable(format!("{}: {err}", real.display())));
+        files.insert(written, contents);
     }
     files
 }

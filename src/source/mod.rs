@@ -6,9 +6,10 @@
 //! source, compiles, and publishes. Sources never see xDS.
 
 pub mod config_dir;
+pub mod deadline;
 pub mod files;
 pub mod kubernetes;
-mod read;
+pub mod read;
 pub mod walk;
 mod watch;
 

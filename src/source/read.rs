@@ -21,6 +21,10 @@ pub enum ReadError {
         max: u64,
     },
     Io(std::io::Error),
+    /// The read did not finish within the reload's deadline (see `source::deadline`).
+    TimedOut(std::time::Duration),
+    /// An earlier read of the same path is still running.
+    Stuck,
 }
 
 impl fmt::Display for ReadError {
@@ -30,6 +34,8 @@ impl fmt::Display for ReadError {
             ReadError::NotRegular(what) => write!(f, "{what}, not a regular file; not read"),
             ReadError::TooLarge { max } => write!(f, "larger than the limit of {max} bytes; not read"),
             ReadError::Io(err) => write!(f, "{err}"),
+            ReadError::TimedOut(deadline) => write!(f, "the read did not finish within {deadline:?}"),
+            ReadError::Stuck => f.write_str("an earlier read of this file has not finished"),
         }
     }
 }
