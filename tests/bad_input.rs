@@ -91,7 +91,8 @@ fn corpus() -> Corpus {
         "huge-scalar.yaml",
         Some(format!("kind: Mapping\nname: huge\nprefix: /{}\n", "x".repeat(5 << 20)).into_bytes()),
     );
-    generated("many-documents.yaml", Some("---\nkind: Mapping\n".repeat(25_000).into_bytes()));
+    generated("many-documents.yaml", Some("---\n".repeat(110_000).into_bytes()));
+    generated("many-broken-documents.yaml", Some("---\nkind: Mapping\n".repeat(50_000).into_bytes()));
     generated("many-nodes.yaml", Some(format!("[{}]\n", vec!["a"; 300_000].join(",")).into_bytes()));
     let big = "y".repeat(100_000);
     generated("alias-scalar.yaml", Some(format!("a: &a {big}\nb: [{}]\n", vec!["*a"; 100].join(", ")).into_bytes()));

@@ -89,6 +89,10 @@ fn restore_kind<S: Clone>(
         return;
     }
     let mut present: HashSet<ResourceId> = current.iter().map(|r| r.meta.id.clone()).collect();
+    // Files whose broken documents do not say which resource they are: each is looked up once.
+    let mut whole_files: Vec<&str> = rejected.iter().filter(|r| r.id.is_none()).map(|r| &*r.origin.file).collect();
+    whole_files.sort_unstable();
+    whole_files.dedup();
     let mut restore = |resource: &Resource<S>, current: &mut Vec<Resource<S>>| {
         if present.insert(resource.meta.id.clone()) {
             diagnostics.push(
@@ -97,22 +101,18 @@ fn restore_kind<S: Clone>(
             current.push(resource.clone());
         }
     };
-    for input in rejected {
-        match &input.id {
-            Some(id) => {
-                if let Some(resource) = last.get(id) {
-                    restore(resource, current);
-                }
-            }
-            None => {
-                // Which resource the document held is unknown: keep everything its file held.
-                let mut held: Vec<&Resource<S>> =
-                    last.values().filter(|r| r.meta.origin.file == input.origin.file).collect();
-                held.sort_by(|a, b| (&a.meta.origin, &a.meta.id).cmp(&(&b.meta.origin, &b.meta.id)));
-                for resource in held {
-                    restore(resource, current);
-                }
-            }
+    for id in rejected.iter().filter_map(|r| r.id.as_ref()) {
+        if let Some(resource) = last.get(id) {
+            restore(resource, current);
+        }
+    }
+    if !whole_files.is_empty() {
+        // Which resource such a document held is unknown: keep everything its file held.
+        let mut held: Vec<&Resource<S>> =
+            last.values().filter(|r| whole_files.binary_search(&&*r.meta.origin.file).is_ok()).collect();
+        held.sort_by(|a, b| (&a.meta.origin, &a.meta.id).cmp(&(&b.meta.origin, &b.meta.id)));
+        for resource in held {
+            restore(resource, current);
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use super::yaml::{self, Document};
 use super::{secret, service, ListenerSpec, MappingSpec, Meta, Model, OneOrMany, Rejected, Resource, TlsContextSpec};
-use crate::diagnostic::{Diagnostic, Kind, Origin, ResourceId};
+use crate::diagnostic::{self, Diagnostic, Kind, Origin, ResourceId};
 use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping as YamlMap, Value};
 use std::sync::Arc;
@@ -23,7 +23,7 @@ pub fn parse_documents(file: &str, text: &str) -> (Model, Vec<Diagnostic>) {
         Err(err) => {
             let mut parser = Parser::default();
             parser.reject(&Origin { file, document: 0 }, None, err.kind, err.message);
-            return (parser.model, parser.diagnostics);
+            return parser.finish();
         }
     };
     let workers = if text.len() < yaml::PARALLEL_THRESHOLD {
@@ -37,35 +37,43 @@ pub fn parse_documents(file: &str, text: &str) -> (Model, Vec<Diagnostic>) {
         for document in chunk {
             parser.parse_document(&file, document, None);
         }
-        (parser.model, parser.diagnostics)
+        parser
     };
     if workers <= 1 {
-        return parse_chunk(&documents);
+        return parse_chunk(&documents).finish();
     }
-    let results: Vec<(Model, Vec<Diagnostic>)> = std::thread::scope(|scope| {
+    let parts: Vec<Parser> = std::thread::scope(|scope| {
         let handles: Vec<_> = documents.chunks(chunk).map(|c| scope.spawn(move || parse_chunk(c))).collect();
         handles.into_iter().map(|h| h.join().expect("YAML parsing does not panic")).collect()
     });
-    let mut model = Model::default();
-    let mut diagnostics = Vec::new();
-    for (part, part_diagnostics) in results {
-        model.extend(part);
-        diagnostics.extend(part_diagnostics);
+    let mut merged = Parser::default();
+    for part in parts {
+        let (model, diagnostics, capper) = part.into_parts();
+        merged.model.extend(model);
+        merged.capper.hidden_from(capper);
+        for diagnostic in diagnostics {
+            merged.push(diagnostic);
+        }
     }
-    (model, diagnostics)
+    merged.finish()
 }
 
 /// Parses one object that arrives on its own (from the Kubernetes API), already as a value.
 pub fn parse_object(origin: &Origin, value: Value) -> (Model, Vec<Diagnostic>) {
     let mut parser = Parser::default();
     parser.parse_value(origin, value, None);
-    (parser.model, parser.diagnostics)
+    parser.finish()
 }
 
 #[derive(Default)]
 pub(super) struct Parser {
     model: Model,
     diagnostics: Vec<Diagnostic>,
+    /// Keeps at most [`diagnostic::MAX_PER_FILE`] diagnostics per file while parsing, so a file of
+    /// many broken documents does not hold one diagnostic each even for a moment.
+    capper: diagnostic::Capper,
+    /// Files (streams) already rejected as a whole.
+    rejected_files: std::collections::HashSet<Arc<str>>,
 }
 
 /// How a document spells its resource: `metadata`/`spec` or everything at the top level.
@@ -75,6 +83,20 @@ enum Form {
 }
 
 impl Parser {
+    fn push(&mut self, diagnostic: Diagnostic) {
+        self.capper.push(&mut self.diagnostics, diagnostic);
+    }
+
+    fn finish(self) -> (Model, Vec<Diagnostic>) {
+        let (model, mut diagnostics, capper) = self.into_parts();
+        capper.summarize(&mut diagnostics);
+        (model, diagnostics)
+    }
+
+    /// What was parsed, before the count of hidden diagnostics becomes one.
+    fn into_parts(self) -> (Model, Vec<Diagnostic>, diagnostic::Capper) {
+        (self.model, self.diagnostics, self.capper)
+    }
     fn parse_document(&mut self, file: &Arc<str>, document: &Document<'_>, default_namespace: Option<&str>) {
         let origin = Origin { file: file.clone(), document: document.index };
         match document.parse() {
@@ -207,7 +229,7 @@ impl Parser {
                     self.model.listeners.push(Resource { meta, spec });
                 }
             }
-            _ => self.diagnostics.push(
+            _ => self.push(
                 Diagnostic::warning(
                     Some(origin),
                     Some(&id),
@@ -233,7 +255,7 @@ impl Parser {
         match parsed {
             Ok(spec) => {
                 for field in ignored {
-                    self.diagnostics.push(
+                    self.push(
                         Diagnostic::warning(
                             Some(origin),
                             Some(&id),
@@ -291,12 +313,17 @@ impl Parser {
 
     /// A whole embedded stream (`file`) could not be read.
     pub(super) fn rejected_stream(&mut self, file: &Arc<str>) {
-        self.model.rejected.push(Rejected { origin: Origin { file: file.clone(), document: 0 }, id: None });
+        if self.rejected_files.insert(file.clone()) {
+            self.model.rejected.push(Rejected { origin: Origin { file: file.clone(), document: 0 }, id: None });
+        }
     }
 
     fn reject(&mut self, origin: &Origin, id: Option<&ResourceId>, kind: Kind, message: String) {
-        self.diagnostics.push(Diagnostic::error(Some(origin), id, message).with_kind(kind));
-        self.model.rejected.push(Rejected { origin: origin.clone(), id: id.cloned() });
+        self.push(Diagnostic::error(Some(origin), id, message).with_kind(kind));
+        // One rejection without a resource stands for the whole file; more add nothing.
+        if id.is_some() || self.rejected_files.insert(origin.file.clone()) {
+            self.model.rejected.push(Rejected { origin: origin.clone(), id: id.cloned() });
+        }
     }
 }
 

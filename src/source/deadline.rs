@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 type Read = fn(&Path, u64) -> Result<Vec<u8>, ReadError>;
+/// Where a helper thread sends what it read.
+type Reply = mpsc::Receiver<Result<Vec<u8>, ReadError>>;
 
 pub struct DeadlineReader {
     deadline: Duration,
@@ -27,8 +29,7 @@ impl DeadlineReader {
     /// Reads every path (each a regular file of at most `max` bytes), in order, within the deadline.
     pub fn read_all(&self, paths: &[PathBuf], max: u64) -> Vec<Result<Vec<u8>, ReadError>> {
         let started = Instant::now();
-        let pending: Vec<Option<mpsc::Receiver<Result<Vec<u8>, ReadError>>>> =
-            paths.iter().map(|path| self.start(path, max)).collect();
+        let pending: Vec<Option<Reply>> = paths.iter().map(|path| self.start(path, max)).collect();
         pending
             .into_iter()
             .map(|receiver| {
@@ -39,7 +40,7 @@ impl DeadlineReader {
             .collect()
     }
 
-    fn start(&self, path: &Path, max: u64) -> Option<mpsc::Receiver<Result<Vec<u8>, ReadError>>> {
+    fn start(&self, path: &Path, max: u64) -> Option<Reply> {
         if !self.in_flight.lock().expect("not poisoned").insert(path.to_path_buf()) {
             return None;
         }

@@ -118,9 +118,41 @@ impl Drop for Parser {
     }
 }
 
+/// Whether `text` could exceed `limits` at all, by counts that never underestimate: without an
+/// anchor (`&`) nothing expands; every mapping or sequence opens at one of `[`, `{`, `?`, `:`, or
+/// `-` before a blank, so the depth cannot exceed their number; and every node is a scalar with
+/// bytes of its own, a collection opened by one of those characters, or one of the (at most two)
+/// empty scalars such a character implies (`[:, :]`), so there are at most three nodes a byte.
+/// Most documents (a Mapping, a TLSContext) are far below all of it, and skip the event walk.
+pub fn could_exceed(text: &str, limits: &DocumentLimits) -> bool {
+    let length = text.len() as u64;
+    if text.contains('&') || length.saturating_mul(3) > limits.max_nodes || length > limits.max_scalar_bytes {
+        return true;
+    }
+    let bytes = text.as_bytes();
+    let openers = bytes
+        .iter()
+        .enumerate()
+        .filter(|&(i, &b)| match b {
+            b'[' | b'{' | b'?' | b':' => true,
+            b'-' => bytes.get(i + 1).is_none_or(|next| next.is_ascii_whitespace()),
+            _ => false,
+        })
+        .count();
+    openers > limits.max_depth
+}
+
 /// Checks `text` (one document) against `limits`. `Ok` also when the text is not valid YAML:
 /// serde_yaml reports that, from the same parser.
 pub fn check(text: &str, limits: &DocumentLimits) -> Result<(), Breach> {
+    if !could_exceed(text, limits) {
+        return Ok(());
+    }
+    check_events(text, limits)
+}
+
+/// The event walk itself.
+fn check_events(text: &str, limits: &DocumentLimits) -> Result<(), Breach> {
     let mut walk = Walk { limits, open: Vec::new(), anchors: HashMap::new(), total: Size::default() };
     // The parser keeps a pointer to itself (its read handler's data), so it lives in a Box that
     // is never moved out of; `text` outlives it.
@@ -233,6 +265,54 @@ mod tests {
         assert!(breach.message.contains("deeper than 8"), "{breach:?}");
         // The walk stopped at the ninth `{`, not after scanning the whole line.
         assert_eq!((breach.line, breach.column), (1, 33));
+    }
+
+    /// SplitMix64, seeded: the same documents on every run.
+    fn next(state: &mut u64) -> u64 {
+        *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// The shortcut is sound: over many seeded documents built from YAML's structural
+    /// characters, none that the shortcut lets through would breach a budget.
+    #[test]
+    fn documents_the_shortcut_skips_never_breach() {
+        const PIECES: &[&str] = &[
+            "[", "]", "{", "}", ", ", ",", ": ", ":", "- ", "-", "? ", "?", "\n", "\n  ", "\n    ", "a", "bc", "'q'",
+            "\"d\"", " ", "*x", "#c\n", "|\n  t\n", "!!str ", "x-y", "--- ",
+        ];
+        let limits = DocumentLimits { max_depth: 6, max_nodes: 90, max_scalar_bytes: 60 };
+        let (mut skipped_valid, mut breaching) = (0, 0);
+        // The densest documents there are (nodes per byte, depth per byte), then random ones.
+        let dense = (1..60).flat_map(|n| {
+            [
+                format!("[{}]", "a: ,".repeat(n)),
+                "?\n".repeat(n),
+                "-\n".repeat(n),
+                format!("[{}]", "a,".repeat(n)),
+                format!("{}x", "- ".repeat(n)),
+                format!("{}x{}", "[".repeat(n), "]".repeat(n)),
+                (0..n).map(|i| format!("{}a:\n", " ".repeat(i))).collect(),
+            ]
+        });
+        let random = (0..30_000u64).map(|seed| {
+            let mut state = seed;
+            let length = 1 + next(&mut state) % 60;
+            (0..length).map(|_| PIECES[(next(&mut state) % PIECES.len() as u64) as usize]).collect::<String>()
+        });
+        for (seed, text) in dense.chain(random).enumerate() {
+            let breach = check_events(&text, &limits).is_err();
+            breaching += usize::from(breach);
+            if !could_exceed(&text, &limits) {
+                assert!(!breach, "seed {seed}: the shortcut skipped {text:?}, which breaches");
+                skipped_valid += usize::from(serde_yaml::from_str::<serde_yaml::Value>(&text).is_ok());
+            }
+        }
+        // Both sides were explored: valid documents skipped, and documents over the budgets.
+        assert!(skipped_valid > 500 && breaching > 100, "{skipped_valid} valid skipped, {breaching} breaching");
     }
 
     #[test]
