@@ -23,10 +23,12 @@ struct CachedFile {
     diagnostics: Vec<Diagnostic>,
 }
 
-/// The watch on the directory, and which directory (device, inode) it is on.
+/// The watch on the directory, and which directory (device, inode) it is on; and the watch on
+/// its parent, for the directory itself coming and going.
 struct DirWatch {
     watcher: FileWatcher,
     watching: Option<(u64, u64)>,
+    _parent: Option<FileWatcher>,
 }
 
 /// The files of one directory and what they parsed to.
@@ -45,12 +47,17 @@ fn identity(dir: &Path) -> Option<(u64, u64)> {
 impl ConfigDirSource {
     /// A source that reports changes under `dir` (recursively), and to `dir` itself, to `changes`.
     pub fn watched(dir: PathBuf, changes: Changes) -> notify::Result<ConfigDirSource> {
-        let mut watcher = FileWatcher::new(changes)?;
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            watcher.watch(parent, false);
-        }
-        let mut source =
-            ConfigDirSource { dir, cache: BTreeMap::new(), watch: Some(DirWatch { watcher, watching: None }) };
+        let absolute = std::path::absolute(&dir).unwrap_or_else(|_| dir.clone());
+        let parent = match absolute.parent() {
+            Some(parent) => {
+                let mut watcher = FileWatcher::about(changes.clone(), absolute.clone())?;
+                watcher.watch(parent, false);
+                Some(watcher)
+            }
+            None => None,
+        };
+        let watch = DirWatch { watcher: FileWatcher::new(changes)?, watching: None, _parent: parent };
+        let mut source = ConfigDirSource { dir, cache: BTreeMap::new(), watch: Some(watch) };
         source.follow_directory();
         Ok(source)
     }

@@ -13,8 +13,21 @@ pub struct FileWatcher {
 
 impl FileWatcher {
     pub fn new(changes: Changes) -> notify::Result<FileWatcher> {
+        FileWatcher::filtered(changes, |_| true)
+    }
+
+    /// A watcher that reports only events about `path` itself (for a directory's parent: the
+    /// directory created, deleted or renamed, not every log file written beside it).
+    pub fn about(changes: Changes, path: PathBuf) -> notify::Result<FileWatcher> {
+        FileWatcher::filtered(changes, move |event| event.paths.contains(&path))
+    }
+
+    fn filtered(
+        changes: Changes,
+        wanted: impl Fn(&notify::Event) -> bool + Send + 'static,
+    ) -> notify::Result<FileWatcher> {
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
+            if event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_)) && wanted(&e)) {
                 changes.notify();
             }
         })?;
