@@ -38,6 +38,12 @@ impl Serve {
         for (name, text) in files {
             std::fs::write(config.join(name), text).unwrap();
         }
+        Serve::spawn(dir, config, args, |_| {})
+    }
+
+    /// `serve --config-dir config` (with `args`, and whatever `adjust` does to the command),
+    /// once `/snapshot` answers.
+    fn spawn(dir: tempfile::TempDir, config: PathBuf, args: &[&str], adjust: impl FnOnce(&mut Command)) -> Serve {
         let (admin, log) = (localhost(free_port()), dir.path().join("serve.log"));
         let mut command = Command::new(env!("CARGO_BIN_EXE_ambassador-xds"));
         command
@@ -48,6 +54,7 @@ impl Serve {
             .args(["--admin-address", &admin.to_string()])
             .args(args)
             .env("NO_COLOR", "1");
+        adjust(&mut command);
         let process = Process::spawn("ambassador-xds serve", command, &log).unwrap();
         let serve = Serve { _dir: dir, config, admin, log, process };
         serve.await_snapshot("ready", |_| true);
@@ -177,19 +184,11 @@ fn an_unreadable_subdirectory_keeps_its_files() {
     for path in [dir.path(), &config, &config.join("team")] {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777)).unwrap();
     }
-    let (admin, log) = (localhost(free_port()), dir.path().join("serve.log"));
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ambassador-xds"));
-    command
-        .arg("serve")
-        .arg("--config-dir")
-        .arg(&config)
-        .args(["--xds-address", &localhost(free_port()).to_string()])
-        .args(["--admin-address", &admin.to_string()]);
-    if unsafe { libc::geteuid() } == 0 {
-        command.uid(65534).gid(65534);
-    }
-    let process = Process::spawn("ambassador-xds serve", command, &log).unwrap();
-    let serve = Serve { _dir: dir, config: config.clone(), admin, log, process };
+    let serve = Serve::spawn(dir, config.clone(), &[], |command| {
+        if unsafe { libc::geteuid() } == 0 {
+            command.uid(65534).gid(65534);
+        }
+    });
     serve.await_snapshot("a and t", |s| routes(s) == ["default/a", "default/t"]);
     std::fs::set_permissions(config.join("team"), std::fs::Permissions::from_mode(0o000)).unwrap();
     std::fs::write(config.join("b.yaml"), mapping("b")).unwrap();
