@@ -70,7 +70,7 @@ fn in_process(input: &Path, runs: usize) -> [Duration; 4] {
     let mut samples: [Vec<Duration>; 4] = Default::default();
     for _ in 0..runs {
         let t0 = Instant::now();
-        let loaded = files::load(&[input.to_path_buf()], &LoadOptions::default()).unwrap();
+        let loaded = files::load(&[input.to_path_buf()], &LoadOptions::default(), "default").unwrap();
         let t1 = Instant::now();
         let compiled = compile::compile(&loaded.model, &loaded.tls_files, &Options::default());
         let t2 = Instant::now();

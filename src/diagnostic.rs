@@ -78,6 +78,8 @@ pub enum Kind {
     Syntax,
     /// A file or directory could not be read.
     Unreadable,
+    /// An input is over a size, depth, expansion or count limit (README, "Limits"); it is not read.
+    Limit,
     /// A value is missing, of the wrong type, or not one Emissary accepts.
     Invalid,
     /// A kind this tool does not translate; the document is skipped.
@@ -95,6 +97,25 @@ pub enum Kind {
     /// The built xDS resource breaks a rule Envoy enforces (proto validation, regex size, ...);
     /// it is not sent, or sent as a fail-closed replacement.
     Rejected,
+}
+
+impl Kind {
+    /// Stable lowercase name, for metrics labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Syntax => "syntax",
+            Kind::Unreadable => "unreadable",
+            Kind::Limit => "limit",
+            Kind::Invalid => "invalid",
+            Kind::UnsupportedKind => "unsupported_kind",
+            Kind::IgnoredField => "ignored_field",
+            Kind::Duplicate => "duplicate",
+            Kind::Reference => "reference",
+            Kind::Material => "material",
+            Kind::Stale => "stale",
+            Kind::Rejected => "rejected",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -128,7 +149,7 @@ impl Diagnostic {
             kind: Kind::Invalid,
             origin: origin.cloned(),
             resource: resource.cloned(),
-            message: message.into(),
+            message: one_line(message.into()),
         }
     }
 
@@ -158,11 +179,114 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// Longest message kept: parser errors quote the offending value, which may be megabytes long.
+pub const MAX_MESSAGE_CHARS: usize = 400;
+
+/// Messages are one line (whatever the input quoted) and at most [`MAX_MESSAGE_CHARS`] long.
+fn one_line(message: String) -> String {
+    let too_long = message.chars().count() > MAX_MESSAGE_CHARS;
+    if !too_long && !message.contains(['\n', '\r']) {
+        return message;
+    }
+    let mut line: String =
+        message.chars().take(MAX_MESSAGE_CHARS).map(|c| if c == '\n' || c == '\r' { ' ' } else { c }).collect();
+    if too_long {
+        line.push('…');
+    }
+    line
+}
+
 /// Sorts diagnostics into a stable order (by file, document, then message) and removes repeats,
-/// so CLI output and golden files do not depend on hash-map iteration order.
+/// so CLI output and golden files do not depend on hash-map iteration order; then
+/// [`cap_per_file`].
 pub fn normalize(diagnostics: &mut Vec<Diagnostic>) {
     diagnostics.sort_by(|a, b| {
         (&a.origin, &a.resource, a.severity, &a.message).cmp(&(&b.origin, &b.resource, b.severity, &b.message))
     });
     diagnostics.dedup();
+    cap_per_file(diagnostics);
+}
+
+/// Most diagnostics kept per file: a file of 100,000 broken documents is one problem to fix, not
+/// 100,000 log lines and megabytes held for `/snapshot`.
+pub const MAX_PER_FILE: usize = 200;
+
+/// Keeps the first [`MAX_PER_FILE`] diagnostics of each file (in the given order) and replaces the
+/// rest with one saying how many there were (earlier such summaries included).
+pub fn cap_per_file(diagnostics: &mut Vec<Diagnostic>) {
+    let mut capper = Capper::default();
+    let all = std::mem::take(diagnostics);
+    for diagnostic in all {
+        capper.push(diagnostics, diagnostic);
+    }
+    capper.summarize(diagnostics);
+}
+
+/// Counts diagnostics per file as they are pushed, keeping at most [`MAX_PER_FILE`] of each.
+#[derive(Debug, Default)]
+pub struct Capper {
+    /// Per file: kept, hidden, whether any hidden one is an error.
+    files: std::collections::HashMap<Arc<str>, (usize, usize, bool)>,
+}
+
+impl Capper {
+    pub fn push(&mut self, kept: &mut Vec<Diagnostic>, diagnostic: Diagnostic) {
+        let Some(origin) = &diagnostic.origin else { return kept.push(diagnostic) };
+        let entry = self.files.entry(origin.file.clone()).or_default();
+        if entry.0 < MAX_PER_FILE {
+            entry.0 += 1;
+            kept.push(diagnostic);
+        } else {
+            entry.1 += 1;
+            entry.2 |= diagnostic.is_error();
+        }
+    }
+
+    /// Counts what `other` (a part of the same files, capped separately) hid as hidden here too.
+    pub fn hidden_from(&mut self, other: Capper) {
+        for (file, (_, hidden, errors)) in other.files {
+            let entry = self.files.entry(file).or_default();
+            entry.1 += hidden;
+            entry.2 |= errors;
+        }
+    }
+
+    /// One diagnostic per file that had more than it kept.
+    pub fn summarize(self, kept: &mut Vec<Diagnostic>) {
+        let mut summaries: Vec<(Arc<str>, usize, bool)> =
+            self.files.into_iter().filter(|(_, (_, hidden, _))| *hidden > 0).map(|(f, (_, h, e))| (f, h, e)).collect();
+        summaries.sort();
+        for (file, hidden, errors) in summaries {
+            let origin = Origin { file, document: 0 };
+            let severity = if errors { Severity::Error } else { Severity::Warning };
+            let message = format!("{hidden} more problems in this file are not shown");
+            kept.push(Diagnostic::new(severity, Some(&origin), None, message).with_kind(Kind::Limit));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_of_many_problems_is_capped_with_a_count() {
+        let origin = Origin::file("many.yaml");
+        let mut diagnostics: Vec<Diagnostic> =
+            (0..MAX_PER_FILE + 50).map(|i| Diagnostic::error(Some(&origin), None, format!("problem {i}"))).collect();
+        diagnostics.push(Diagnostic::warning(Some(&Origin::file("other.yaml")), None, "fine"));
+        cap_per_file(&mut diagnostics);
+        assert_eq!(diagnostics.len(), MAX_PER_FILE + 2);
+        let last = diagnostics.last().unwrap();
+        assert_eq!((last.kind, last.message.as_str()), (Kind::Limit, "50 more problems in this file are not shown"));
+        assert!(last.is_error());
+    }
+
+    #[test]
+    fn messages_are_one_bounded_line() {
+        let long = Diagnostic::error(None, None, format!("invalid type: string \"{}\"", "x".repeat(10_000)));
+        assert_eq!(long.message.chars().count(), MAX_MESSAGE_CHARS + 1);
+        assert!(long.message.ends_with('…'));
+        assert_eq!(Diagnostic::warning(None, None, "a\nb\r\nc").message, "a b  c");
+    }
 }

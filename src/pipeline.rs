@@ -1,7 +1,7 @@
 //! The one translation path, from what the sources read to encoded Envoy resources: what
 //! `translate`, `diff`, the golden tests and the serving controller all run.
 
-use crate::compile::{self, Options};
+use crate::compile::{self, LastGood, Options};
 use crate::diagnostic::{self, Diagnostic};
 use crate::source::files::{self, LoadError, LoadOptions, Loaded};
 use crate::xds::provenance::ProvenanceIndex;
@@ -23,8 +23,21 @@ pub fn translate(loaded: Loaded, options: &Options) -> Translation {
     let compiled = compile::compile(&loaded.model, &loaded.tls_files, options);
     // The model is no longer needed; freeing it before building keeps peak memory down.
     drop(loaded.model);
+    finish(loaded.diagnostics, compiled, options)
+}
+
+/// [`translate`], falling back to `last` for whatever does not compile now (the serving
+/// controller); returns what the next reload falls back to.
+pub fn translate_with(loaded: Loaded, options: &Options, last: &LastGood) -> (Translation, LastGood) {
+    let (compiled, next) = compile::compile_with(&loaded.model, &loaded.tls_files, options, last);
+    drop(loaded.model);
+    (finish(loaded.diagnostics, compiled, options), next)
+}
+
+/// Validates and encodes a compiled configuration: what Envoy would refuse fails closed or is
+/// dropped, resource by resource.
+fn finish(mut diagnostics: Vec<Diagnostic>, compiled: compile::Compiled, options: &Options) -> Translation {
     let admitted = xds::admit(&compiled.ir, &Limits { regex_program_size: options.max_regex_program_size });
-    let mut diagnostics = loaded.diagnostics;
     diagnostics.extend(compiled.diagnostics);
     diagnostics.extend(admitted.diagnostics);
     diagnostic::normalize(&mut diagnostics);
@@ -33,5 +46,5 @@ pub fn translate(loaded: Loaded, options: &Options) -> Translation {
 
 /// Reads files and directories, then [`translate`]s them.
 pub fn translate_paths(paths: &[PathBuf], load: &LoadOptions, options: &Options) -> Result<Translation, LoadError> {
-    Ok(translate(files::load(paths, load)?, options))
+    Ok(translate(files::load(paths, load, &options.ambassador_id)?, options))
 }

@@ -155,3 +155,22 @@ fn help_names_every_command() {
         assert!(help.contains(command), "{help}");
     }
 }
+
+#[test]
+fn headers_with_underscores_policy_reaches_the_listener() {
+    let hcm = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["translate", SEED];
+        all.extend_from_slice(args);
+        let json: serde_json::Value = serde_json::from_str(&stdout(&run(&all))).unwrap();
+        json["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"].clone()
+    };
+    assert_eq!(hcm(&[])["common_http_protocol_options"], serde_json::Value::Null, "Emissary's default: allowed");
+    for (flag, action) in [("reject", "REJECT_REQUEST"), ("drop", "DROP_HEADER")] {
+        let config = hcm(&["--headers-with-underscores", flag]);
+        assert_eq!(config["common_http_protocol_options"]["headers_with_underscores_action"], action, "{config}");
+    }
+    let config = hcm(&[]);
+    for field in ["normalize_path", "merge_slashes", "use_remote_address", "strip_any_host_port"] {
+        assert_eq!(config[field], true, "{field}: {config}");
+    }
+}

@@ -38,6 +38,10 @@ in_both_modes!(
     control_plane_restart_keeps_envoy_serving,
     sigterm_stops_serve_cleanly_while_envoy_is_connected,
     config_churn_is_never_rejected,
+    hosts_and_paths_route_as_users_expect,
+    colliding_cluster_names_keep_their_targets,
+    config_map_swaps_reload_once_with_each_resource_once,
+    certificates_rotated_one_file_at_a_time_never_fail_a_request,
 );
 
 const CLIENT_CN: &str = "envoy-client";
@@ -485,4 +489,177 @@ fn config_churn_is_never_rejected(mode: Mode) {
     assert!(lds >= 1, "no LDS update counted");
     assert!(sds >= sds_0 + 2, "expected two SDS updates (secret, then files): {sds_0} -> {sds}");
     stack.finish(); // update_rejected: all 0
+}
+
+// ---- 9. routing surprises ----
+
+/// A Mapping with its own `rewrite`, so the path the upstream saw tells which route matched.
+fn mapping_rewriting(name: &str, prefix: &str, service: &str, rewrite: &str, extra: &str) -> String {
+    mapping(name, prefix, service, Some("upstream-context")) + &format!("  rewrite: {rewrite}\n{extra}")
+}
+
+/// Hosts match whatever the case and the port clients send (`Host: API.Example.COM:8080`), and
+/// `*.example.com` matches subdomains; paths are normalized before routing, so `/api/../admin/`
+/// and `//admin/` are routed by the `/admin/` Mapping, never by `/api/`.
+fn hosts_and_paths_route_as_users_expect(mode: Mode) {
+    let upstream = mtls_upstream("upstream");
+    let mut stack = Stack::prepare(mode, "hosts-paths");
+    stack.observe(&upstream);
+    write_seed_config(&stack, &upstream, "client");
+    let service = format!("localhost:{}", upstream.port());
+    stack.write_config(
+        "routes.yaml",
+        &(mapping_rewriting("exact-host", "/host/", &service, "/exact/", "  host: api.example.com\n")
+            + &mapping_rewriting("wildcard-host", "/host/", &service, "/wildcard/", "  hostname: \"*.example.com\"\n")
+            + &mapping_rewriting("api", "/api/", &service, "/api-upstream/", "")
+            + &mapping_rewriting("admin", "/admin/", &service, "/admin-upstream/", "")),
+    );
+    stack.start();
+    stack.await_client_cn("/admin/", Some(CLIENT_CN));
+
+    let seen = |path: &str, host: &str| {
+        let response = stack.get_from_host(path, host);
+        match response.status {
+            200 => json_field(&response, "path").as_str().unwrap_or_default().to_owned(),
+            status => format!("HTTP {status}"),
+        }
+    };
+    assert_eq!(seen("/host/", &format!("API.Example.COM:{}", stack.listener().port())), "/exact/");
+    assert_eq!(seen("/host/", "api.example.com:80"), "/exact/");
+    assert_eq!(seen("/host/", "www.EXAMPLE.com"), "/wildcard/");
+    assert_eq!(seen("/host/", "example.org"), "HTTP 404");
+    assert_eq!(seen("/api/../admin/x", "e2e.test"), "/admin-upstream/x");
+    assert_eq!(seen("/api/%2e%2e/admin/x", "e2e.test"), "/admin-upstream/x");
+    assert_eq!(seen("//admin/x", "e2e.test"), "/admin-upstream/x");
+    assert_eq!(seen("/api/x", "e2e.test"), "/api-upstream/x");
+    stack.finish();
+}
+
+/// Two TLSContexts whose names differ only in `-` and `.` (`up-a`, `up.a`) and the same service:
+/// Emissary names both clusters `cluster_localhost_<port>_otls_up_a_default` and presents the
+/// first context's certificate for both. Here each Mapping's upstream sees its own certificate.
+fn colliding_cluster_names_keep_their_targets(mode: Mode) {
+    let upstream = mtls_upstream("upstream");
+    let mut stack = Stack::prepare(mode, "collision");
+    stack.observe(&upstream);
+    let service = format!("localhost:{}", upstream.port());
+    stack.write_config(
+        "collision.yaml",
+        &(tls_context_from_secret("up-a", "certs-a")
+            + &tls_context_from_secret("up.a", "certs-b")
+            + &mapping("with-dash", "/dash/", &service, Some("up-a"))
+            + &mapping("with-dot", "/dot/", &service, Some("up.a"))),
+    );
+    stack.write_config("certs-a.yaml", &tls_secret("certs-a", "client"));
+    stack.write_config("certs-b.yaml", &tls_secret("certs-b", "client2"));
+    stack.start();
+    stack.await_client_cn("/dash/", Some(CLIENT_CN));
+    stack.await_client_cn("/dot/", Some(ROTATED_CN));
+    let clusters: Vec<String> =
+        stack.envoy_stats("^cluster\\.cluster_localhost.*\\.upstream_rq_total$").into_keys().collect();
+    assert_eq!(clusters.len(), 2, "one cluster per target: {clusters:?}");
+    stack.finish();
+}
+
+// ---- 10. inputs as Kubernetes lays them out ----
+
+/// The config directory is a ConfigMap volume (keys as symlinks into `..data`, swapped by one
+/// rename as kubelet does): every resource is loaded once (no duplicate-name diagnostics), and
+/// each swap, however many files it touches, is one reload with the new content.
+fn config_map_swaps_reload_once_with_each_resource_once(mode: Mode) {
+    let upstream = mtls_upstream("upstream");
+    let mut stack = Stack::prepare(mode, "config-map");
+    stack.observe(&upstream);
+    let service = format!("localhost:{}", upstream.port());
+    let seed = tls_context_from_secret("upstream-context", "upstream-certs")
+        + &mapping("upstream-mapping", "/upstream/", &service, Some("upstream-context"));
+    let secret = tls_secret("upstream-certs", "client");
+    stack.swap_config_map(&[("mtls.yaml", &seed), ("secret.yaml", &secret)]);
+    stack.start();
+    stack.await_client_cn("/upstream/", Some(CLIENT_CN));
+
+    for (round, prefix) in ["/first/", "/second/", "/third/"].into_iter().enumerate() {
+        std::thread::sleep(Duration::from_millis(300)); // any reload still due has happened
+        let before = stack.publications();
+        stack.mark_control_plane_log(&format!("ConfigMap swap {round}"));
+        let moved = mapping(&format!("moved-{round}"), prefix, &service, Some("upstream-context"));
+        // The Mapping moves to a new key; the old key disappears in the same swap.
+        stack.swap_config_map(&[
+            ("mtls.yaml", &seed),
+            (&format!("key-{round}.yaml"), &moved),
+            ("secret.yaml", &secret),
+        ]);
+        stack.await_client_cn(prefix, Some(CLIENT_CN));
+        std::thread::sleep(Duration::from_millis(800)); // past the debounce's maximum delay
+        let after = stack.publications();
+        if after != before + 1 {
+            stack.fail(&format!("swap {round}: {} publications, expected exactly one", after - before));
+        }
+        if round > 0 {
+            stack.await_status(["/first/", "/second/"][round - 1], 404);
+        }
+    }
+    let log = stack.control_plane_log();
+    for unexpected in ["duplicate name", "..data", "..2026"] {
+        if log.contains(unexpected) {
+            stack.fail(&format!("the control-plane log mentions {unexpected:?}"));
+        }
+    }
+    stack.finish();
+}
+
+/// Rotation tools that write the certificate and the key one after the other (with a reload in
+/// between, since they are slower than the debounce), for cert files and for a Secret: not one
+/// request fails, the old certificate stays in use while the halves do not match, and the new one
+/// is used once both are written.
+fn certificates_rotated_one_file_at_a_time_never_fail_a_request(mode: Mode) {
+    let upstream = mtls_upstream("upstream");
+    let mut stack = Stack::prepare(mode, "non-atomic-rotation");
+    stack.observe(&upstream);
+    write_seed_config(&stack, &upstream, "client");
+    let cert = stack.install_cert("client.crt", "tls.crt");
+    let key = stack.install_cert("client.key", "tls.key");
+    let ca = stack.install_cert("ca.crt", "ca.crt");
+    let service = format!("localhost:{}", upstream.port());
+    stack.write_config(
+        "files.yaml",
+        &(tls_context_from_files("from-files", &cert, &key, &ca)
+            + &mapping("files", "/files/", &service, Some("from-files"))),
+    );
+    stack.start();
+    stack.await_client_cn("/upstream/", Some(CLIENT_CN));
+    stack.await_client_cn("/files/", Some(CLIENT_CN));
+    let secret_loop = RequestLoop::start(stack.listener(), "/upstream/", Duration::from_millis(20));
+    let files_loop = RequestLoop::start(stack.listener(), "/files/", Duration::from_millis(20));
+
+    stack.mark_control_plane_log("certificate file first");
+    stack.overwrite_file("tls.crt", "client2.crt");
+    let half = tls_secret("upstream-certs", "client2").replace(
+        &base64::engine::general_purpose::STANDARD.encode(cert_file("client2.key")),
+        &base64::engine::general_purpose::STANDARD.encode(cert_file("client.key")),
+    );
+    stack.write_config("secret.yaml", &half);
+    stack.eventually("the mismatch is reported and the last good material kept", || {
+        let log = stack.control_plane_log();
+        match log.matches("serving this context's last good certificate").count() {
+            2.. => Ok(()),
+            n => Err(format!("{n} stale-material warnings so far")),
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    stack.mark_control_plane_log("then the key");
+    stack.overwrite_file("tls.key", "client2.key");
+    stack.write_config("secret.yaml", &tls_secret("upstream-certs", "client2"));
+    stack.await_client_cn("/files/", Some(ROTATED_CN));
+    stack.await_client_cn("/upstream/", Some(ROTATED_CN));
+    std::thread::sleep(Duration::from_millis(300));
+
+    for (what, samples) in [("/upstream/ (Secret)", secret_loop.stop()), ("/files/ (files)", files_loop.stop())] {
+        assert_all_ok(&stack, &samples, &format!("{what} during a rotation one half at a time"));
+        let cns: Vec<Option<&str>> = samples.iter().map(|sample| sample.client_cn.as_deref()).collect();
+        let first_rotated = cns.iter().position(|cn| *cn == Some(ROTATED_CN)).unwrap_or(cns.len());
+        assert!(cns[..first_rotated].iter().all(|cn| *cn == Some(CLIENT_CN)), "{what}: {cns:?}");
+        assert!(cns[first_rotated..].iter().all(|cn| *cn == Some(ROTATED_CN)), "{what}: {cns:?}");
+    }
+    stack.finish();
 }

@@ -807,3 +807,90 @@ fn secret_rotated_in_the_api_reaches_the_upstream() {
     serve.assert_running();
     assert_no_secret_data_logged(&serve);
 }
+
+// ---- 11. untrusted objects ----
+
+fn diagnostics(snapshot: &Snapshot) -> Vec<String> {
+    snapshot.0["diagnostics"].as_array().into_iter().flatten().filter_map(|d| d.as_str().map(str::to_owned)).collect()
+}
+
+fn fails_closed(snapshot: &Snapshot, route: &str) -> bool {
+    snapshot.route(route).is_some_and(|route| route["direct_response"]["status"] == 503)
+}
+
+/// Whoever may write a Mapping, TLSContext or Secret in a watched namespace is held to the
+/// policy: `--secret-namespaces own` keeps a TLSContext in `tenant` from presenting `default`'s
+/// client certificate, and certificate files are not read at all in Kubernetes mode without
+/// `--tls-files-under`. Broken objects do not take working routes down: a Mapping whose prefix
+/// becomes a number keeps its route, a Secret rewritten with a key that does not match keeps its
+/// last good certificate (the new one is served once the key follows); only a deleted Secret is
+/// gone, and its route fails closed. Secrets are listed with a type field selector.
+#[test]
+fn untrusted_objects_are_held_to_policy_and_keep_their_last_good_version() {
+    let api = FakeKube::start();
+    apply_seed(&api, V3, "upstream-service");
+    api.apply(&tls_context(V3, "tenant", "borrowed", "upstream-certs.default", ""));
+    api.apply(&mapping(V3, "tenant", "borrower", "/borrower/", "svc", "  tls: borrowed\n"));
+    api.apply(&format!(
+        "apiVersion: {V3}\nkind: TLSContext\nmetadata: {{name: from-files, namespace: tenant}}\nspec: {{cert_chain_file: /etc/ssl/private/x.crt, private_key_file: /etc/ssl/private/x.key}}\n"
+    ));
+    api.apply(&mapping(V3, "tenant", "file-user", "/files/", "svc", "  tls: from-files\n"));
+    let mut serve = Serve::new("untrusted", &api).arg("--secret-namespaces").arg("own");
+    serve.start();
+
+    let snapshot = serve.snapshot();
+    assert_eq!(snapshot.secret_cn(SEED_SECRET), Ok(CLIENT_CN.to_owned()), "{}", snapshot.summary());
+    assert!(fails_closed(&snapshot, "tenant/borrower"), "{}", snapshot.summary());
+    assert!(fails_closed(&snapshot, "tenant/file-user"), "{}", snapshot.summary());
+    let found = diagnostics(&snapshot);
+    for expected in ["--secret-namespaces own does not allow", "not read in Kubernetes mode"] {
+        assert!(found.iter().any(|d| d.contains(expected)), "no diagnostic saying {expected:?}: {found:#?}");
+    }
+
+    serve.mark("the Mapping's prefix becomes a number");
+    api.apply(&mapping(V3, "default", "upstream-mapping", "5", "upstream-service", "  tls: upstream-context\n"));
+    let snapshot = serve.await_snapshot("a stale warning for the Mapping", CHANGE, |snapshot| {
+        let found = diagnostics(snapshot);
+        match found.iter().any(|d| d.contains("Mapping default/upstream-mapping") && d.contains("last good version")) {
+            true => Ok(snapshot.clone()),
+            false => Err(format!("{found:#?}")),
+        }
+    });
+    let route = snapshot.route("default/upstream-mapping").unwrap_or_else(|| serve.fail("the route went away"));
+    assert_eq!(route["match"]["prefix"], "/upstream/", "{route}");
+
+    serve.mark("certificate rewritten before its key");
+    let half = tls_secret("default", "upstream-certs", "client2")
+        .replace(&b64(&read_cert("client2.key")), &b64(&read_cert("client.key")));
+    api.apply(&half);
+    serve.await_snapshot("a stale warning for the context", CHANGE, |snapshot| {
+        let found = diagnostics(snapshot);
+        match found.iter().any(|d| d.contains("TLSContext default/upstream-context") && d.contains("last good")) {
+            true => Ok(()),
+            false => Err(format!("{found:#?}")),
+        }
+    });
+    assert_eq!(serve.snapshot().secret_cn(SEED_SECRET), Ok(CLIENT_CN.to_owned()), "the last good certificate stays");
+    let metrics = serve.admin_get("/metrics").text();
+    assert!(metrics.contains("ambassador_xds_diagnostics{severity=\"warning\",kind=\"stale\"}"), "{metrics}");
+    api.apply(&tls_secret("default", "upstream-certs", "client2"));
+    serve.await_secret_cn(SEED_SECRET, ROTATED_CN);
+
+    serve.mark("the Secret is deleted");
+    api.delete("Secret", "default", "upstream-certs");
+    let snapshot = serve.await_snapshot("the route fails closed", CHANGE, |snapshot| {
+        match fails_closed(snapshot, "default/upstream-mapping") {
+            true => Ok(snapshot.clone()),
+            false => Err(snapshot.summary()),
+        }
+    });
+    assert!(snapshot.secret(SEED_SECRET).is_none(), "{}", snapshot.summary());
+
+    let requests = api.requests();
+    for request in lists_of(&requests, SECRETS).into_iter().chain(watches_of(&requests, SECRETS)) {
+        let selector = request.param("fieldSelector").unwrap_or_default();
+        assert!(selector.contains("type!=helm.sh/release.v1"), "{request}");
+    }
+    assert_no_secret_data_logged(&serve);
+    serve.assert_running();
+}

@@ -59,13 +59,16 @@ fn translate(variant: &Variant, scratch: &Path) -> Result<(), String> {
     let (data, context) = match variant.shape {
         Shape::Certificate => (
             format!(
-                "  tls.crt: {}\n  tls.key: {}\n",
+                "  tls.crt: \"{}\"\n  tls.key: \"{}\"\n",
                 base64(&variant.dir.join("tls.crt")),
                 base64(&variant.dir.join("tls.key"))
             ),
             "  secret: material",
         ),
-        Shape::CaBundle => (format!("  ca.crt: {}\n", base64(&variant.dir.join("ca.crt"))), "  ca_secret: material"),
+        // Quoted: an empty file's base64 is empty, which unquoted YAML reads as null.
+        Shape::CaBundle => {
+            (format!("  ca.crt: \"{}\"\n", base64(&variant.dir.join("ca.crt"))), "  ca_secret: material")
+        }
     };
     let yaml = format!(
         "apiVersion: v1\nkind: Secret\nmetadata: {{name: material, namespace: default}}\ndata:\n{data}---\n\

@@ -5,7 +5,8 @@ pub mod diff;
 pub mod serve;
 pub mod translate;
 
-use crate::compile::Options;
+use crate::compile::ir::UnderscoreHeaders;
+use crate::compile::{Options, SecretNamespaces};
 use crate::diagnostic::Diagnostic;
 use crate::source::files::LoadOptions;
 use clap::{Args, Parser, Subcommand};
@@ -84,6 +85,35 @@ pub struct TranslationArgs {
     /// which `bootstrap` sets to the same value (give both the same number)
     #[arg(long, default_value_t = crate::xds::validate::DEFAULT_REGEX_PROGRAM_SIZE_LIMIT, value_name = "N")]
     pub max_regex_program_size: u32,
+
+    /// Which namespaces' Secrets a TLSContext may name: `any` (as Emissary: `secret: name.ns`
+    /// reaches any namespace) or `own` (its own, plus --allow-secret-namespace; for multi-tenant
+    /// clusters)
+    #[arg(long, value_enum, default_value_t = SecretNamespacePolicy::Any, value_name = "POLICY")]
+    pub secret_namespaces: SecretNamespacePolicy,
+
+    /// With --secret-namespaces own: a namespace whose Secrets every TLSContext may name (repeatable)
+    #[arg(long = "allow-secret-namespace", value_name = "NS")]
+    pub allowed_secret_namespaces: Vec<String>,
+
+    /// What listeners do with request headers whose names contain `_`: allow (Emissary's
+    /// default), drop, or reject (answer 400; what Envoy recommends at the edge, since some
+    /// upstreams read `x_forwarded_for` as `x-forwarded-for`)
+    #[arg(long, value_enum, default_value_t = UnderscorePolicy::Allow, value_name = "ACTION")]
+    pub headers_with_underscores: UnderscorePolicy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UnderscorePolicy {
+    Allow,
+    Drop,
+    Reject,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SecretNamespacePolicy {
+    Any,
+    Own,
 }
 
 impl TranslationArgs {
@@ -93,6 +123,17 @@ impl TranslationArgs {
             ambassador_namespace: self.ambassador_namespace.clone(),
             ambassador_id: self.ambassador_id.clone(),
             max_regex_program_size: self.max_regex_program_size,
+            secret_namespaces: match self.secret_namespaces {
+                SecretNamespacePolicy::Any => SecretNamespaces::Any,
+                SecretNamespacePolicy::Own => {
+                    SecretNamespaces::Own { also: self.allowed_secret_namespaces.iter().cloned().collect() }
+                }
+            },
+            headers_with_underscores: match self.headers_with_underscores {
+                UnderscorePolicy::Allow => UnderscoreHeaders::Allow,
+                UnderscorePolicy::Drop => UnderscoreHeaders::Drop,
+                UnderscorePolicy::Reject => UnderscoreHeaders::Reject,
+            },
         }
     }
 

@@ -3,12 +3,13 @@
 //! last good configuration keeps being served.
 
 use super::TranslationArgs;
-use crate::controller::{Controller, ControllerOptions};
+use crate::controller::{Controller, ControllerOptions, Outputs};
 use crate::server::admin::{self, AdminState};
 use crate::server::listen::{self, HttpVersion, Limits};
 use crate::server::{self, Metrics, Shared};
 use crate::snapshot::Snapshot;
 use crate::source::config_dir::ConfigDirSource;
+use crate::source::files::TlsFilePolicy;
 use crate::source::kubernetes::{KubernetesOptions, KubernetesSource};
 use crate::source::{Changes, Source};
 use anyhow::Context as _;
@@ -46,7 +47,7 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub translation: TranslationArgs,
 
-    /// Quiet time after the last file change before recompiling
+    /// Quiet time after the last change before recompiling
     #[arg(long, default_value_t = 100, value_name = "MS")]
     pub debounce_ms: u64,
 
@@ -61,6 +62,17 @@ pub struct ServeArgs {
     /// Close connections that carry no xDS stream (or admin request) for this long
     #[arg(long, default_value_t = Limits::default().idle_timeout.as_secs(), value_name = "SECONDS")]
     pub idle_timeout_s: u64,
+
+    /// Longest a change waits for its recompile while changes keep coming (at least
+    /// --debounce-ms)
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub debounce_max_ms: u64,
+
+    /// Directory whose files TLSContexts may name in cert_chain_file, private_key_file and
+    /// cacert_chain_file (repeatable). With --kubernetes, no other file is read (without this
+    /// flag, none); otherwise, without it, any absolute path without `..` is
+    #[arg(long = "tls-files-under", value_name = "DIR")]
+    pub tls_file_roots: Vec<PathBuf>,
 }
 
 impl ServeArgs {
@@ -106,6 +118,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let shutdown = on_termination_signal()?;
     let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(Snapshot::empty()));
     let (ready_tx, ready_rx) = watch::channel(false);
+    let (diagnostics_tx, diagnostics_rx) = watch::channel(Arc::new(Vec::new()));
     let metrics = Arc::new(Metrics::default());
 
     let xds_listener = tokio::net::TcpListener::bind(args.xds_address)
@@ -127,7 +140,12 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         metrics.clone(),
         shutdown.clone(),
     ));
-    let admin_app = admin::router(AdminState { snapshots: snapshot_rx, ready: ready_rx, metrics: metrics.clone() });
+    let admin_app = admin::router(AdminState {
+        snapshots: snapshot_rx,
+        ready: ready_rx,
+        metrics: metrics.clone(),
+        diagnostics: diagnostics_rx,
+    });
     let admin_task =
         tokio::spawn(listen::serve(admin_listener, admin_app, HttpVersion::Http1, limits, metrics, shutdown.clone()));
     tracing::info!(xds = %args.xds_address, admin = %args.admin_address, "listening");
@@ -148,13 +166,16 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             () = stopped(shutdown.clone()) => return Ok(()),
         }
     }
+    let tls_file_roots = (args.kubernetes || !args.tls_file_roots.is_empty()).then(|| args.tls_file_roots.clone());
     let options = ControllerOptions {
         compile: args.translation.options(),
         load: args.translation.load_options(),
+        tls_files: TlsFilePolicy { roots: tls_file_roots },
         debounce: Duration::from_millis(args.debounce_ms),
+        debounce_max: Duration::from_millis(args.debounce_max_ms),
     };
-    let controller =
-        Controller::new(sources, options, changes, snapshot_tx, ready_tx).context("starting the file watcher")?;
+    let outputs = Outputs { snapshots: snapshot_tx, ready: ready_tx, diagnostics: diagnostics_tx };
+    let controller = Controller::new(sources, options, changes, outputs).context("starting the file watcher")?;
     controller.run(change_events, shutdown.clone()).await;
 
     // Streams end with UNAVAILABLE on the shutdown signal; give them a moment to flush, then go.

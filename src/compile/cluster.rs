@@ -1,12 +1,19 @@
 //! Upstream clusters: one per (service, transport, namespace), named as Emissary names them, with
 //! the TLS origination settings of the Mapping's transport.
+//!
+//! Emissary's names replace every character outside `[A-Za-z0-9_]` with `_`, so different
+//! targets can get the same name (`a-b` and `a.b` are both `cluster_a_b_default`), and Emissary
+//! then sends the second Mapping's traffic to the first one's host. Here clusters are kept by
+//! what they are (the name's parts before mangling); targets whose names collide each get the
+//! first 8 hex digits of the SHA-1 of those parts appended, and a warning says so.
 
 use super::ir::{Cluster, UpstreamTls};
 use super::names;
 use super::service::Service;
 use super::tls::ResolvedContext;
-use crate::diagnostic::{Diagnostic, ResourceId};
-use crate::model::{Mapping, TlsContext};
+use crate::diagnostic::{Diagnostic, Kind};
+use crate::model::{Mapping, Meta, TlsContext};
+use sha1::{Digest, Sha1};
 use std::collections::BTreeMap;
 
 const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 3000;
@@ -21,15 +28,15 @@ pub enum Transport<'a> {
     Unavailable(String),
 }
 
-/// The clusters the Mappings need, by full (unshortened) name.
+/// The clusters the Mappings need, by identity: the parts of their names, unmangled.
 #[derive(Default)]
 pub struct ClusterSet {
-    /// Full cluster name → (cluster, the Mapping that created it).
-    clusters: BTreeMap<String, (Cluster, ResourceId)>,
+    /// Identity → (cluster under its full mangled name, the Mapping that created it).
+    clusters: BTreeMap<String, (Cluster, Meta)>,
 }
 
 impl ClusterSet {
-    /// Returns the (full) name of the cluster for this Mapping, creating it on first use.
+    /// Returns the identity of the cluster for this Mapping, creating it on first use.
     pub fn cluster_for(
         &mut self,
         mapping: &Mapping,
@@ -53,6 +60,8 @@ impl ClusterSet {
         }
         fields.push(mapping.meta.namespace().to_string());
         let name = names::cluster_name(&fields.iter().map(String::as_str).collect::<Vec<_>>());
+        // A separator no part contains.
+        let identity = fields.join("\u{0}");
 
         let default_sni = service.is_dns_name().then(|| service.host.clone());
         let tls = match transport {
@@ -77,35 +86,63 @@ impl ClusterSet {
                 })
                 .collect(),
         };
-        match self.clusters.get_mut(&name) {
+        match self.clusters.get_mut(&identity) {
             None => {
-                self.clusters.insert(name.clone(), (cluster, mapping.meta.id.clone()));
+                self.clusters.insert(identity.clone(), (cluster, mapping.meta.clone()));
             }
             Some((existing, owner)) => {
                 existing.provenance.push(mapping.meta.provenance());
                 if existing.connect_timeout_ms == cluster.connect_timeout_ms {
-                    return name;
+                    return identity;
                 }
                 let message = format!(
-                    "shares cluster {name} with {owner}, whose connect_timeout_ms ({}) is used",
-                    existing.connect_timeout_ms
+                    "shares cluster {name} with {}, whose connect_timeout_ms ({}) is used",
+                    owner.id, existing.connect_timeout_ms
                 );
                 diagnostics.push(Diagnostic::warning(Some(&mapping.meta.origin), Some(&mapping.meta.id), message));
             }
         }
-        name
+        identity
     }
 
-    /// The clusters under their Envoy names (long names shortened as Emissary does), sorted by
-    /// name, and the full name → Envoy name map the routes need.
-    pub fn finish(self) -> (Vec<Cluster>, BTreeMap<String, String>) {
-        let envoy_names = names::shorten_cluster_names(self.clusters.keys().map(String::as_str));
-        let mut clusters: Vec<Cluster> = self
-            .clusters
-            .into_values()
-            .map(|(cluster, _)| Cluster { name: envoy_names[&cluster.name].clone(), ..cluster })
-            .collect();
+    /// The clusters under their Envoy names (collisions told apart, long names shortened as
+    /// Emissary does), sorted by name, and the identity → Envoy name map the routes need.
+    pub fn finish(self, diagnostics: &mut Vec<Diagnostic>) -> (Vec<Cluster>, BTreeMap<String, String>) {
+        let mut by_name: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
+        for (identity, (cluster, _)) in &self.clusters {
+            by_name.entry(&cluster.name).or_default().push(identity);
+        }
+        let mut full_names: BTreeMap<String, String> = BTreeMap::new();
+        for (name, identities) in by_name {
+            let collides = identities.len() > 1;
+            for identity in identities {
+                let full = if collides {
+                    let digest = hex::encode(Sha1::digest(identity.as_bytes()));
+                    let (cluster, owner) = &self.clusters[identity];
+                    let full = format!("{name}_{}", &digest[..8]);
+                    let message = format!(
+                        "cluster name {name} would also be another target's; this one ({}:{}) is named {full}",
+                        cluster.host, cluster.port
+                    );
+                    diagnostics.push(
+                        Diagnostic::warning(Some(&owner.origin), Some(&owner.id), message).with_kind(Kind::Duplicate),
+                    );
+                    full
+                } else {
+                    name.to_string()
+                };
+                full_names.insert(identity.clone(), full);
+            }
+        }
+        let envoy_names = names::shorten_cluster_names(full_names.values().map(String::as_str));
+        let mut clusters = Vec::with_capacity(self.clusters.len());
+        let mut routes_to = BTreeMap::new();
+        for (identity, (cluster, _)) in self.clusters {
+            let name = envoy_names[&full_names[&identity]].clone();
+            routes_to.insert(identity, name.clone());
+            clusters.push(Cluster { name, ..cluster });
+        }
         clusters.sort_by(|a, b| a.name.cmp(&b.name));
-        (clusters, envoy_names)
+        (clusters, routes_to)
     }
 }

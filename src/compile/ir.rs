@@ -24,6 +24,20 @@ pub struct HttpListener {
     pub route_config: String,
     /// The `Listener` resource, if one defined it (none for the default listener).
     pub provenance: Vec<Provenance>,
+    pub headers_with_underscores: UnderscoreHeaders,
+}
+
+/// What the listener does with request headers whose names contain `_` (some upstreams read
+/// `x_forwarded_for` as `x-forwarded-for`, so such headers can smuggle what Envoy sets).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UnderscoreHeaders {
+    /// Pass them on (Envoy's and Emissary's default).
+    #[default]
+    Allow,
+    /// Drop the header.
+    Drop,
+    /// Answer 400.
+    Reject,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +77,8 @@ pub struct RouteMatch {
 pub struct HeaderMatch {
     pub name: String,
     pub value: HeaderValueMatch,
+    /// For host names (not regexes).
+    pub ignore_case: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

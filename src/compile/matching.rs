@@ -1,7 +1,9 @@
 //! What a Mapping matches, following Emissary's `IRHTTPMapping`: its path (`prefix`,
 //! `prefix_regex`, `prefix_exact`), its headers (`headers`, `regex_headers`, then `:authority`
-//! from `host`/`hostname`, then `:method`), and the route weight Emissary orders routes by.
+//! from `host`/`hostname`, see [`super::host`], then `:method`), and the route weight Emissary
+//! orders routes by.
 
+use super::host::{self, AUTHORITY};
 use super::ir::{HeaderMatch, HeaderValueMatch, PathMatch};
 use crate::model::mapping::HeaderValue;
 use crate::model::MappingSpec;
@@ -85,10 +87,12 @@ pub fn match_spec(spec: &MappingSpec, prefix: &str) -> Result<(MatchSpec, Vec<St
     let mut push = |name: &str, value: Option<&str>, regex: bool, matcher: Option<HeaderValueMatch>| {
         headers.push(WeightedHeader { name: name.to_string(), value: value.map(str::to_string), regex });
         if let Some(matcher) = matcher {
-            header_matches.push(HeaderMatch { name: name.to_string(), value: matcher });
+            // Host names are case-insensitive; nothing else is matched ignoring case.
+            let ignore_case = name == AUTHORITY && !regex;
+            header_matches.push(HeaderMatch { name: name.to_string(), value: matcher, ignore_case });
         }
     };
-    for (name, value) in &spec.headers {
+    for (name, value) in spec.headers.iter().filter(|(name, _)| !host::is_authority(name)) {
         match value {
             HeaderValue::Exact(value) => push(name, Some(value), false, Some(HeaderValueMatch::Exact(value.clone()))),
             HeaderValue::Present(true) => push(name, None, false, Some(HeaderValueMatch::Present)),
@@ -101,32 +105,11 @@ pub fn match_spec(spec: &MappingSpec, prefix: &str) -> Result<(MatchSpec, Vec<St
         push(name, Some(regex), true, Some(HeaderValueMatch::Regex(regex.clone())));
     }
 
-    if spec.host.is_some() && spec.hostname.is_some() {
-        warnings.push("both `host` and `hostname` are set; `hostname` wins".into());
-    }
-    if let Some(hostname) = &spec.hostname {
-        // `hostname` is a glob: `*` alone matches every host, `*.x` a suffix, `x.*` a prefix.
-        let matcher = if hostname == "*" {
-            None
-        } else if let Some(suffix) = hostname.strip_prefix('*') {
-            Some(HeaderValueMatch::Suffix(suffix.to_string()))
-        } else if let Some(prefix) = hostname.strip_suffix('*') {
-            Some(HeaderValueMatch::Prefix(prefix.to_string()))
-        } else {
-            Some(HeaderValueMatch::Exact(hostname.clone()))
-        };
-        push(":authority", Some(hostname), false, matcher);
-    } else if let Some(host) = &spec.host {
-        if spec.host_regex {
-            check_regex("host", host)?;
-            push(":authority", Some(host), true, Some(HeaderValueMatch::Regex(host.clone())));
-        } else if host.contains('*') {
-            return Err(format!(
-                "`host: {host}` contains `*`, which matches nothing literally; use `hostname` for globs"
-            ));
-        } else {
-            push(":authority", Some(host), false, Some(HeaderValueMatch::Exact(host.clone())));
+    if let Some(host) = host::host(spec, &mut warnings)? {
+        if host.regex {
+            check_regex("host", &host.written)?;
         }
+        push(AUTHORITY, Some(&host.written), host.regex, host.matcher);
     }
     if let Some(method) = &spec.method {
         if spec.method_regex {
@@ -164,16 +147,22 @@ mod tests {
     }
 
     #[test]
-    fn hostname_globs_and_host_literals() {
+    fn hosts_match_ignoring_case_and_weigh_as_written() {
         let (spec, _) = match_spec(&mapping("{prefix: /, hostname: '*.example.com'}"), "/").unwrap();
         assert_eq!(
             spec.header_matches,
-            [HeaderMatch { name: ":authority".into(), value: HeaderValueMatch::Suffix(".example.com".into()) }]
+            [HeaderMatch {
+                name: ":authority".into(),
+                value: HeaderValueMatch::Suffix(".example.com".into()),
+                ignore_case: true
+            }]
         );
         let (spec, _) = match_spec(&mapping("{prefix: /, hostname: '*'}"), "/").unwrap();
         assert!(spec.header_matches.is_empty());
         assert_eq!(spec.weight().header_bytes, ":authority".len() + 1);
-        assert!(match_spec(&mapping("{prefix: /, host: '*.x'}"), "/").is_err());
+        let (spec, _) = match_spec(&mapping("{prefix: /, headers: {x-a: b, ':authority': h.example}}"), "/").unwrap();
+        let names: Vec<&str> = spec.header_matches.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["x-a", ":authority"], "the authority header moves to the host's place");
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! one cluster per (service, context), and fail-closed routes when TLS cannot be provided.
 
 mod cluster;
+mod host;
 pub mod ir;
+mod last_good;
 mod listener;
 mod mapping;
 pub mod matching;
@@ -17,13 +19,13 @@ mod select;
 pub mod service;
 pub mod tls;
 
+pub use last_good::{compile_with, LastGood};
 pub use listener::listener_name;
 
 use crate::diagnostic::{self, Diagnostic, Kind, ResourceId};
 use crate::model::{Meta, Model, TlsFiles};
 use ir::{Ir, RouteAction, RouteTable};
 use mapping::{route_name, MappingCompiler};
-use order::Candidate;
 use select::{select, unique, ContextLookup};
 use std::collections::{BTreeSet, HashMap};
 use tls::{ResolvedContext, SecretIndex};
@@ -38,6 +40,10 @@ pub struct Options {
     pub ambassador_id: String,
     /// Envoy's `re2.max_program_size.error_level` (see `xds::validate`).
     pub max_regex_program_size: u32,
+    /// Which namespaces' Secrets a TLSContext may name.
+    pub secret_namespaces: SecretNamespaces,
+    /// What listeners do with request headers whose names contain `_`.
+    pub headers_with_underscores: ir::UnderscoreHeaders,
 }
 
 impl Default for Options {
@@ -48,6 +54,28 @@ impl Default for Options {
             ambassador_id: "default".into(),
             // Envoy's default error level; `xds::validate::DEFAULT_REGEX_PROGRAM_SIZE_LIMIT`.
             max_regex_program_size: 100,
+            secret_namespaces: SecretNamespaces::Any,
+            headers_with_underscores: ir::UnderscoreHeaders::Allow,
+        }
+    }
+}
+
+/// Which namespaces' Secrets a TLSContext may name (`secret: name.namespace`, `ca_secret`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SecretNamespaces {
+    /// Any namespace, as in Emissary.
+    #[default]
+    Any,
+    /// Its own namespace, and these (for multi-tenant clusters, where anyone who may write a
+    /// TLSContext must not be able to present another tenant's client certificate).
+    Own { also: BTreeSet<String> },
+}
+
+impl SecretNamespaces {
+    pub fn allows(&self, context_namespace: &str, secret_namespace: &str) -> bool {
+        match self {
+            SecretNamespaces::Any => true,
+            SecretNamespaces::Own { also } => secret_namespace == context_namespace || also.contains(secret_namespace),
         }
     }
 }
@@ -62,10 +90,30 @@ pub struct Compiled {
 /// Name of the one RouteConfiguration every HTTP listener takes over RDS.
 pub const ROUTE_CONFIG_NAME: &str = "ambassador-routes";
 
-/// The steps, in order: select this instance's resources, resolve TLSContexts, turn Mappings
-/// into route candidates (creating their clusters), name clusters, order routes, collect the
-/// secrets of the contexts in use, build listeners.
+/// Compiles everything as it is now (what `translate` does): no earlier version to fall back to.
 pub fn compile(model: &Model, files: &TlsFiles, options: &Options) -> Compiled {
+    compile_pass(model, files, options, &HashMap::new()).compiled
+}
+
+/// One compile, and what the last-good bookkeeping needs to know about it.
+struct Pass {
+    compiled: Compiled,
+    /// Mappings and Listeners of this instance that produced nothing.
+    rejected: BTreeSet<ResourceId>,
+    /// Contexts in use now, resolved (or their last good resolution).
+    resolved: HashMap<ResourceId, ResolvedContext>,
+}
+
+/// The steps, in order: select this instance's resources, resolve TLSContexts (falling back to
+/// `last_contexts` while their material is unusable), turn Mappings into route candidates
+/// (creating their clusters), name clusters, order routes, collect the secrets of the contexts in
+/// use, build listeners.
+fn compile_pass(
+    model: &Model,
+    files: &TlsFiles,
+    options: &Options,
+    last_contexts: &HashMap<ResourceId, ResolvedContext>,
+) -> Pass {
     let mut diagnostics = Vec::new();
     let mappings = unique(select(&model.mappings, options), &mut diagnostics);
     let contexts = unique(select(&model.tls_contexts, options), &mut diagnostics);
@@ -73,15 +121,25 @@ pub fn compile(model: &Model, files: &TlsFiles, options: &Options) -> Compiled {
     let secrets = unique(model.secrets.iter().collect(), &mut diagnostics);
 
     let secret_index: SecretIndex<'_> = secrets.iter().map(|s| ((s.meta.namespace(), s.meta.name()), *s)).collect();
+    let inputs = tls::Inputs { secrets: &secret_index, files, secret_namespaces: &options.secret_namespaces };
     let mut resolved: HashMap<&ResourceId, Result<ResolvedContext, String>> = HashMap::new();
     for ctx in &contexts {
-        let result = tls::resolve_context(ctx, &secret_index, files, &mut diagnostics);
-        if let Err(reason) = &result {
-            diagnostics.push(
-                Diagnostic::error(Some(&ctx.meta.origin), Some(&ctx.meta.id), reason.clone()).with_kind(Kind::Material),
-            );
-        }
-        resolved.insert(&ctx.meta.id, result);
+        let (origin, id) = (&ctx.meta.origin, &ctx.meta.id);
+        let result = match tls::resolve_context(ctx, &inputs, &mut diagnostics) {
+            Ok(context) => Ok(context),
+            Err(unusable) => {
+                diagnostics.push(Diagnostic::error(Some(origin), Some(id), &unusable.message).with_kind(unusable.kind));
+                match last_contexts.get(id).filter(|_| unusable.is_transient()) {
+                    Some(previous) => {
+                        let message = "serving this context's last good certificate, key and CA until its material is usable again";
+                        diagnostics.push(Diagnostic::warning(Some(origin), Some(id), message).with_kind(Kind::Stale));
+                        Ok(previous.clone())
+                    }
+                    None => Err(unusable.message),
+                }
+            }
+        };
+        resolved.insert(id, result);
     }
 
     let mut builder = MappingCompiler {
@@ -96,10 +154,19 @@ pub fn compile(model: &Model, files: &TlsFiles, options: &Options) -> Compiled {
     // depend on it, so we do the same.
     let mut ordered = mappings;
     ordered.sort_by_cached_key(|m| format!("{}.{}", m.meta.name(), m.meta.namespace()));
-    let mut candidates: Vec<Candidate> = ordered.iter().filter_map(|m| builder.candidate(m)).collect();
+    let mut rejected = BTreeSet::new();
+    let mut candidates = Vec::with_capacity(ordered.len());
+    for mapping in &ordered {
+        match builder.candidate(mapping) {
+            Some(candidate) => candidates.push(candidate),
+            None => {
+                rejected.insert(mapping.meta.id.clone());
+            }
+        }
+    }
     let MappingCompiler { clusters, used_contexts, .. } = builder;
 
-    let (clusters, envoy_names) = clusters.finish();
+    let (clusters, envoy_names) = clusters.finish(&mut diagnostics);
     for candidate in &mut candidates {
         if let RouteAction::Forward(forward) = &mut candidate.action {
             forward.cluster = envoy_names[&forward.cluster].clone();
@@ -108,10 +175,11 @@ pub fn compile(model: &Model, files: &TlsFiles, options: &Options) -> Compiled {
     }
 
     let origins: HashMap<String, &Meta> = ordered.iter().map(|m| (route_name(m), &m.meta)).collect();
-    let (routes, rejected) = order::order_routes(candidates);
-    for group in rejected {
+    let (routes, rejected_groups) = order::order_routes(candidates);
+    for group in rejected_groups {
         for member in &group.members {
             let meta = origins[member];
+            rejected.insert(meta.id.clone());
             diagnostics.push(Diagnostic::error(
                 Some(&meta.origin),
                 Some(&meta.id),
@@ -128,11 +196,12 @@ pub fn compile(model: &Model, files: &TlsFiles, options: &Options) -> Compiled {
     secrets_out.sort_by(|a, b| a.name.cmp(&b.name));
 
     let ir = Ir {
-        listeners: listener::http_listeners(&listeners, options, &mut diagnostics),
+        listeners: listener::http_listeners(&listeners, options, &mut diagnostics, &mut rejected),
         route_configs: vec![RouteTable { name: ROUTE_CONFIG_NAME.to_string(), routes }],
         clusters,
         secrets: secrets_out,
     };
     diagnostic::normalize(&mut diagnostics);
-    Compiled { ir, diagnostics }
+    let resolved = resolved.into_iter().filter_map(|(id, r)| Some((id.clone(), r.ok()?))).collect();
+    Pass { compiled: Compiled { ir, diagnostics }, rejected, resolved }
 }

@@ -5,8 +5,9 @@
 
 use super::ir::{SecretContent, TlsSecret, TlsVersion, UpstreamTls};
 use super::material::{check_ca_bundle, check_certificate};
-use crate::diagnostic::{Diagnostic, ResourceId};
-use crate::model::{Secret, SecretData, TlsContext, TlsFiles};
+use super::SecretNamespaces;
+use crate::diagnostic::{Diagnostic, Kind, ResourceId};
+use crate::model::{Secret, SecretData, TlsContext, TlsFileError, TlsFiles};
 use std::collections::HashMap;
 
 /// A context ready to be attached to clusters. `tls.sni` is only the explicit `sni`; the
@@ -18,6 +19,42 @@ pub struct ResolvedContext {
 }
 
 pub type SecretIndex<'a> = HashMap<(&'a str, &'a str), &'a Secret>;
+
+/// Why a context cannot be used now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unusable {
+    /// [`Kind::Reference`]: its material is gone (a Secret that does not exist or may not be
+    /// used, a file path that is refused), so it fails closed. Anything else ([`Kind::Material`],
+    /// [`Kind::Invalid`]) may be a moment of a rotation, so its last good version stays in use.
+    pub kind: Kind,
+    pub message: String,
+}
+
+impl Unusable {
+    fn gone(message: String) -> Unusable {
+        Unusable { kind: Kind::Reference, message }
+    }
+
+    fn invalid(message: impl Into<String>) -> Unusable {
+        Unusable { kind: Kind::Invalid, message: message.into() }
+    }
+
+    fn material(message: String) -> Unusable {
+        Unusable { kind: Kind::Material, message }
+    }
+
+    /// Whether the context's last good version may stand in for it.
+    pub fn is_transient(&self) -> bool {
+        self.kind != Kind::Reference
+    }
+}
+
+/// What a context may read: the Secrets, the files, and which namespaces' Secrets it may name.
+pub struct Inputs<'a> {
+    pub secrets: &'a SecretIndex<'a>,
+    pub files: &'a TlsFiles,
+    pub secret_namespaces: &'a SecretNamespaces,
+}
 
 /// SDS resource names: derived from the TLSContext, so one rotation touches one secret.
 pub fn client_certificate_secret_name(ctx: &ResourceId) -> String {
@@ -32,10 +69,10 @@ pub fn validation_secret_name(ctx: &ResourceId) -> String {
 /// caller reports it.
 pub fn resolve_context(
     ctx: &TlsContext,
-    secrets: &SecretIndex<'_>,
-    files: &TlsFiles,
+    inputs: &Inputs<'_>,
     diagnostics: &mut Vec<Diagnostic>,
-) -> Result<ResolvedContext, String> {
+) -> Result<ResolvedContext, Unusable> {
+    let Inputs { secrets, files, secret_namespaces } = inputs;
     let spec = &ctx.spec;
     let id = &ctx.meta.id;
     let warn = |diagnostics: &mut Vec<Diagnostic>, message: String| {
@@ -54,10 +91,10 @@ pub fn resolve_context(
         warn(diagnostics, "`redirect_cleartext_from` applies to TLS termination; ignored".into());
     }
     if spec.secret.is_some() && (spec.cert_chain_file.is_some() || spec.private_key_file.is_some()) {
-        return Err("set either `secret` or `cert_chain_file`/`private_key_file`, not both".into());
+        return Err(Unusable::invalid("set either `secret` or `cert_chain_file`/`private_key_file`, not both"));
     }
     if spec.cacert_chain_file.is_some() && spec.ca_secret.is_some() {
-        return Err("set either `ca_secret` or `cacert_chain_file`, not both".into());
+        return Err(Unusable::invalid("set either `ca_secret` or `cacert_chain_file`, not both"));
     }
     let namespacing = spec.secret_namespacing.unwrap_or(true);
 
@@ -66,50 +103,69 @@ pub fn resolve_context(
     let mut provenance = vec![ctx.meta.provenance()];
     let certificate = match (&spec.secret, &spec.cert_chain_file, &spec.private_key_file) {
         (Some(reference), _, _) => {
-            let secret = find_secret(reference, namespacing, id, secrets)?;
+            let secret = find_secret(reference, namespacing, id, secrets, secret_namespaces)?;
             provenance.push(secret.meta.provenance());
             let data = &secret.spec;
             let (chain_key, chain) = data.cert_chain().ok_or_else(|| {
-                format!("{} has no certificate (expected key `tls.crt` or `cert-chain.pem`)", secret.meta.id)
+                Unusable::material(format!(
+                    "{} has no certificate (expected key `tls.crt` or `cert-chain.pem`)",
+                    secret.meta.id
+                ))
             })?;
             let (_, key) = data.private_key().ok_or_else(|| {
-                format!("{} has `{chain_key}` but no private key (expected `tls.key` or `key.pem`)", secret.meta.id)
+                Unusable::material(format!(
+                    "{} has `{chain_key}` but no private key (expected `tls.key` or `key.pem`)",
+                    secret.meta.id
+                ))
             })?;
             // Istio's root certificate is the mesh CA its upstreams present; `ca.crt` in a plain
             // TLS secret is the client certificate's own issuer and is not trusted implicitly.
             ca_from_secret = data.entries.get("root-cert.pem").cloned();
-            Some(check_certificate(chain, key).map_err(|err| format!("{}: {err}", secret.meta.id))?)
+            Some(
+                check_certificate(chain, key)
+                    .map_err(|err| Unusable::material(format!("{}: {err}", secret.meta.id)))?,
+            )
         }
         (None, Some(chain_file), Some(key_file)) => {
             let chain = read(files, "cert_chain_file", chain_file)?;
             let key = read(files, "private_key_file", key_file)?;
-            Some(check_certificate(chain, key).map_err(|err| format!("`{chain_file}`/`{key_file}`: {err}"))?)
+            Some(
+                check_certificate(chain, key)
+                    .map_err(|err| Unusable::material(format!("`{chain_file}`/`{key_file}`: {err}")))?,
+            )
         }
-        (None, Some(_), None) => return Err("`cert_chain_file` needs `private_key_file`".into()),
-        (None, None, Some(_)) => return Err("`private_key_file` needs `cert_chain_file`".into()),
+        (None, Some(_), None) => return Err(Unusable::invalid("`cert_chain_file` needs `private_key_file`")),
+        (None, None, Some(_)) => return Err(Unusable::invalid("`private_key_file` needs `cert_chain_file`")),
         (None, None, None) => None,
     };
 
     let trusted_ca = if let Some(ca_file) = &spec.cacert_chain_file {
-        Some(check_ca_bundle(read(files, "cacert_chain_file", ca_file)?).map_err(|err| format!("`{ca_file}`: {err}"))?)
+        let bundle = read(files, "cacert_chain_file", ca_file)?;
+        Some(check_ca_bundle(bundle).map_err(|err| Unusable::material(format!("`{ca_file}`: {err}")))?)
     } else if let Some(reference) = &spec.ca_secret {
-        let secret = find_secret(reference, namespacing, id, secrets)?;
+        let secret = find_secret(reference, namespacing, id, secrets, secret_namespaces)?;
         provenance.push(secret.meta.provenance());
         let (_, bundle) = ca_of(&secret.spec).ok_or_else(|| {
-            format!("{} has no CA certificate (expected `ca.crt`, `root-cert.pem` or `tls.crt`)", secret.meta.id)
+            Unusable::material(format!(
+                "{} has no CA certificate (expected `ca.crt`, `root-cert.pem` or `tls.crt`)",
+                secret.meta.id
+            ))
         })?;
-        Some(check_ca_bundle(bundle).map_err(|err| format!("{}: {err}", secret.meta.id))?)
+        Some(check_ca_bundle(bundle).map_err(|err| Unusable::material(format!("{}: {err}", secret.meta.id)))?)
     } else if let Some(bundle) = ca_from_secret {
-        Some(check_ca_bundle(bundle.expose()).map_err(|err| format!("root-cert.pem: {err}"))?)
+        Some(check_ca_bundle(bundle.expose()).map_err(|err| Unusable::material(format!("root-cert.pem: {err}")))?)
     } else {
         None
     };
 
-    let min_version = spec.min_tls_version.as_deref().map(|v| tls_version("min_tls_version", v)).transpose()?;
-    let max_version = spec.max_tls_version.as_deref().map(|v| tls_version("max_tls_version", v)).transpose()?;
+    let version = |field, value: &Option<String>| {
+        value.as_deref().map(|v| tls_version(field, v)).transpose().map_err(Unusable::invalid)
+    };
+    let min_version = version("min_tls_version", &spec.min_tls_version)?;
+    let max_version = version("max_tls_version", &spec.max_tls_version)?;
     if let (Some(min), Some(max)) = (min_version, max_version) {
         if min > max {
-            return Err("`min_tls_version` is newer than `max_tls_version`".into());
+            return Err(Unusable::invalid("`min_tls_version` is newer than `max_tls_version`"));
         }
     }
 
@@ -154,8 +210,14 @@ fn find_secret<'a>(
     namespacing: bool,
     ctx: &ResourceId,
     secrets: &SecretIndex<'a>,
-) -> Result<&'a Secret, String> {
+    allowed: &SecretNamespaces,
+) -> Result<&'a Secret, Unusable> {
     let (name, namespace) = split_secret_reference(reference, namespacing, &ctx.namespace);
+    if !allowed.allows(&ctx.namespace, namespace) {
+        return Err(Unusable::gone(format!(
+            "Secret {namespace}/{name} is in another namespace, which --secret-namespaces own does not allow (--allow-secret-namespace {namespace} would)"
+        )));
+    }
     secrets.get(&(namespace, name)).copied().ok_or_else(|| {
         let hint = if name != reference {
             format!(
@@ -164,7 +226,7 @@ fn find_secret<'a>(
         } else {
             String::new()
         };
-        format!("Secret {namespace}/{name} not found{hint}")
+        Unusable::gone(format!("Secret {namespace}/{name} not found{hint}"))
     })
 }
 
@@ -172,11 +234,14 @@ fn ca_of(data: &SecretData) -> Option<(&'static str, &[u8])> {
     data.ca_bundle().or_else(|| data.cert_chain())
 }
 
-fn read<'a>(files: &'a TlsFiles, field: &str, path: &str) -> Result<&'a [u8], String> {
+fn read<'a>(files: &'a TlsFiles, field: &str, path: &str) -> Result<&'a [u8], Unusable> {
     match files.get(path) {
         Some(Ok(bytes)) => Ok(bytes),
-        Some(Err(err)) => Err(format!("cannot read {field} `{path}`: {err}")),
-        None => Err(format!("{field} `{path}` was not loaded")),
+        Some(Err(TlsFileError::Refused(why))) => Err(Unusable::gone(format!("{field} `{path}` is refused: {why}"))),
+        Some(Err(TlsFileError::Unreadable(why))) => {
+            Err(Unusable::material(format!("cannot read {field} `{path}`: {why}")))
+        }
+        None => Err(Unusable::material(format!("{field} `{path}` was not loaded"))),
     }
 }
 

@@ -19,6 +19,8 @@ pub use parse::{parse_documents, parse_object};
 pub use secret::SecretData;
 pub use sensitive::Sensitive;
 pub use tls_context::TlsContextSpec;
+pub use yaml::limits::DocumentLimits;
+pub use yaml::{DOCUMENT_LIMITS, MAX_DOCUMENTS, MAX_DOCUMENT_BYTES, MAX_STREAM_BYTES};
 
 use crate::diagnostic::{Origin, ResourceId};
 use serde::Deserialize;
@@ -67,7 +69,26 @@ pub type Secret = Resource<SecretData>;
 
 /// Contents of the files TLSContexts name (`cert_chain_file`, ...), keyed by the path as written;
 /// `Err` holds why the file could not be read. Read by the sources, so that compiling stays pure.
-pub type TlsFiles = std::collections::BTreeMap<String, Result<Vec<u8>, String>>;
+pub type TlsFiles = std::collections::BTreeMap<String, Result<Vec<u8>, TlsFileError>>;
+
+/// Why a file a TLSContext names was not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsFileError {
+    /// The path is not allowed (`..`, outside the configured roots): a decision, so the
+    /// context has no material at all.
+    Refused(String),
+    /// The file is missing, unreadable, not a regular file or too large: possibly for a moment
+    /// (a rotation in progress), so the context's last good material stays in service.
+    Unreadable(String),
+}
+
+impl std::fmt::Display for TlsFileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TlsFileError::Refused(why) | TlsFileError::Unreadable(why) => f.write_str(why),
+        }
+    }
+}
 
 /// Everything read from the sources, in source order.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -76,6 +97,9 @@ pub struct Model {
     pub tls_contexts: Vec<TlsContext>,
     pub listeners: Vec<Listener>,
     pub secrets: Vec<Secret>,
+    /// Inputs that exist but could not be read into resources (each also reported as a
+    /// diagnostic): what lets the last good version of their resources stay in service.
+    pub rejected: Vec<Rejected>,
 }
 
 impl Model {
@@ -84,7 +108,18 @@ impl Model {
         self.tls_contexts.extend(other.tls_contexts);
         self.listeners.extend(other.listeners);
         self.secrets.extend(other.secrets);
+        self.rejected.extend(other.rejected);
     }
+}
+
+/// A document, object or file that is there but could not be read: a syntax error, a limit, a
+/// value of the wrong type, an unreadable file. Its resources are not gone; they are broken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub origin: Origin,
+    /// The resource it holds, when that much could be read; `None` stands for whatever the
+    /// file (`origin.file`) held.
+    pub id: Option<ResourceId>,
 }
 
 /// `ambassador_id` may be one string or a list of strings.

@@ -2,8 +2,8 @@
 //! Ambassador resources, and the Kubernetes kinds that carry them (`Secret`, `Service`, `List`).
 
 use super::yaml::{self, Document};
-use super::{secret, service, ListenerSpec, MappingSpec, Meta, Model, OneOrMany, Resource, TlsContextSpec};
-use crate::diagnostic::{Diagnostic, Kind, Origin, ResourceId};
+use super::{secret, service, ListenerSpec, MappingSpec, Meta, Model, OneOrMany, Rejected, Resource, TlsContextSpec};
+use crate::diagnostic::{self, Diagnostic, Kind, Origin, ResourceId};
 use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping as YamlMap, Value};
 use std::sync::Arc;
@@ -18,7 +18,14 @@ pub(super) const DEFAULT_NAMESPACE: &str = "default";
 /// files are parsed on every core; document numbers do not depend on either.
 pub fn parse_documents(file: &str, text: &str) -> (Model, Vec<Diagnostic>) {
     let file: Arc<str> = Arc::from(file);
-    let documents = yaml::split_documents(text);
+    let documents = match yaml::check_stream_size(text).and_then(|()| yaml::split_documents(text)) {
+        Ok(documents) => documents,
+        Err(err) => {
+            let mut parser = Parser::default();
+            parser.reject(&Origin { file, document: 0 }, None, err.kind, err.message);
+            return parser.finish();
+        }
+    };
     let workers = if text.len() < yaml::PARALLEL_THRESHOLD {
         1
     } else {
@@ -30,35 +37,43 @@ pub fn parse_documents(file: &str, text: &str) -> (Model, Vec<Diagnostic>) {
         for document in chunk {
             parser.parse_document(&file, document, None);
         }
-        (parser.model, parser.diagnostics)
+        parser
     };
     if workers <= 1 {
-        return parse_chunk(&documents);
+        return parse_chunk(&documents).finish();
     }
-    let results: Vec<(Model, Vec<Diagnostic>)> = std::thread::scope(|scope| {
+    let parts: Vec<Parser> = std::thread::scope(|scope| {
         let handles: Vec<_> = documents.chunks(chunk).map(|c| scope.spawn(move || parse_chunk(c))).collect();
         handles.into_iter().map(|h| h.join().expect("YAML parsing does not panic")).collect()
     });
-    let mut model = Model::default();
-    let mut diagnostics = Vec::new();
-    for (part, part_diagnostics) in results {
-        model.extend(part);
-        diagnostics.extend(part_diagnostics);
+    let mut merged = Parser::default();
+    for part in parts {
+        let (model, diagnostics, capper) = part.into_parts();
+        merged.model.extend(model);
+        merged.capper.hidden_from(capper);
+        for diagnostic in diagnostics {
+            merged.push(diagnostic);
+        }
     }
-    (model, diagnostics)
+    merged.finish()
 }
 
 /// Parses one object that arrives on its own (from the Kubernetes API), already as a value.
 pub fn parse_object(origin: &Origin, value: Value) -> (Model, Vec<Diagnostic>) {
     let mut parser = Parser::default();
     parser.parse_value(origin, value, None);
-    (parser.model, parser.diagnostics)
+    parser.finish()
 }
 
 #[derive(Default)]
 pub(super) struct Parser {
     model: Model,
     diagnostics: Vec<Diagnostic>,
+    /// Keeps at most [`diagnostic::MAX_PER_FILE`] diagnostics per file while parsing, so a file of
+    /// many broken documents does not hold one diagnostic each even for a moment.
+    capper: diagnostic::Capper,
+    /// Files (streams) already rejected as a whole.
+    rejected_files: std::collections::HashSet<Arc<str>>,
 }
 
 /// How a document spells its resource: `metadata`/`spec` or everything at the top level.
@@ -68,20 +83,37 @@ enum Form {
 }
 
 impl Parser {
+    fn push(&mut self, diagnostic: Diagnostic) {
+        self.capper.push(&mut self.diagnostics, diagnostic);
+    }
+
+    fn finish(self) -> (Model, Vec<Diagnostic>) {
+        let (model, mut diagnostics, capper) = self.into_parts();
+        capper.summarize(&mut diagnostics);
+        (model, diagnostics)
+    }
+
+    /// What was parsed, before the count of hidden diagnostics becomes one.
+    fn into_parts(self) -> (Model, Vec<Diagnostic>, diagnostic::Capper) {
+        (self.model, self.diagnostics, self.capper)
+    }
     fn parse_document(&mut self, file: &Arc<str>, document: &Document<'_>, default_namespace: Option<&str>) {
         let origin = Origin { file: file.clone(), document: document.index };
         match document.parse() {
             Ok(value) => self.parse_value(&origin, value, default_namespace),
-            Err(message) => {
-                self.diagnostics.push(Diagnostic::error(Some(&origin), None, message).with_kind(Kind::Syntax))
-            }
+            Err(err) => self.reject(&origin, None, err.kind, err.message),
         }
     }
 
     /// A YAML stream embedded in another document (a Service annotation), under its own name.
     pub(super) fn parse_stream(&mut self, file: &Arc<str>, text: &str, default_namespace: Option<&str>) {
-        for document in yaml::split_documents(text) {
-            self.parse_document(file, &document, default_namespace);
+        match yaml::check_stream_size(text).and_then(|()| yaml::split_documents(text)) {
+            Ok(documents) => {
+                for document in documents {
+                    self.parse_document(file, &document, default_namespace);
+                }
+            }
+            Err(err) => self.reject(&Origin { file: file.clone(), document: 0 }, None, err.kind, err.message),
         }
     }
 
@@ -197,7 +229,7 @@ impl Parser {
                     self.model.listeners.push(Resource { meta, spec });
                 }
             }
-            _ => self.diagnostics.push(
+            _ => self.push(
                 Diagnostic::warning(
                     Some(origin),
                     Some(&id),
@@ -223,7 +255,7 @@ impl Parser {
         match parsed {
             Ok(spec) => {
                 for field in ignored {
-                    self.diagnostics.push(
+                    self.push(
                         Diagnostic::warning(
                             Some(origin),
                             Some(&id),
@@ -273,8 +305,25 @@ impl Parser {
         }
     }
 
+    /// A document that could not be read into a resource: an error, and a [`Rejected`] entry so
+    /// that the resource's last good version stays in service.
     pub(super) fn error(&mut self, origin: &Origin, id: Option<&ResourceId>, message: impl Into<String>) {
-        self.diagnostics.push(Diagnostic::error(Some(origin), id, message));
+        self.reject(origin, id, Kind::Invalid, message.into());
+    }
+
+    /// A whole embedded stream (`file`) could not be read.
+    pub(super) fn rejected_stream(&mut self, file: &Arc<str>) {
+        if self.rejected_files.insert(file.clone()) {
+            self.model.rejected.push(Rejected { origin: Origin { file: file.clone(), document: 0 }, id: None });
+        }
+    }
+
+    fn reject(&mut self, origin: &Origin, id: Option<&ResourceId>, kind: Kind, message: String) {
+        self.push(Diagnostic::error(Some(origin), id, message).with_kind(kind));
+        // One rejection without a resource stands for the whole file; more add nothing.
+        if id.is_some() || self.rejected_files.insert(origin.file.clone()) {
+            self.model.rejected.push(Rejected { origin: origin.clone(), id: id.cloned() });
+        }
     }
 }
 

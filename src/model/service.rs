@@ -18,14 +18,16 @@ pub(super) fn parse_service(parser: &mut Parser, origin: &Origin, mut doc: YamlM
     let Ok(namespace) = take_string(&mut metadata, "namespace") else { return };
     let namespace = namespace.unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
     let name = take_string(&mut metadata, "name").ok().flatten().unwrap_or_else(|| "?".to_string());
+    let file: Arc<str> = Arc::from(format!("{origin} Service {namespace}/{name} annotation"));
     let annotation = match metadata.get("annotations").and_then(|annotations| annotations.get(AMBASSADOR_ANNOTATION)) {
         None => return tracing::debug!(%origin, "skipping Service without {AMBASSADOR_ANNOTATION}"),
         Some(Value::String(text)) => text.clone(),
         Some(_) => {
             let id = ResourceId::new("Service", namespace, name);
-            return parser.error(origin, Some(&id), format!("annotation `{AMBASSADOR_ANNOTATION}` must be a string"));
+            parser.error(origin, Some(&id), format!("annotation `{AMBASSADOR_ANNOTATION}` must be a string"));
+            // Whatever the annotation held before is broken, not gone.
+            return parser.rejected_stream(&file);
         }
     };
-    let file: Arc<str> = Arc::from(format!("{origin} Service {namespace}/{name} annotation"));
     parser.parse_stream(&file, &annotation, Some(&namespace));
 }

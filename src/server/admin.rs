@@ -1,7 +1,9 @@
 //! The admin endpoint: `/healthz` (process up), `/readyz` (first snapshot built), `/snapshot`
-//! (the served resources in `translate`'s canonical JSON, keys redacted), `/metrics` (counters).
+//! (the served resources in `translate`'s canonical JSON, keys redacted, and the last reload's
+//! diagnostics), `/metrics` (counters, and diagnostics by severity and kind).
 
 use super::Metrics;
+use crate::diagnostic::{Diagnostic, Severity};
 use crate::render;
 use crate::snapshot::Snapshot;
 use crate::xds::XdsType;
@@ -19,6 +21,8 @@ pub struct AdminState {
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
     pub ready: watch::Receiver<bool>,
     pub metrics: Arc<Metrics>,
+    /// What the last reload reported (one line each, as logged).
+    pub diagnostics: watch::Receiver<Arc<Vec<Diagnostic>>>,
 }
 
 pub fn router(state: AdminState) -> axum::Router {
@@ -41,6 +45,15 @@ async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
 async fn snapshot(State(state): State<AdminState>) -> impl IntoResponse {
     let snapshot = state.snapshots.borrow().clone();
     let json = render::snapshot_json(&render::redacted(snapshot.resources.clone()));
+    let diagnostics = state.diagnostics.borrow().clone();
+    let json = match serde_json::from_str::<serde_json::Value>(&json) {
+        Ok(serde_json::Value::Object(mut fields)) => {
+            let lines = diagnostics.iter().map(|d| serde_json::Value::String(d.to_string())).collect();
+            fields.insert("diagnostics".into(), serde_json::Value::Array(lines));
+            serde_json::to_string_pretty(&fields).unwrap_or(json)
+        }
+        _ => json,
+    };
     ([(header::CONTENT_TYPE, "application/json")], json)
 }
 
@@ -57,6 +70,18 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
         ("ambassador_xds_ignored_requests_total", m.ignored_requests.load(Ordering::Relaxed)),
     ] {
         let _ = writeln!(out, "{name} {value}");
+    }
+    let diagnostics = state.diagnostics.borrow().clone();
+    let mut by_kind = std::collections::BTreeMap::new();
+    for diagnostic in diagnostics.iter() {
+        let severity = match diagnostic.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        *by_kind.entry((severity, diagnostic.kind.name())).or_insert(0u64) += 1;
+    }
+    for ((severity, kind), count) in by_kind {
+        let _ = writeln!(out, "ambassador_xds_diagnostics{{severity=\"{severity}\",kind=\"{kind}\"}} {count}");
     }
     for xds_type in XdsType::PUSH_ORDER {
         let types = snapshot.of(xds_type);

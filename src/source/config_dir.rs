@@ -1,10 +1,18 @@
-//! A watched configuration directory as a [`Source`]: re-parses only files whose bytes changed,
-//! and keeps a file's last good version while its current one does not parse.
+//! A watched configuration directory as a [`Source`]: lists it as Kubernetes volumes and editors
+//! lay it out ([`walk`]), re-parses only files whose bytes changed, and never mistakes what it
+//! cannot read for what is gone: a file or subdirectory that cannot be read is reported as
+//! [`Rejected`](crate::model::Rejected), so its resources keep their last good version; a
+//! directory that cannot be read at all is an error, so the whole contribution is kept. Only a
+//! file that is no longer listed is removed.
+//!
+//! The watch follows the directory: when it is deleted, renamed or replaced, the parent's watch
+//! reports it, and the next reload watches whatever directory is at the path then.
 
-use super::files;
+use super::files::{self, parse_bytes, read_config_file};
+use super::walk;
 use super::{Changes, Contribution, FileWatcher, Source};
 use crate::diagnostic::{Diagnostic, Kind, Origin};
-use crate::model::Model;
+use crate::model::{Model, Rejected};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -13,69 +21,128 @@ struct CachedFile {
     bytes: Vec<u8>,
     model: Model,
     diagnostics: Vec<Diagnostic>,
-    /// The model of the last version without YAML syntax errors.
-    last_good: Option<Model>,
+}
+
+/// The watch on the directory, and which directory (device, inode) it is on; and the watch on
+/// its parent, for the directory itself coming and going.
+struct DirWatch {
+    watcher: FileWatcher,
+    watching: Option<(u64, u64)>,
+    _parent: Option<FileWatcher>,
 }
 
 /// The files of one directory and what they parsed to.
 pub struct ConfigDirSource {
     dir: PathBuf,
+    /// By the path files are shown with.
     cache: BTreeMap<PathBuf, CachedFile>,
-    /// Kept alive for as long as the source: dropping it stops the notifications.
-    _watcher: Option<FileWatcher>,
+    watch: Option<DirWatch>,
+}
+
+fn identity(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok().filter(|m| m.is_dir()).map(|m| (m.dev(), m.ino()))
 }
 
 impl ConfigDirSource {
-    /// A source that reports changes under `dir` (recursively) to `changes`.
+    /// A source that reports changes under `dir` (recursively), and to `dir` itself, to `changes`.
     pub fn watched(dir: PathBuf, changes: Changes) -> notify::Result<ConfigDirSource> {
-        let mut watcher = FileWatcher::new(changes)?;
-        watcher.watch(&dir, true);
-        Ok(ConfigDirSource { dir, cache: BTreeMap::new(), _watcher: Some(watcher) })
+        let absolute = std::path::absolute(&dir).unwrap_or_else(|_| dir.clone());
+        let parent = match absolute.parent() {
+            Some(parent) => {
+                let mut watcher = FileWatcher::about(changes.clone(), absolute.clone())?;
+                watcher.watch(parent, false);
+                Some(watcher)
+            }
+            None => None,
+        };
+        let watch = DirWatch { watcher: FileWatcher::new(changes)?, watching: None, _parent: parent };
+        let mut source = ConfigDirSource { dir, cache: BTreeMap::new(), watch: Some(watch) };
+        source.follow_directory();
+        Ok(source)
     }
 
     /// A source that is read on demand only (tests, one-shot tools).
     pub fn unwatched(dir: PathBuf) -> ConfigDirSource {
-        ConfigDirSource { dir, cache: BTreeMap::new(), _watcher: None }
+        ConfigDirSource { dir, cache: BTreeMap::new(), watch: None }
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// Watches the directory now at the path, if it is not the one watched already.
+    fn follow_directory(&mut self) {
+        let Some(watch) = &mut self.watch else { return };
+        let now = identity(&self.dir);
+        if now != watch.watching {
+            if now.is_some() {
+                watch.watcher.rewatch(&self.dir, true);
+                if watch.watching.is_some() {
+                    tracing::info!(dir = %self.dir.display(), "the config directory was replaced; watching the new one");
+                }
+            }
+            watch.watching = now;
+        }
+    }
+
     /// Reads the directory as it is now (the files TLSContexts name are read by the controller,
-    /// for every source at once). An unreadable file is a diagnostic.
+    /// for every source at once).
     fn load(&mut self) -> Result<Contribution, Box<Diagnostic>> {
-        let paths = files::config_files(std::slice::from_ref(&self.dir)).map_err(|err| {
+        self.follow_directory();
+        let listing = walk::list(&self.dir).map_err(|err| {
             let origin = Origin::file(&self.dir.display().to_string());
-            Box::new(
-                Diagnostic::error(Some(&origin), None, format!("cannot read directory: {err}"))
-                    .with_kind(Kind::Unreadable),
-            )
+            let message = format!("cannot read directory: {err}; what it held stays in service");
+            Box::new(Diagnostic::error(Some(&origin), None, message).with_kind(Kind::Unreadable))
         })?;
         let mut contribution = Contribution::default();
-        let present: BTreeSet<&PathBuf> = paths.iter().collect();
-        self.cache.retain(|path, _| present.contains(path));
-        for path in &paths {
-            let bytes = match std::fs::read(path) {
-                Ok(bytes) => bytes,
-                Err(err) => {
-                    // Vanished between listing and reading (an editor's rename): the next event reloads.
-                    tracing::debug!(path = %path.display(), %err, "config file not readable");
+        let mut add = |(model, diagnostics): (Model, Vec<Diagnostic>)| {
+            contribution.model.extend(model);
+            contribution.diagnostics.extend(diagnostics);
+        };
+        let mut present: BTreeSet<PathBuf> = BTreeSet::new();
+        for problem in &listing.unreadable {
+            let shown = problem.shown.display().to_string();
+            if !problem.is_dir {
+                present.insert(problem.shown.clone());
+                add(files::unreadable(&shown, Kind::Unreadable, &problem.reason));
+                continue;
+            }
+            let origin = Origin::file(&shown);
+            let message = format!("{}; the files last read there stay in service", problem.reason);
+            let mut model = Model::default();
+            for path in self.cache.keys().filter(|path| path.starts_with(&problem.shown)) {
+                present.insert(path.clone());
+                model.rejected.push(Rejected { origin: Origin::file(&path.display().to_string()), id: None });
+            }
+            add((model, vec![Diagnostic::error(Some(&origin), None, message).with_kind(Kind::Unreadable)]));
+        }
+        for file in &listing.files {
+            let shown = file.shown.display().to_string();
+            let bytes = match read_config_file(&file.real) {
+                Ok(Some(bytes)) => bytes,
+                // Vanished between listing and reading: deleted (an editor's rename brings it back).
+                Ok(None) => continue,
+                Err((kind, message)) => {
+                    // Unreadable for now (permissions, out of file descriptors, too large): its
+                    // cached parse is kept for when it is readable again.
+                    present.insert(file.shown.clone());
+                    add(files::unreadable(&shown, kind, &message));
                     continue;
                 }
             };
-            let cached = match self.cache.get(path) {
+            present.insert(file.shown.clone());
+            let cached = match self.cache.get(&file.shown) {
                 Some(cached) if cached.bytes == bytes => cached,
-                previous => {
-                    let last_good = previous.and_then(|p| p.last_good.clone());
-                    let fresh = parse_file(path, bytes, last_good);
-                    self.cache.insert(path.clone(), fresh);
-                    &self.cache[path]
+                _ => {
+                    let (model, diagnostics) = parse_bytes(&shown, &bytes);
+                    self.cache.insert(file.shown.clone(), CachedFile { bytes, model, diagnostics });
+                    &self.cache[&file.shown]
                 }
             };
-            contribution.model.extend(cached.model.clone());
-            contribution.diagnostics.extend(cached.diagnostics.iter().cloned());
+            add((cached.model.clone(), cached.diagnostics.clone()));
         }
+        self.cache.retain(|path, _| present.contains(path));
         Ok(contribution)
     }
 }
@@ -90,23 +157,5 @@ impl Source for ConfigDirSource {
     }
 }
 
-fn parse_file(path: &Path, bytes: Vec<u8>, last_good: Option<Model>) -> CachedFile {
-    let display = path.display().to_string();
-    let (model, mut diagnostics) = files::parse_bytes(&display, &bytes);
-    let broken = diagnostics.iter().any(|d| d.kind == Kind::Syntax);
-    match (broken, last_good) {
-        (false, _) => CachedFile { bytes, last_good: Some(model.clone()), model, diagnostics },
-        (true, Some(good)) => {
-            diagnostics.push(
-                Diagnostic::warning(
-                    Some(&Origin::file(&display)),
-                    None,
-                    "serving this file's last version that parsed, until the syntax error is fixed",
-                )
-                .with_kind(Kind::Stale),
-            );
-            CachedFile { bytes, model: good.clone(), diagnostics, last_good: Some(good) }
-        }
-        (true, None) => CachedFile { bytes, model, diagnostics, last_good: None },
-    }
-}
+#[cfg(test)]
+mod tests;

@@ -6,8 +6,11 @@
 //! source, compiles, and publishes. Sources never see xDS.
 
 pub mod config_dir;
+pub mod deadline;
 pub mod files;
 pub mod kubernetes;
+pub mod read;
+pub mod walk;
 mod watch;
 
 pub use watch::FileWatcher;

@@ -64,8 +64,8 @@ fn regex(regex: &str) -> RegexMatcher {
     RegexMatcher { regex: regex.to_string(), ..Default::default() }
 }
 
-fn string_match(pattern: MatchPattern) -> HeaderMatchSpecifier {
-    HeaderMatchSpecifier::StringMatch(StringMatcher { match_pattern: Some(pattern), ..Default::default() })
+fn string_match(pattern: MatchPattern, ignore_case: bool) -> HeaderMatchSpecifier {
+    HeaderMatchSpecifier::StringMatch(StringMatcher { match_pattern: Some(pattern), ignore_case })
 }
 
 pub(super) fn build_route(ir: &IrRoute) -> Route {
@@ -81,10 +81,14 @@ pub(super) fn build_route(ir: &IrRoute) -> Route {
         .map(|header| HeaderMatcher {
             name: header.name.clone(),
             header_match_specifier: Some(match &header.value {
-                HeaderValueMatch::Exact(value) => string_match(MatchPattern::Exact(value.clone())),
-                HeaderValueMatch::Prefix(value) => string_match(MatchPattern::Prefix(value.clone())),
-                HeaderValueMatch::Suffix(value) => string_match(MatchPattern::Suffix(value.clone())),
-                HeaderValueMatch::Regex(pattern) => string_match(MatchPattern::SafeRegex(regex(pattern))),
+                HeaderValueMatch::Exact(value) => string_match(MatchPattern::Exact(value.clone()), header.ignore_case),
+                HeaderValueMatch::Prefix(value) => {
+                    string_match(MatchPattern::Prefix(value.clone()), header.ignore_case)
+                }
+                HeaderValueMatch::Suffix(value) => {
+                    string_match(MatchPattern::Suffix(value.clone()), header.ignore_case)
+                }
+                HeaderValueMatch::Regex(pattern) => string_match(MatchPattern::SafeRegex(regex(pattern)), false),
                 HeaderValueMatch::Present => HeaderMatchSpecifier::PresentMatch(true),
             }),
             ..Default::default()

@@ -47,11 +47,16 @@ impl Response {
 
 /// `GET path` on a fresh connection with `connection: close`.
 pub fn get(addr: SocketAddr, path: &str) -> io::Result<Response> {
+    get_from_host(addr, path, "e2e.test")
+}
+
+/// `GET path` with `host: <host>`; the path is sent exactly as given (`/a/../b` included).
+pub fn get_from_host(addr: SocketAddr, path: &str, host: &str) -> io::Result<Response> {
     let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     let request =
-        format!("GET {path} HTTP/1.1\r\nhost: e2e.test\r\nuser-agent: ambassador-xds-e2e\r\nconnection: close\r\n\r\n");
+        format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nuser-agent: ambassador-xds-e2e\r\nconnection: close\r\n\r\n");
     stream.write_all(request.as_bytes())?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;

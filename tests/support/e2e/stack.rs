@@ -253,6 +253,59 @@ impl Stack {
         http::get(self.listener, path).unwrap_or_else(|err| self.fail(&format!("GET {path} through Envoy: {err}")))
     }
 
+    /// `GET path` through Envoy with `host: <host>`, once.
+    pub fn get_from_host(&self, path: &str, host: &str) -> Response {
+        http::get_from_host(self.listener, path, host)
+            .unwrap_or_else(|err| self.fail(&format!("GET {path} (host {host}) through Envoy: {err}")))
+    }
+
+    /// Replaces the whole config directory the way kubelet updates a ConfigMap volume: the keys
+    /// in a new `..<version>` directory, `..data` swapped to it with one rename, a symlink per
+    /// new key, the links of removed keys and the old version removed.
+    pub fn swap_config_map(&self, keys: &[(&str, &str)]) {
+        use std::os::unix::fs::symlink;
+        let n = self.staged.get() + 1;
+        self.staged.set(n);
+        let dir = &self.config_dir;
+        let version = format!("..2026_01_01_00_00_{n:02}.{n}");
+        let previous = std::fs::read_link(dir.join("..data")).ok();
+        std::fs::create_dir(dir.join(&version)).expect("creating the version directory");
+        for (key, contents) in keys {
+            std::fs::write(dir.join(&version).join(key), contents).expect("writing a key");
+        }
+        symlink(&version, dir.join("..data_tmp")).expect("linking ..data_tmp");
+        std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).expect("swapping ..data");
+        let wanted: Vec<&str> = keys.iter().map(|(key, _)| *key).collect();
+        for key in &wanted {
+            if std::fs::symlink_metadata(dir.join(key)).is_err() {
+                symlink(format!("..data/{key}"), dir.join(key)).expect("linking a key");
+            }
+        }
+        for entry in std::fs::read_dir(dir).expect("listing the config dir") {
+            let name = entry.expect("a directory entry").file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') && !wanted.contains(&name.as_str()) {
+                std::fs::remove_file(dir.join(&name)).expect("unlinking a removed key");
+            }
+        }
+        if let Some(previous) = previous {
+            std::fs::remove_dir_all(dir.join(previous)).expect("removing the old version");
+        }
+    }
+
+    /// Writes `contents` over a file in the files directory in place (not atomically), as
+    /// rotation tools that write one file at a time do; returns its path.
+    pub fn overwrite_file(&self, name: &str, cert: &str) -> PathBuf {
+        let source = crate::support::manifest_dir().join("testdata/certs").join(cert);
+        let path = self.files_dir.join(name);
+        std::fs::copy(&source, &path).unwrap_or_else(|err| self.fail(&format!("writing {}: {err}", path.display())));
+        path
+    }
+
+    /// How many configurations the control plane has published so far (all runs).
+    pub fn publications(&self) -> usize {
+        self.control_plane_log().lines().filter(|line| line.contains("publishing configuration")).count()
+    }
+
     /// `GET path` on the control plane's admin address, once.
     pub fn admin_get(&self, path: &str) -> Response {
         http::get(self.admin, path)

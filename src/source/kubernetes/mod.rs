@@ -6,10 +6,13 @@
 //! * core `Service`s (for `getambassador.io/config` annotations) and every `Secret` in the
 //!   watched namespaces (so a TLSContext may name any of them; secret data is never logged);
 //! * kube-rs watchers relist on 410 Gone and back off on errors; the reflector stores keep the
-//!   last listed state meanwhile, so the last good snapshot keeps being served.
+//!   last listed state meanwhile, so the last good snapshot keeps being served;
+//! * objects are trimmed as they arrive ([`trim`]) and parsed once per resourceVersion.
+
+mod trim;
 
 use super::{BoxFuture, Changes, Contribution, Source};
-use crate::diagnostic::{Diagnostic, Origin};
+use crate::diagnostic::{Diagnostic, Origin, ResourceId};
 use crate::model::{parse_object, Model};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, Service};
@@ -17,6 +20,7 @@ use kube::api::{Api, ApiResource, DynamicObject, TypeMeta};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
+use std::collections::HashMap;
 use std::time::Duration;
 
 const GROUP: &str = "getambassador.io";
@@ -36,9 +40,20 @@ struct Watched {
     store: Store<DynamicObject>,
 }
 
+/// What one object parsed to, for as long as its resourceVersion stays.
+struct Parsed {
+    resource_version: Option<String>,
+    model: Model,
+    diagnostics: Vec<Diagnostic>,
+}
+
+/// Kind, namespace and name of a watched object.
+type ObjectKey = (String, Option<String>, String);
+
 /// Watchers running in the background, and read access to what they hold.
 pub struct KubernetesSource {
     watched: Vec<Watched>,
+    parsed: HashMap<ObjectKey, Parsed>,
 }
 
 impl KubernetesSource {
@@ -61,7 +76,13 @@ impl KubernetesSource {
                 };
                 let writer = reflector::store::Writer::new(resource.clone());
                 let store = writer.as_reader();
-                let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
+                let mut config = watcher::Config::default();
+                if resource.kind == "Secret" {
+                    config = config.fields(trim::SECRET_FIELD_SELECTOR);
+                }
+                let kind = resource.kind.clone();
+                let objects = watcher(api, config).modify(move |object| trim::trim(&kind, object));
+                let stream = reflector::reflector(writer, objects.default_backoff());
                 let (kind, scope) =
                     (resource.kind.clone(), namespace.clone().unwrap_or_else(|| "all namespaces".into()));
                 let changes = changes.clone();
@@ -82,7 +103,7 @@ impl KubernetesSource {
                 watched.push(Watched { resource: resource.clone(), namespace: namespace.clone(), store });
             }
         }
-        KubernetesSource { watched }
+        KubernetesSource { watched, parsed: HashMap::new() }
     }
 
     /// Resolves once every watcher has listed its objects once.
@@ -101,39 +122,62 @@ impl KubernetesSource {
         }
     }
 
-    /// Everything the watchers hold, parsed. Objects are ordered by kind, namespace and name, so
-    /// the result does not depend on the stores' internal order.
-    pub fn model(&self) -> (Model, Vec<Diagnostic>) {
+    /// Everything the watchers hold, parsed (each object once per resourceVersion). Objects are
+    /// ordered by kind, namespace and name, so the result does not depend on the stores' order.
+    pub fn model(&mut self) -> (Model, Vec<Diagnostic>) {
         let mut model = Model::default();
         let mut diagnostics = Vec::new();
-        let origin = Origin::object("kubernetes");
+        let mut parsed = HashMap::with_capacity(self.parsed.len());
         for watched in &self.watched {
             let mut objects = watched.store.state();
             objects.sort_by(|a, b| {
                 (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
             });
             for object in objects {
-                let mut object = (*object).clone();
-                // List items come without apiVersion/kind; the parser needs them.
-                object.types = Some(TypeMeta {
-                    api_version: watched.resource.api_version.clone(),
-                    kind: watched.resource.kind.clone(),
-                });
-                object.metadata.managed_fields = None;
-                match serde_yaml::to_value(&object) {
-                    Ok(value) => {
-                        let (parsed, found) = parse_object(&origin, value);
-                        model.extend(parsed);
-                        diagnostics.extend(found);
+                let kind = &watched.resource.kind;
+                let key: ObjectKey =
+                    (kind.clone(), object.metadata.namespace.clone(), object.metadata.name.clone().unwrap_or_default());
+                let entry = match self.parsed.remove(&key) {
+                    Some(entry)
+                        if entry.resource_version.is_some()
+                            && entry.resource_version == object.metadata.resource_version =>
+                    {
+                        entry
                     }
-                    Err(err) => {
-                        tracing::warn!(kind = %watched.resource.kind, %err, "skipping an object that does not serialize")
-                    }
-                }
+                    _ => parse(&watched.resource, &object),
+                };
+                model.extend(entry.model.clone());
+                diagnostics.extend(entry.diagnostics.iter().cloned());
+                parsed.insert(key, entry);
             }
         }
+        self.parsed = parsed;
         (model, diagnostics)
     }
+}
+
+/// Parses one object. What fails to parse is rejected under the object's own identity (the API
+/// server guarantees it has one), so its last good version stays in service.
+fn parse(resource: &ApiResource, object: &DynamicObject) -> Parsed {
+    let mut object = object.clone();
+    // List items come without apiVersion/kind; the parser needs them.
+    object.types = Some(TypeMeta { api_version: resource.api_version.clone(), kind: resource.kind.clone() });
+    let resource_version = object.metadata.resource_version.clone();
+    let (mut model, diagnostics) = match serde_yaml::to_value(&object) {
+        Ok(value) => parse_object(&Origin::object("kubernetes"), value),
+        Err(err) => {
+            tracing::warn!(kind = %resource.kind, %err, "skipping an object that does not serialize");
+            (Model::default(), Vec::new())
+        }
+    };
+    if resource.kind != "Service" {
+        let namespace = object.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let id = ResourceId::new(&resource.kind, namespace, object.metadata.name.clone().unwrap_or_default());
+        for rejected in &mut model.rejected {
+            rejected.id.get_or_insert_with(|| id.clone());
+        }
+    }
+    Parsed { resource_version, model, diagnostics }
 }
 
 impl Source for KubernetesSource {

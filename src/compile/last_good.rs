@@ -1,0 +1,171 @@
+//! The last good version of every resource, so that a resource that breaks keeps serving what it
+//! served before, until a valid version replaces it or it is removed.
+//!
+//! Compiling stays pure: the previous [`LastGood`] is an input of [`compile_with`], the next one
+//! its output, and the controller carries it from one reload to the next. Three layers:
+//!
+//! 1. [`LastGood::restore`], before anything is compiled: an input that could not be read
+//!    ([`Rejected`]: a syntax error, a value of the wrong type, an unreadable file) gets the last
+//!    good version of the resource it held put back, or of every resource its file held when the
+//!    document does not even say which resource it is.
+//! 2. [`compile_with`]: a Mapping or Listener that reads fine but does not compile (a bad
+//!    `service`, a regex Envoy would refuse, a canary group pushed over 100%) is compiled again from
+//!    its last good version; one that never compiled is dropped, so it cannot take a group down.
+//! 3. TLS material (in `compile_pass`): a context whose certificate, key or CA is unusable for now
+//!    keeps its last good resolution; one whose material is gone ([`Kind::Reference`]) fails closed.
+//!
+//! Everything is keyed by resource id, so a later incremental compile can reuse it as is.
+
+use super::tls::ResolvedContext;
+use super::{compile_pass, Compiled, Options, Pass};
+use crate::diagnostic::{self, Diagnostic, Kind, ResourceId};
+use crate::model::{Model, Rejected, Resource, TlsFiles};
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+/// What the last reload accepted, per resource.
+#[derive(Debug, Clone, Default)]
+pub struct LastGood {
+    mappings: HashMap<ResourceId, Resource<crate::model::MappingSpec>>,
+    tls_contexts: HashMap<ResourceId, Resource<crate::model::TlsContextSpec>>,
+    listeners: HashMap<ResourceId, Resource<crate::model::ListenerSpec>>,
+    secrets: HashMap<ResourceId, Resource<crate::model::SecretData>>,
+    /// Resolved TLS contexts (settings, certificate, CA), by context id.
+    pub(super) contexts: HashMap<ResourceId, ResolvedContext>,
+}
+
+const STALE: &str =
+    "cannot be read as it is now (see the error); its last good version stays in service until it is fixed or removed";
+const STALE_COMPILE: &str = "does not compile as it is now (see the error); its last good version stays in service until it is fixed or removed";
+
+impl LastGood {
+    /// Puts back the last good version of what every [`Rejected`] input held (unless the model
+    /// has that resource from elsewhere); returns a [`Kind::Stale`] warning per restored resource.
+    pub fn restore(&self, model: &mut Model) -> Vec<Diagnostic> {
+        let mut diagnostics = Vec::new();
+        let rejected = std::mem::take(&mut model.rejected);
+        restore_kind(&mut model.mappings, &self.mappings, &rejected, &mut diagnostics);
+        restore_kind(&mut model.tls_contexts, &self.tls_contexts, &rejected, &mut diagnostics);
+        restore_kind(&mut model.listeners, &self.listeners, &rejected, &mut diagnostics);
+        restore_kind(&mut model.secrets, &self.secrets, &rejected, &mut diagnostics);
+        model.rejected = rejected;
+        diagnostics
+    }
+
+    /// What `model` (as compiled by `pass`) leaves for the next reload.
+    fn record(model: &Model, pass: &Pass) -> LastGood {
+        fn by_id<S: Clone>(
+            resources: &[Resource<S>],
+            rejected: &BTreeSet<ResourceId>,
+        ) -> HashMap<ResourceId, Resource<S>> {
+            let mut map = HashMap::with_capacity(resources.len());
+            for resource in resources.iter().filter(|r| !rejected.contains(&r.meta.id)) {
+                // The first of duplicates is the one compiled.
+                map.entry(resource.meta.id.clone()).or_insert_with(|| resource.clone());
+            }
+            map
+        }
+        let none = BTreeSet::new();
+        LastGood {
+            mappings: by_id(&model.mappings, &pass.rejected),
+            tls_contexts: by_id(&model.tls_contexts, &none),
+            listeners: by_id(&model.listeners, &pass.rejected),
+            secrets: by_id(&model.secrets, &none),
+            contexts: pass.resolved.clone(),
+        }
+    }
+
+    fn has(&self, id: &ResourceId) -> bool {
+        self.mappings.contains_key(id) || self.listeners.contains_key(id)
+    }
+}
+
+fn restore_kind<S: Clone>(
+    current: &mut Vec<Resource<S>>,
+    last: &HashMap<ResourceId, Resource<S>>,
+    rejected: &[Rejected],
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    if last.is_empty() || rejected.is_empty() {
+        return;
+    }
+    let mut present: HashSet<ResourceId> = current.iter().map(|r| r.meta.id.clone()).collect();
+    // Files whose broken documents do not say which resource they are: each is looked up once.
+    let mut whole_files: Vec<&str> = rejected.iter().filter(|r| r.id.is_none()).map(|r| &*r.origin.file).collect();
+    whole_files.sort_unstable();
+    whole_files.dedup();
+    let mut restore = |resource: &Resource<S>, current: &mut Vec<Resource<S>>| {
+        if present.insert(resource.meta.id.clone()) {
+            diagnostics.push(
+                Diagnostic::warning(Some(&resource.meta.origin), Some(&resource.meta.id), STALE).with_kind(Kind::Stale),
+            );
+            current.push(resource.clone());
+        }
+    };
+    for id in rejected.iter().filter_map(|r| r.id.as_ref()) {
+        if let Some(resource) = last.get(id) {
+            restore(resource, current);
+        }
+    }
+    if !whole_files.is_empty() {
+        // Which resource such a document held is unknown: keep everything its file held.
+        let mut held: Vec<&Resource<S>> =
+            last.values().filter(|r| whole_files.binary_search(&&*r.meta.origin.file).is_ok()).collect();
+        held.sort_by(|a, b| (&a.meta.origin, &a.meta.id).cmp(&(&b.meta.origin, &b.meta.id)));
+        for resource in held {
+            restore(resource, current);
+        }
+    }
+}
+
+/// [`super::compile`], falling back to `last` for whatever does not compile now; returns what
+/// the next reload falls back to.
+pub fn compile_with(model: &Model, files: &TlsFiles, options: &Options, last: &LastGood) -> (Compiled, LastGood) {
+    let first = compile_pass(model, files, options, &last.contexts);
+    let replaced: Vec<&ResourceId> = first.rejected.iter().filter(|id| last.has(id)).collect();
+    if replaced.is_empty() {
+        let next = LastGood::record(model, &first);
+        return (first.compiled, next);
+    }
+    // Again, with the last good version of what was rejected, and without what was rejected
+    // and never was good (so a new Mapping cannot take a canary group down with it).
+    let mut retry = model.clone();
+    let mut notes = Vec::new();
+    substitute(&mut retry.mappings, &last.mappings, &first.rejected, &mut notes);
+    substitute(&mut retry.listeners, &last.listeners, &first.rejected, &mut notes);
+    let mut second = compile_pass(&retry, files, options, &last.contexts);
+    // The errors that explain the fallback stay visible.
+    let explained = first
+        .compiled
+        .diagnostics
+        .into_iter()
+        .filter(|d| d.resource.as_ref().is_some_and(|id| first.rejected.contains(id)));
+    second.compiled.diagnostics.extend(explained.chain(notes));
+    diagnostic::normalize(&mut second.compiled.diagnostics);
+    let next = LastGood::record(&retry, &second);
+    (second.compiled, next)
+}
+
+fn substitute<S: Clone + PartialEq>(
+    resources: &mut Vec<Resource<S>>,
+    last: &HashMap<ResourceId, Resource<S>>,
+    rejected: &BTreeSet<ResourceId>,
+    notes: &mut Vec<Diagnostic>,
+) {
+    resources.retain_mut(|resource| {
+        if !rejected.contains(&resource.meta.id) {
+            return true;
+        }
+        match last.get(&resource.meta.id) {
+            Some(good) => {
+                // An unchanged member of a group that a new member broke needs no note.
+                if good.spec != resource.spec {
+                    let (origin, id) = (&resource.meta.origin, &resource.meta.id);
+                    notes.push(Diagnostic::warning(Some(origin), Some(id), STALE_COMPILE).with_kind(Kind::Stale));
+                }
+                *resource = good.clone();
+                true
+            }
+            None => false,
+        }
+    });
+}

@@ -1,0 +1,119 @@
+//! One reload: read every source (keeping a source's last good contribution when it cannot be
+//! read at all), put back the last good version of whatever is broken, read the files
+//! TLSContexts name, compile (falling back to last good versions), and build the snapshot.
+
+use super::ControllerOptions;
+use crate::compile::LastGood;
+use crate::diagnostic::{Diagnostic, Severity};
+use crate::pipeline;
+use crate::snapshot::Snapshot;
+use crate::source::deadline::DeadlineReader;
+use crate::source::files::{self, Loaded, MAX_TLS_FILE_BYTES};
+use crate::source::{Contribution, Source};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// A source and what it last contributed successfully.
+struct SourceSlot {
+    source: Box<dyn Source>,
+    last_good: Option<Contribution>,
+}
+
+/// Everything a reload needs, moved to the blocking thread and back.
+pub(super) struct Compiler {
+    sources: Vec<SourceSlot>,
+    options: ControllerOptions,
+    /// Every resource's last good version, from the previous reload.
+    last_good: LastGood,
+    /// What the previous reload reported, so a watch loop does not repeat itself in the log.
+    last_diagnostics: BTreeSet<Diagnostic>,
+    /// Reads the files TLSContexts name without letting a hung file system hold the reload.
+    tls_reader: DeadlineReader,
+}
+
+/// Longest a reload waits for the files TLSContexts name.
+const TLS_READ_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+
+pub(super) struct Outcome {
+    /// `None` when the configuration did not change.
+    pub snapshot: Option<Snapshot>,
+    pub tls_dirs: BTreeSet<PathBuf>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Compiler {
+    pub fn new(sources: Vec<Box<dyn Source>>, options: ControllerOptions) -> Compiler {
+        let sources = sources.into_iter().map(|source| SourceSlot { source, last_good: None }).collect();
+        Compiler {
+            sources,
+            options,
+            last_good: LastGood::default(),
+            last_diagnostics: BTreeSet::new(),
+            tls_reader: DeadlineReader::new(TLS_READ_DEADLINE),
+        }
+    }
+
+    /// Resolves once every source is ready.
+    pub async fn all_ready(&self) {
+        futures::future::join_all(self.sources.iter().map(|slot| slot.source.ready())).await;
+    }
+
+    pub fn reload(&mut self, previous: &Snapshot) -> Outcome {
+        let started = Instant::now();
+        let mut loaded = Loaded::default();
+        for slot in &mut self.sources {
+            match slot.source.read() {
+                Ok(contribution) => slot.last_good = Some(contribution),
+                Err(problem) => {
+                    // The source as a whole is unreadable: what it held before stays in service.
+                    loaded.diagnostics.push(*problem);
+                }
+            }
+            if let Some(contribution) = &slot.last_good {
+                loaded.model.extend(contribution.model.clone());
+                loaded.diagnostics.extend(contribution.diagnostics.iter().cloned());
+            }
+        }
+        loaded.diagnostics.extend(self.last_good.restore(&mut loaded.model));
+        let (load, policy, compile) = (&self.options.load, &self.options.tls_files, &self.options.compile);
+        let read = |paths: &[PathBuf]| self.tls_reader.read_all(paths, MAX_TLS_FILE_BYTES);
+        loaded.tls_files = files::read_tls_files(&loaded.model, load, policy, &compile.ambassador_id, read);
+        let tls_dirs = files::tls_file_dirs(&loaded.tls_files, load, policy);
+        let (translation, last_good) = pipeline::translate_with(loaded, compile, &self.last_good);
+        self.last_good = last_good;
+        self.log_new_diagnostics(&translation.diagnostics);
+
+        let diagnostics = translation.diagnostics;
+        let snapshot = Snapshot::new(translation.resources, previous.serial + 1, Some(previous));
+        if snapshot.same_content(previous) && previous.serial > 0 {
+            tracing::debug!(elapsed = ?started.elapsed(), "configuration unchanged");
+            return Outcome { snapshot: None, tls_dirs, diagnostics };
+        }
+        let counts: Vec<String> =
+            snapshot.resources.counts().map(|(t, n)| format!("{}={n}", t.golden_field())).collect();
+        tracing::info!(
+            serial = snapshot.serial,
+            resources = %counts.join(" "),
+            elapsed = ?started.elapsed(),
+            "publishing configuration"
+        );
+        Outcome { snapshot: Some(snapshot), tls_dirs, diagnostics }
+    }
+
+    /// Logs diagnostics not seen in the previous reload.
+    fn log_new_diagnostics(&mut self, diagnostics: &[Diagnostic]) {
+        let current: BTreeSet<Diagnostic> = diagnostics.iter().cloned().collect();
+        for diagnostic in current.difference(&self.last_diagnostics) {
+            match diagnostic.severity {
+                Severity::Error => tracing::error!("{diagnostic}"),
+                Severity::Warning => tracing::warn!("{diagnostic}"),
+            }
+        }
+        let fixed = self.last_diagnostics.difference(&current).count();
+        if fixed > 0 {
+            tracing::info!(fixed, "problems reported earlier are gone");
+        }
+        self.last_diagnostics = current;
+    }
+}

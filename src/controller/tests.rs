@@ -1,0 +1,283 @@
+//! Reloads in a row, synchronously: what stays in service when inputs break, and what goes when
+//! they are removed.
+
+use super::reload::Compiler;
+use super::ControllerOptions;
+use crate::diagnostic::{Diagnostic, Kind};
+use crate::render;
+use crate::snapshot::Snapshot;
+use crate::source::config_dir::ConfigDirSource;
+use crate::source::files::{LoadOptions, TlsFilePolicy};
+use base64::Engine as _;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+struct World {
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+    files: PathBuf,
+    compiler: Compiler,
+    snapshot: Snapshot,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, files) = (dir.path().join("config"), dir.path().join("files"));
+        std::fs::create_dir_all(&config).unwrap();
+        std::fs::create_dir_all(&files).unwrap();
+        let options = ControllerOptions {
+            compile: Default::default(),
+            load: LoadOptions::default(),
+            tls_files: TlsFilePolicy::default(),
+            debounce: Duration::ZERO,
+            debounce_max: Duration::ZERO,
+        };
+        let compiler = Compiler::new(vec![Box::new(ConfigDirSource::unwatched(config.clone()))], options);
+        World { _dir: dir, config, files, compiler, snapshot: Snapshot::empty() }
+    }
+
+    fn write(&self, name: &str, text: &str) {
+        std::fs::write(self.config.join(name), text).unwrap();
+    }
+
+    fn remove(&self, name: &str) {
+        std::fs::remove_file(self.config.join(name)).unwrap();
+    }
+
+    /// Reloads; the served resources (keys shown) and the diagnostics.
+    fn reload(&mut self) -> (Value, Vec<Diagnostic>) {
+        let outcome = self.compiler.reload(&self.snapshot);
+        if let Some(snapshot) = outcome.snapshot {
+            self.snapshot = snapshot;
+        }
+        (serde_json::from_str(&render::snapshot_json(&self.snapshot.resources)).unwrap(), outcome.diagnostics)
+    }
+}
+
+/// Route name → what it does: the cluster it forwards to, or `503` when it fails closed; by name.
+fn routes(served: &Value) -> Vec<(String, String)> {
+    let routes = &served["routes"][0]["virtual_hosts"][0]["routes"];
+    let mut routes: Vec<(String, String)> = routes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let action = match (&r["route"]["cluster"], &r["direct_response"]["status"]) {
+                (Value::String(cluster), _) => cluster.clone(),
+                (_, Value::Number(status)) => status.to_string(),
+                _ => "?".into(),
+            };
+            (r["name"].as_str().unwrap().to_string(), action)
+        })
+        .collect();
+    routes.sort();
+    routes
+}
+
+fn route(name: &str, action: &str) -> (String, String) {
+    (name.to_string(), action.to_string())
+}
+
+fn stale(diagnostics: &[Diagnostic]) -> Vec<String> {
+    diagnostics.iter().filter(|d| d.kind == Kind::Stale).map(|d| d.resource.as_ref().unwrap().to_string()).collect()
+}
+
+fn mapping(name: &str, prefix: &str, service: &str) -> String {
+    format!("---\nkind: Mapping\nname: {name}\nprefix: {prefix}\nservice: {service}\n")
+}
+
+#[test]
+fn a_value_of_the_wrong_type_keeps_the_previous_route_until_the_file_is_removed() {
+    let mut world = World::new();
+    world.write("a.yaml", &mapping("a", "/a/", "svc-a"));
+    world.write("b.yaml", &mapping("b", "/b/", "svc-b"));
+    let (served, _) = world.reload();
+    assert_eq!(
+        routes(&served),
+        [route("default/a", "cluster_svc_a_default"), route("default/b", "cluster_svc_b_default")]
+    );
+
+    world.write("a.yaml", &mapping("a", "5", "svc-a"));
+    let (served, diagnostics) = world.reload();
+    assert_eq!(routes(&served)[0], route("default/a", "cluster_svc_a_default"), "the last good route stays");
+    assert_eq!(stale(&diagnostics), ["Mapping default/a"]);
+    assert!(diagnostics.iter().any(|d| d.is_error() && d.message.contains("invalid")), "{diagnostics:?}");
+
+    world.remove("a.yaml");
+    let (served, diagnostics) = world.reload();
+    assert_eq!(routes(&served), [route("default/b", "cluster_svc_b_default")]);
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+}
+
+#[test]
+fn a_mapping_that_stops_compiling_keeps_its_last_good_route() {
+    let mut world = World::new();
+    world.write("a.yaml", &mapping("a", "/a/", "svc-a"));
+    world.reload();
+    world.write("a.yaml", &mapping("a", "/a/", "svc-a/with/a/path"));
+    let (served, diagnostics) = world.reload();
+    assert_eq!(routes(&served), [route("default/a", "cluster_svc_a_default")]);
+    assert_eq!(stale(&diagnostics), ["Mapping default/a"]);
+    assert!(diagnostics.iter().any(|d| d.message.contains("paths and queries are not allowed")), "{diagnostics:?}");
+
+    // Fixed differently: the new version replaces the old.
+    world.write("a.yaml", &mapping("a", "/a2/", "svc-a2"));
+    let (served, diagnostics) = world.reload();
+    assert_eq!(routes(&served), [route("default/a", "cluster_svc_a2_default")]);
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+}
+
+#[test]
+fn a_broken_new_mapping_cannot_take_a_canary_group_down() {
+    let mut world = World::new();
+    let weighted =
+        |name: &str, weight: u32| mapping(name, "/svc/", &format!("svc-{name}")) + &format!("weight: {weight}\n");
+    world.write("group.yaml", &(weighted("main", 50) + &weighted("canary", 50)));
+    let (served, _) = world.reload();
+    assert_eq!(routes(&served).len(), 2);
+    world.write("extra.yaml", &weighted("extra", 30));
+    let (served, diagnostics) = world.reload();
+    let names: Vec<String> = routes(&served).into_iter().map(|(name, _)| name).collect();
+    assert_eq!(names, ["default/canary", "default/main"], "{diagnostics:?}");
+    assert!(
+        diagnostics.iter().any(|d| d.is_error() && d.resource.as_ref().unwrap().name == "extra"),
+        "{diagnostics:?}"
+    );
+}
+
+#[test]
+fn a_syntax_error_keeps_everything_its_file_held() {
+    let mut world = World::new();
+    world.write("both.yaml", &(mapping("a", "/a/", "svc-a") + &mapping("b", "/b/", "svc-b")));
+    world.reload();
+    world.write("both.yaml", &(mapping("a", "/a/", "svc-a") + "---\nkind: [\n"));
+    let (served, diagnostics) = world.reload();
+    assert_eq!(routes(&served).len(), 2, "{diagnostics:?}");
+    assert_eq!(stale(&diagnostics), ["Mapping default/b"]);
+}
+
+#[test]
+fn an_alias_bomb_beside_good_resources_costs_only_itself() {
+    let mut world = World::new();
+    world.write("good.yaml", &mapping("good", "/good/", "svc"));
+    let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..9 {
+        bomb += &format!("a{i}: &a{i} [{}]\n", vec![format!("*a{}", i - 1); 10].join(", "));
+    }
+    world.write("bomb.yaml", &bomb);
+    let (served, diagnostics) = world.reload();
+    assert_eq!(routes(&served), [route("default/good", "cluster_svc_default")]);
+    assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
+    assert_eq!(diagnostics[0].kind, Kind::Limit);
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn cert(name: &str) -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/certs").join(name)).unwrap()
+}
+
+fn secret(cert_name: &str, key_name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: certs}}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n",
+        b64(&cert(cert_name)),
+        b64(&cert(key_name))
+    )
+}
+
+const CONTEXT_AND_MAPPING: &str = "---\nkind: TLSContext\nname: ctx\nsecret: certs\n---\nkind: Mapping\nname: m\nprefix: /m/\nservice: upstream\ntls: ctx\n";
+
+fn served_chain(served: &Value) -> Option<String> {
+    served["secrets"][0]["tls_certificate"]["certificate_chain"]["inline_string"].as_str().map(str::to_string)
+}
+
+#[test]
+fn a_secret_rotated_in_two_steps_keeps_the_last_consistent_certificate() {
+    let mut world = World::new();
+    world.write("tls.yaml", CONTEXT_AND_MAPPING);
+    world.write("secret.yaml", &secret("client.crt", "client.key"));
+    let (served, _) = world.reload();
+    let first = served_chain(&served).unwrap();
+    assert_eq!(first.as_bytes(), cert("client.crt"));
+
+    // The certificate first, the key a moment later.
+    world.write("secret.yaml", &secret("client2.crt", "client.key"));
+    let (served, diagnostics) = world.reload();
+    assert_eq!(served_chain(&served).as_deref(), Some(first.as_str()), "the last good certificate stays");
+    assert_eq!(routes(&served), [route("default/m", "cluster_upstream_otls_ctx_default")]);
+    assert!(diagnostics.iter().any(|d| d.kind == Kind::Material), "{diagnostics:?}");
+    assert_eq!(stale(&diagnostics), ["TLSContext default/ctx"]);
+
+    world.write("secret.yaml", &secret("client2.crt", "client2.key"));
+    let (served, diagnostics) = world.reload();
+    assert_eq!(served_chain(&served).unwrap().as_bytes(), cert("client2.crt"));
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+
+    // A deleted Secret is gone, not broken: the route fails closed.
+    world.remove("secret.yaml");
+    let (served, diagnostics) = world.reload();
+    assert_eq!(routes(&served), [route("default/m", "503")]);
+    assert!(served_chain(&served).is_none());
+    assert!(
+        diagnostics.iter().any(|d| d.kind == Kind::Reference && d.message.contains("not found")),
+        "{diagnostics:?}"
+    );
+}
+
+#[test]
+fn material_that_never_was_good_fails_closed() {
+    let mut world = World::new();
+    world.write("tls.yaml", CONTEXT_AND_MAPPING);
+    world.write("secret.yaml", &secret("client2.crt", "client.key"));
+    let (served, diagnostics) = world.reload();
+    assert_eq!(routes(&served), [route("default/m", "503")]);
+    assert!(stale(&diagnostics).is_empty());
+}
+
+#[test]
+fn certificate_files_rewritten_one_at_a_time_switch_once_both_are_written() {
+    let mut world = World::new();
+    let (chain, key) = (world.files.join("tls.crt"), world.files.join("tls.key"));
+    std::fs::write(&chain, cert("client.crt")).unwrap();
+    std::fs::write(&key, cert("client.key")).unwrap();
+    world.write(
+        "tls.yaml",
+        &format!(
+            "---\nkind: TLSContext\nname: ctx\ncert_chain_file: {}\nprivate_key_file: {}\n---\nkind: Mapping\nname: m\nprefix: /m/\nservice: upstream\ntls: ctx\n",
+            chain.display(),
+            key.display()
+        ),
+    );
+    let (served, _) = world.reload();
+    assert_eq!(served_chain(&served).unwrap().as_bytes(), cert("client.crt"));
+    std::fs::write(&chain, cert("client2.crt")).unwrap();
+    let (served, _) = world.reload();
+    assert_eq!(served_chain(&served).unwrap().as_bytes(), cert("client.crt"));
+    std::fs::remove_file(&key).unwrap(); // a rotation tool that deletes before it writes
+    let (served, _) = world.reload();
+    assert_eq!(served_chain(&served).unwrap().as_bytes(), cert("client.crt"));
+    std::fs::write(&key, cert("client2.key")).unwrap();
+    let (served, diagnostics) = world.reload();
+    assert_eq!(served_chain(&served).unwrap().as_bytes(), cert("client2.crt"));
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+}
+
+#[test]
+fn an_unreadable_config_directory_keeps_everything() {
+    let mut world = World::new();
+    world.write("a.yaml", &mapping("a", "/a/", "svc-a"));
+    world.reload();
+    let moved = world.config.with_extension("moved");
+    std::fs::rename(&world.config, &moved).unwrap();
+    let (served, diagnostics) = world.reload();
+    assert_eq!(routes(&served), [route("default/a", "cluster_svc_a_default")]);
+    assert_eq!(diagnostics[0].kind, Kind::Unreadable, "{diagnostics:?}");
+    std::fs::create_dir(&world.config).unwrap();
+    world.write("b.yaml", &mapping("b", "/b/", "svc-b"));
+    let (served, _) = world.reload();
+    assert_eq!(routes(&served), [route("default/b", "cluster_svc_b_default")]);
+}
