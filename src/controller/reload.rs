@@ -85,8 +85,11 @@ impl Compiler {
         self.log_new_diagnostics(&translation.diagnostics);
 
         let diagnostics = translation.diagnostics;
-        let snapshot = Snapshot::new(translation.resources, previous.serial + 1, Some(previous));
-        if snapshot.same_content(previous) && previous.serial > 0 {
+        let snapshot = Snapshot::new(translation.resources, previous.serial + 1, Some(previous))
+            .with_provenance(translation.provenance);
+        // Same resources from other files still publish: a NACK must name where they are now.
+        let same_sources = snapshot.provenance() == previous.provenance();
+        if snapshot.same_content(previous) && same_sources && previous.serial > 0 {
             tracing::debug!(elapsed = ?started.elapsed(), "configuration unchanged");
             return Outcome { snapshot: None, tls_dirs, diagnostics };
         }

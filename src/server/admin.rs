@@ -46,9 +46,11 @@ async fn snapshot(State(state): State<AdminState>) -> impl IntoResponse {
     let snapshot = state.snapshots.borrow().clone();
     let json = render::snapshot_json(&render::redacted(snapshot.resources.clone()));
     let diagnostics = state.diagnostics.borrow().clone();
+    let nacks = state.metrics.nack_log.diagnostics();
     let json = match serde_json::from_str::<serde_json::Value>(&json) {
         Ok(serde_json::Value::Object(mut fields)) => {
-            let lines = diagnostics.iter().map(|d| serde_json::Value::String(d.to_string())).collect();
+            let lines =
+                diagnostics.iter().chain(nacks.iter()).map(|d| serde_json::Value::String(d.to_string())).collect();
             fields.insert("diagnostics".into(), serde_json::Value::Array(lines));
             serde_json::to_string_pretty(&fields).unwrap_or(json)
         }
@@ -68,6 +70,11 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
         ("ambassador_xds_responses_sent_total", m.responses_sent.load(Ordering::Relaxed)),
         ("ambassador_xds_nacks_total", m.nacks.load(Ordering::Relaxed)),
         ("ambassador_xds_ignored_requests_total", m.ignored_requests.load(Ordering::Relaxed)),
+        ("ambassador_xds_connections_accepted_total", m.connections_accepted.load(Ordering::Relaxed)),
+        ("ambassador_xds_connections_active", m.connections_active.load(Ordering::Relaxed)),
+        ("ambassador_xds_connections_refused_total", m.connections_refused.load(Ordering::Relaxed)),
+        ("ambassador_xds_connections_idle_closed_total", m.connections_idle_closed.load(Ordering::Relaxed)),
+        ("ambassador_xds_accept_backoffs_total", m.accept_backoffs.load(Ordering::Relaxed)),
     ] {
         let _ = writeln!(out, "{name} {value}");
     }
@@ -82,6 +89,14 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
     }
     for ((severity, kind), count) in by_kind {
         let _ = writeln!(out, "ambassador_xds_diagnostics{{severity=\"{severity}\",kind=\"{kind}\"}} {count}");
+    }
+    for ((xds_type, culprit), count) in m.nack_log.counts() {
+        let _ = writeln!(
+            out,
+            "ambassador_xds_nacks_by_resource_total{{type=\"{}\",culprit=\"{}\"}} {count}",
+            xds_type.short_name(),
+            culprit.replace('\\', "\\\\").replace('"', "\\\"")
+        );
     }
     for xds_type in XdsType::PUSH_ORDER {
         let types = snapshot.of(xds_type);

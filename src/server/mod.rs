@@ -8,6 +8,7 @@ pub mod delta;
 #[cfg(test)]
 mod fixture;
 pub mod listen;
+pub mod nacks;
 pub mod sotw;
 mod stream;
 pub mod wire;
@@ -86,6 +87,8 @@ pub struct Metrics {
     pub connections_idle_closed: AtomicU64,
     /// Times the accept loop backed off because the process was out of file descriptors.
     pub accept_backoffs: AtomicU64,
+    /// Every NACK, resolved to the Ambassador resources behind it.
+    pub nack_log: nacks::NackLog,
 }
 
 /// What every stream shares: the current snapshot, the shutdown signal, the counters.

@@ -10,6 +10,7 @@
 
 use super::wire::{GrpcResponseBody, ProstDecoder, StreamEnd};
 use super::{Metrics, OutgoingResponse, RequestOutcome, Shared, StreamMachine};
+use crate::snapshot::Snapshot;
 use futures::FutureExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -103,7 +104,7 @@ async fn pump<M: StreamMachine>(
                 Err(_) => break None, // the response body is gone: so is the client
             },
             request = requests.message() => {
-                match take_batch(&mut requests, request, &mut machine, &metrics, &peer) {
+                match take_batch(&mut requests, request, &mut machine, &metrics, &peer, &snapshot) {
                     Ok(()) => due = true,
                     Err(ended) => break ended,
                 }
@@ -131,12 +132,13 @@ fn take_batch<M: StreamMachine>(
     machine: &mut M,
     metrics: &Arc<Metrics>,
     peer: &str,
+    snapshot: &Snapshot,
 ) -> Result<(), Option<Status>> {
     let mut next = Some(first);
     let mut taken = 0;
     while let Some(request) = next.take() {
         match request {
-            Ok(Some(request)) => report(machine.on_request(&request), metrics, peer)?,
+            Ok(Some(request)) => report(machine.on_request(&request), metrics, peer, snapshot)?,
             // The client closed its side (Envoy never does); nothing more will come.
             Ok(None) => return Err(None),
             Err(status) if status.code() == tonic::Code::InvalidArgument => return Err(Some(status)),
@@ -153,16 +155,19 @@ fn take_batch<M: StreamMachine>(
     Ok(())
 }
 
-fn report(outcome: RequestOutcome, metrics: &Metrics, peer: &str) -> Result<(), Option<Status>> {
+fn report(outcome: RequestOutcome, metrics: &Metrics, peer: &str, snapshot: &Snapshot) -> Result<(), Option<Status>> {
     metrics.ignored_requests.fetch_add(outcome.ignored as u64, Ordering::Relaxed);
     for nack in outcome.nacks {
         metrics.nacks.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(
+        let report = metrics.nack_log.record(peer, nack, snapshot);
+        let culprits: Vec<String> = report.culprits.iter().map(|c| format!("{} ({})", c.resource, c.origin)).collect();
+        tracing::error!(
             %peer,
-            type_ = nack.xds_type.short_name(),
-            version = %nack.version,
-            resources = ?nack.resource_names,
-            error = %nack.message,
+            type_ = report.nack.xds_type.short_name(),
+            version = %report.nack.version,
+            resources = ?report.nack.resource_names,
+            culprits = ?culprits,
+            error = %report.nack.message,
             "Envoy rejected a response (NACK); it will not be sent again"
         );
     }
