@@ -11,9 +11,10 @@ mod support;
 mod harness;
 
 use ambassador_xds::compile::{self, Options};
+use ambassador_xds::metrics::Metrics;
 use ambassador_xds::model::parse_documents;
 use ambassador_xds::server::listen::{self, HttpVersion, Limits};
-use ambassador_xds::server::{self, Metrics, Shared};
+use ambassador_xds::server::{self, Shared};
 use ambassador_xds::snapshot::Snapshot;
 use ambassador_xds::xds::{self, XdsType};
 use bytes::{Buf, BufMut, Bytes};
@@ -57,7 +58,8 @@ impl Harness {
         let (publish, snapshots) = watch::channel(initial);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let metrics = Arc::new(Metrics::default());
-        let shared = Shared { snapshots, shutdown: shutdown_rx.clone(), metrics: metrics.clone() };
+        let shared =
+            Shared { snapshots, shutdown: shutdown_rx.clone(), metrics: metrics.clone(), status: Default::default() };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = format!("http://{}", listener.local_addr().unwrap());
         let routes = server::routes(shared);

@@ -7,9 +7,10 @@
 //! Its own test binary, with one test, so that nothing else moves the RSS it measures.
 
 use ambassador_xds::compile::{self, Options};
+use ambassador_xds::metrics::Metrics;
 use ambassador_xds::model::parse_documents;
 use ambassador_xds::server::listen::{self, HttpVersion, Limits};
-use ambassador_xds::server::{self, Metrics, Shared};
+use ambassador_xds::server::{self, Shared};
 use ambassador_xds::snapshot::Snapshot;
 use ambassador_xds::xds::{self, Resource, Resources, XdsType};
 use envoy_types::pb::envoy::config::route::v3::{route, RouteConfiguration};
@@ -81,7 +82,7 @@ async fn stuck_clients_cost_bounded_memory_and_delay_nobody() {
     let (publish, snapshots) = watch::channel(first);
     let (_shutdown, shutdown) = watch::channel(false);
     let metrics = Arc::new(Metrics::default());
-    let shared = Shared { snapshots, shutdown: shutdown.clone(), metrics: metrics.clone() };
+    let shared = Shared { snapshots, shutdown: shutdown.clone(), metrics: metrics.clone(), status: Default::default() };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(listen::serve(

@@ -4,7 +4,7 @@
 //! Envoy is noticed, and an accept loop that backs off instead of spinning when the process runs
 //! out of file descriptors (connected streams keep being served meanwhile).
 
-use super::Metrics;
+use crate::metrics::Metrics;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulConnection;
