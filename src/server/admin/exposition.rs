@@ -50,20 +50,17 @@ pub fn render(metrics: &Metrics, snapshot: &Snapshot, report: &ReloadReport, reg
             .collect()
     };
     out.gauge("ambassador_xds_streams", "Open xDS streams, by protocol (sotw, delta).", streams);
-    out.counter(
-        "ambassador_xds_streams_opened_total",
-        "xDS streams opened.",
-        vec![(Vec::new(), load(&metrics.streams_opened))],
-    );
+    out.single("counter", "ambassador_xds_streams_opened_total", "xDS streams opened.", load(&metrics.streams_opened));
     out.counter(
         "ambassador_xds_pushes_total",
         "xDS responses sent, by type.",
         by_label("type", &metrics.pushes.values()),
     );
-    out.counter(
+    out.single(
+        "counter",
         "ambassador_xds_responses_sent_total",
         "xDS responses written to the connection.",
-        vec![(Vec::new(), load(&metrics.responses_sent))],
+        load(&metrics.responses_sent),
     );
     out.counter(
         "ambassador_xds_nacks_total",
@@ -80,10 +77,11 @@ pub fn render(metrics: &Metrics, snapshot: &Snapshot, report: &ReloadReport, reg
             .map(|((t, culprit), n)| (vec![("type", t.short_name().to_string()), ("culprit", culprit)], n as f64))
             .collect(),
     );
-    out.counter(
+    out.single(
+        "counter",
         "ambassador_xds_ignored_requests_total",
         "Requests ignored (stale nonce, or a type this server does not serve).",
-        vec![(Vec::new(), load(&metrics.ignored_requests))],
+        load(&metrics.ignored_requests),
     );
     out.histogram(
         "ambassador_xds_push_ack_latency_seconds",
@@ -99,31 +97,36 @@ pub fn render(metrics: &Metrics, snapshot: &Snapshot, report: &ReloadReport, reg
     );
 
     // Connections.
-    out.counter(
-        "ambassador_xds_connections_accepted_total",
-        "Connections accepted, xDS and admin ports.",
-        vec![(Vec::new(), load(&metrics.connections_accepted))],
-    );
-    out.gauge(
-        "ambassador_xds_connections",
-        "Open connections, xDS and admin ports.",
-        vec![(Vec::new(), load(&metrics.connections_active))],
-    );
-    out.counter(
-        "ambassador_xds_connections_refused_total",
-        "Connections closed at once because --max-connections were open.",
-        vec![(Vec::new(), load(&metrics.connections_refused))],
-    );
-    out.counter(
-        "ambassador_xds_connections_idle_closed_total",
-        "Connections closed for carrying nothing for --idle-timeout-s.",
-        vec![(Vec::new(), load(&metrics.connections_idle_closed))],
-    );
-    out.counter(
-        "ambassador_xds_accept_backoffs_total",
-        "Pauses of the accept loop because the process was out of file descriptors.",
-        vec![(Vec::new(), load(&metrics.accept_backoffs))],
-    );
+    let connections = [
+        (
+            "counter",
+            "ambassador_xds_connections_accepted_total",
+            "Connections accepted, xDS and admin ports.",
+            &metrics.connections_accepted,
+        ),
+        ("gauge", "ambassador_xds_connections", "Open connections, xDS and admin ports.", &metrics.connections_active),
+        (
+            "counter",
+            "ambassador_xds_connections_refused_total",
+            "Connections closed at once because --max-connections were open.",
+            &metrics.connections_refused,
+        ),
+        (
+            "counter",
+            "ambassador_xds_connections_idle_closed_total",
+            "Connections closed for carrying nothing for --idle-timeout-s.",
+            &metrics.connections_idle_closed,
+        ),
+        (
+            "counter",
+            "ambassador_xds_accept_backoffs_total",
+            "Pauses of the accept loop because the process was out of file descriptors.",
+            &metrics.accept_backoffs,
+        ),
+    ];
+    for (kind, name, help, value) in connections {
+        out.single(kind, name, help, load(value));
+    }
     out.finish()
 }
 
