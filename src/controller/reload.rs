@@ -83,6 +83,7 @@ impl Compiler {
         let inventory = loaded.model.inventory();
         let (translation, last_good) = pipeline::translate_with(loaded, compile, &self.last_good);
         self.last_good = last_good;
+        crate::xds::validate::memo::end_reload();
         self.log_new_diagnostics(&translation.diagnostics);
 
         let report = ReloadReport { diagnostics: translation.diagnostics, inventory };

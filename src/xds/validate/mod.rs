@@ -5,6 +5,7 @@
 //! Envoy would reject the whole response it came in, and every later one of its type.
 
 mod envoy_rules;
+pub mod memo;
 mod pgv;
 mod pgv_rules;
 mod pgv_strings;
@@ -44,16 +45,24 @@ impl Default for Limits {
 
 /// Every rule `message` breaks, as `field.path: what is wrong` (empty when Envoy will take it).
 pub fn violations<M: prost::Message + prost::Name>(message: &M, limits: &Limits) -> Vec<String> {
-    let descriptor = pool().get_message_by_name(&M::full_name()).expect("served messages are in the pool");
-    let dynamic = DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice()).expect("encoded by prost");
+    encoded_violations(&M::full_name(), &message.encode_to_vec(), limits)
+}
+
+fn encoded_violations(type_name: &str, bytes: &[u8], limits: &Limits) -> Vec<String> {
+    let descriptor = pool().get_message_by_name(type_name).expect("served messages are in the pool");
+    let dynamic = DynamicMessage::decode(descriptor, bytes).expect("encoded by prost");
     let mut out = Vec::new();
     walk(&dynamic, "", limits, &mut out);
     out
 }
 
-/// The first violation, if any: what a diagnostic reports.
+/// The first violation, if any: what a diagnostic reports. Remembered across reloads by the
+/// message's bytes ([`memo`]).
 pub fn check<M: prost::Message + prost::Name>(message: &M, limits: &Limits) -> Result<(), String> {
-    violations(message, limits).into_iter().next().map_or(Ok(()), Err)
+    let (type_name, bytes) = (M::full_name(), message.encode_to_vec());
+    memo::verdict(&type_name, limits, &bytes, || {
+        encoded_violations(&type_name, &bytes, limits).into_iter().next().map_or(Ok(()), Err)
+    })
 }
 
 fn walk(message: &DynamicMessage, path: &str, limits: &Limits, out: &mut Vec<String>) {

@@ -1,0 +1,118 @@
+//! Verdicts remembered across reloads. Whether Envoy takes a message depends only on its type,
+//! its bytes and the [`Limits`]; a one-Mapping change leaves every other route, cluster and
+//! secret byte-for-byte the same, so their verdicts are looked up instead of recomputed (checking
+//! a message walks it reflectively, which is most of what a reload costs).
+//!
+//! Keys are SHA-256 digests of (type, limits, bytes): no key material is held here, and a
+//! collision that would pass off a rejected message as an accepted one is out of reach.
+//! Generations bound the memory: what a reload did not ask about is forgotten when the next one
+//! ends ([`end_reload`]), so the memo holds at most two reloads' worth of verdicts.
+
+use super::Limits;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
+type Key = [u8; 32];
+type Verdict = Result<(), String>;
+
+#[derive(Default)]
+struct Generations {
+    current: HashMap<Key, Verdict>,
+    previous: HashMap<Key, Verdict>,
+}
+
+/// More verdicts than this in one generation start a new one early: a process that is never
+/// told a reload ended (a library caller) stays bounded too.
+const MAX_PER_GENERATION: usize = 1 << 20;
+
+static MEMO: LazyLock<Mutex<Generations>> = LazyLock::new(Mutex::default);
+
+fn key(type_name: &str, limits: &Limits, bytes: &[u8]) -> Key {
+    let mut hasher = Sha256::new();
+    // Length-prefixed, so (type, bytes) pairs cannot run into one another.
+    hasher.update((type_name.len() as u64).to_le_bytes());
+    hasher.update(type_name.as_bytes());
+    hasher.update(limits.regex_program_size.to_le_bytes());
+    hasher.update(bytes);
+    hasher.finalize().into()
+}
+
+/// The verdict on `bytes` (an encoded `type_name`), computed by `check` only when it is not
+/// remembered.
+pub(super) fn verdict(type_name: &str, limits: &Limits, bytes: &[u8], check: impl FnOnce() -> Verdict) -> Verdict {
+    let key = key(type_name, limits, bytes);
+    {
+        let mut memo = MEMO.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let memo = &mut *memo;
+        if let Some(found) = memo.current.get(&key) {
+            return found.clone();
+        }
+        if let Some(found) = memo.previous.remove(&key) {
+            memo.current.insert(key, found.clone());
+            return found;
+        }
+    }
+    // Computed outside the lock: concurrent translations (tests, `diff`) do not wait on each other.
+    let fresh = check();
+    let mut memo = MEMO.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if memo.current.len() >= MAX_PER_GENERATION {
+        rotate(&mut memo);
+    }
+    memo.current.insert(key, fresh.clone());
+    fresh
+}
+
+fn rotate(memo: &mut Generations) {
+    memo.previous = std::mem::take(&mut memo.current);
+}
+
+/// A reload is over: verdicts it did not use are dropped when the next one ends.
+pub fn end_reload() {
+    rotate(&mut MEMO.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+}
+
+/// Verdicts held now (both generations), for tests and metrics.
+pub fn remembered() -> usize {
+    let memo = MEMO.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    memo.current.len() + memo.previous.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[test]
+    fn a_verdict_is_computed_once_per_bytes_type_and_limits() {
+        let calls = Cell::new(0);
+        let check = || {
+            calls.set(calls.get() + 1);
+            Err("name: too short".to_string())
+        };
+        let limits = Limits::default();
+        let bytes = b"memo test: a verdict is computed once";
+        assert_eq!(verdict("test.Memo", &limits, bytes, check), Err("name: too short".into()));
+        assert_eq!(verdict("test.Memo", &limits, bytes, || unreachable!("remembered")), Err("name: too short".into()));
+        assert_eq!(calls.get(), 1);
+        // Another type, other limits, other bytes: each its own verdict.
+        assert_eq!(verdict("test.Other", &limits, bytes, || Ok(())), Ok(()));
+        assert_eq!(verdict("test.Memo", &Limits { regex_program_size: 7 }, bytes, || Ok(())), Ok(()));
+        assert_eq!(verdict("test.Memo", &limits, b"memo test: other bytes", || Ok(())), Ok(()));
+    }
+
+    #[test]
+    fn what_two_reloads_did_not_use_is_forgotten() {
+        let limits = Limits::default();
+        let bytes = b"memo test: forgotten after two reloads";
+        verdict("test.Forgotten", &limits, bytes, || Ok(()));
+        end_reload();
+        end_reload();
+        let recomputed = Cell::new(false);
+        verdict("test.Forgotten", &limits, bytes, || {
+            recomputed.set(true);
+            Ok(())
+        });
+        assert!(recomputed.get());
+    }
+}
