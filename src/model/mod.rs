@@ -4,17 +4,23 @@
 //!
 //! Parsing never fails as a whole: a bad document becomes a [`Diagnostic`] and is skipped.
 
+pub mod fields;
 pub mod listener;
 pub mod mapping;
+pub mod module;
 mod parse;
+pub mod policy;
 pub mod secret;
 mod sensitive;
 mod service;
+pub mod tcp_mapping;
 pub mod tls_context;
 mod yaml;
 
 pub use listener::ListenerSpec;
 pub use mapping::MappingSpec;
+pub use module::ModuleSpec;
+pub use tcp_mapping::TcpMappingSpec;
 pub use parse::{parse_documents, parse_object};
 pub use secret::SecretData;
 pub use sensitive::Sensitive;
@@ -66,6 +72,8 @@ pub type Mapping = Resource<MappingSpec>;
 pub type TlsContext = Resource<TlsContextSpec>;
 pub type Listener = Resource<ListenerSpec>;
 pub type Secret = Resource<SecretData>;
+pub type Module = Resource<ModuleSpec>;
+pub type TcpMapping = Resource<TcpMappingSpec>;
 
 /// Contents of the files TLSContexts name (`cert_chain_file`, ...), keyed by the path as written;
 /// `Err` holds why the file could not be read. Read by the sources, so that compiling stays pure.
@@ -97,6 +105,13 @@ pub struct Model {
     pub tls_contexts: Vec<TlsContext>,
     pub listeners: Vec<Listener>,
     pub secrets: Vec<Secret>,
+    /// `ambassador` Modules (one is used; the others are reported).
+    pub modules: Vec<Module>,
+    pub tcp_mappings: Vec<TcpMapping>,
+    /// Ambassador resources of kinds that are not translated (an `AuthService`, a
+    /// `RateLimitService`, ...): what decides whether fields that only matter with them are safe
+    /// to ignore.
+    pub skipped: Vec<Meta>,
     /// Inputs that exist but could not be read into resources (each also reported as a
     /// diagnostic): what lets the last good version of their resources stay in service.
     pub rejected: Vec<Rejected>,
@@ -108,6 +123,9 @@ impl Model {
         self.tls_contexts.extend(other.tls_contexts);
         self.listeners.extend(other.listeners);
         self.secrets.extend(other.secrets);
+        self.modules.extend(other.modules);
+        self.tcp_mappings.extend(other.tcp_mappings);
+        self.skipped.extend(other.skipped);
         self.rejected.extend(other.rejected);
     }
 }
