@@ -140,7 +140,10 @@ impl TranslationArgs {
                 UnderscorePolicy::Drop => UnderscoreHeaders::Drop,
                 UnderscorePolicy::Reject => UnderscoreHeaders::Reject,
             },
-            diagnostics_service: self.diagnostics_service.clone().unwrap_or_else(|| Options::default().diagnostics_service),
+            diagnostics_service: self
+                .diagnostics_service
+                .clone()
+                .unwrap_or_else(|| Options::default().diagnostics_service),
         }
     }
 

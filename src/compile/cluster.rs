@@ -171,7 +171,10 @@ fn differences(used: &ClusterOptions, ignored: &ClusterOptions) -> String {
     compare("dns_type", used.logical_dns != ignored.logical_dns);
     compare("respect_dns_ttl", used.respect_dns_ttl != ignored.respect_dns_ttl);
     compare("cluster_idle_timeout_ms", used.idle_timeout_ms != ignored.idle_timeout_ms);
-    compare("cluster_max_connection_lifetime_ms", used.max_connection_lifetime_ms != ignored.max_connection_lifetime_ms);
+    compare(
+        "cluster_max_connection_lifetime_ms",
+        used.max_connection_lifetime_ms != ignored.max_connection_lifetime_ms,
+    );
     compare("keepalive", used.keepalive != ignored.keepalive);
     compare("stats_name", used.stats_name != ignored.stats_name);
     format!("this one's {} ignored", out.join(", "))

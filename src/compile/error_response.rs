@@ -35,9 +35,12 @@ fn one_rule(rule: &ErrorResponseOverride) -> Result<ErrorResponseRule, String> {
         .filter(|code| (400..600).contains(code))
         .ok_or("`on_status_code` must be an integer from 400 to 599")?;
     let body = rule.body.as_ref().ok_or("`body` is required")?;
-    let formats = [&body.text_format, &body.json_format, &body.text_format_source].iter().filter(|f| f.is_some()).count();
+    let formats =
+        [&body.text_format, &body.json_format, &body.text_format_source].iter().filter(|f| f.is_some()).count();
     if formats != 1 {
-        return Err(format!("`body` needs exactly one of `text_format`, `json_format`, `text_format_source` ({formats} given)"));
+        return Err(format!(
+            "`body` needs exactly one of `text_format`, `json_format`, `text_format_source` ({formats} given)"
+        ));
     }
     let body_out = if let Some(text) = &body.text_format {
         let text = scalar(text).ok_or("`text_format` must be a string")?;
@@ -79,7 +82,14 @@ mod tests {
         .unwrap();
         let (rules, problems) = rules(&overrides);
         assert_eq!(rules.len(), 2, "{problems:?}");
-        assert_eq!(rules[1].body, ErrorBody::Json(vec![("error".into(), "down".into()), ("code".into(), "%RESPONSE_CODE%".into()), ("retry".into(), "true".into())]));
+        assert_eq!(
+            rules[1].body,
+            ErrorBody::Json(vec![
+                ("error".into(), "down".into()),
+                ("code".into(), "%RESPONSE_CODE%".into()),
+                ("retry".into(), "true".into())
+            ])
+        );
         assert_eq!(problems.len(), 3);
     }
 }

@@ -150,7 +150,18 @@ mod tests {
         ] {
             assert_eq!(check_command_operators(good), Ok(()), "{good}");
         }
-        for bad in ["50%", "%", "%FOO%", "%REQ%", "%REQ(x-a)", "%REQ(x-a)x%", "%PROTOCOL(x)%", "%DURATION:5%", "%RESP()%", "%%%"] {
+        for bad in [
+            "50%",
+            "%",
+            "%FOO%",
+            "%REQ%",
+            "%REQ(x-a)",
+            "%REQ(x-a)x%",
+            "%PROTOCOL(x)%",
+            "%DURATION:5%",
+            "%RESP()%",
+            "%%%",
+        ] {
             assert!(check_command_operators(bad).is_err(), "{bad}");
         }
     }

@@ -5,7 +5,7 @@
 //! refused with Emissary's reasons. Group-wide settings (headers to add, CORS, retries,
 //! upgrades, ...) are flattened over the members, later members winning.
 
-use super::ir::{HeaderToAdd, RegexRewrite, RetryPolicy, RouteAction, ErrorResponses};
+use super::ir::{ErrorResponses, HeaderToAdd, RegexRewrite, RetryPolicy, RouteAction};
 use super::matching::{MatchSpec, RouteWeight};
 use crate::diagnostic::{Diagnostic, ResourceId};
 use crate::model::policy::CorsSpec;
@@ -95,7 +95,12 @@ pub struct Core(pub Vec<(&'static str, String)>);
 impl Core {
     /// The keys `member` sets that the group's first member does not, or sets otherwise.
     fn mismatches(&self, member: &Core) -> Vec<&'static str> {
-        member.0.iter().filter(|(key, value)| !self.0.iter().any(|(k, v)| k == key && v == value)).map(|(k, _)| *k).collect()
+        member
+            .0
+            .iter()
+            .filter(|(key, value)| !self.0.iter().any(|(k, v)| k == key && v == value))
+            .map(|(k, _)| *k)
+            .collect()
     }
 }
 
@@ -153,7 +158,11 @@ pub fn group(
         match refusal {
             Some(reason) => {
                 let (origin, id) = (&candidate.meta.origin, &candidate.meta.id);
-                diagnostics.push(Diagnostic::error(Some(origin), Some(id), format!("{reason}; the Mapping is not served, as in Emissary")));
+                diagnostics.push(Diagnostic::error(
+                    Some(origin),
+                    Some(id),
+                    format!("{reason}; the Mapping is not served, as in Emissary"),
+                ));
                 rejected.insert(id.clone());
             }
             None => match candidate.role {
@@ -184,7 +193,9 @@ fn join(group: &Group, candidate: &Candidate) -> Option<String> {
         Role::Shadow => group.shadow.as_ref().map(|s| format!("is a second `shadow` for the match of {}", s.meta.id)),
         Role::Redirect => match (&group.redirect, group.members.first()) {
             (Some(other), _) => Some(format!("is a second `host_redirect` for the match of {}", other.meta.id)),
-            (None, Some(member)) => Some(format!("has `host_redirect` but {} (same match, no `host_redirect`) came first", member.meta.id)),
+            (None, Some(member)) => {
+                Some(format!("has `host_redirect` but {} (same match, no `host_redirect`) came first", member.meta.id))
+            }
             (None, None) => None,
         },
         Role::Route => {

@@ -77,7 +77,10 @@ impl<'a> MappingCompiler<'a, '_> {
         let role = match (spec.shadow == Some(true), spec.host_redirect == Some(true)) {
             (true, redirect) => {
                 if redirect {
-                    self.warning(mapping, "both `shadow` and `host_redirect` are set; `shadow` wins, as in Emissary".into());
+                    self.warning(
+                        mapping,
+                        "both `shadow` and `host_redirect` are set; `shadow` wins, as in Emissary".into(),
+                    );
                 }
                 Role::Shadow
             }
@@ -86,7 +89,10 @@ impl<'a> MappingCompiler<'a, '_> {
         };
         if role != Role::Redirect {
             for field in redirect::stray_fields(spec) {
-                self.warning(mapping, format!("`{field}` has no effect without `host_redirect: true`; ignored, as in Emissary"));
+                self.warning(
+                    mapping,
+                    format!("`{field}` has no effect without `host_redirect: true`; ignored, as in Emissary"),
+                );
             }
         }
         let shared = self.shared(mapping, &service)?;
@@ -103,12 +109,14 @@ impl<'a> MappingCompiler<'a, '_> {
         };
         let core = self.core(mapping, &matcher);
 
-        let mut runtime_key = names::mangle(&format!("fail_closed_{}_{}", mapping.meta.namespace(), mapping.meta.name()));
+        let mut runtime_key =
+            names::mangle(&format!("fail_closed_{}_{}", mapping.meta.namespace(), mapping.meta.name()));
         let action = match self.refusals(mapping) {
             Some(reasons) => {
                 let message = format!("{reasons}; the route answers {FAIL_CLOSED_STATUS} until it is implemented");
                 self.diagnostics.push(
-                    Diagnostic::error(Some(&mapping.meta.origin), Some(&mapping.meta.id), message).with_kind(Kind::Refused),
+                    Diagnostic::error(Some(&mapping.meta.origin), Some(&mapping.meta.id), message)
+                        .with_kind(Kind::Refused),
                 );
                 fail_closed(REFUSED_BODY)
             }
@@ -157,7 +165,9 @@ impl<'a> MappingCompiler<'a, '_> {
                         .with_kind(Kind::IgnoredField),
                     );
                 }
-                Support::IgnoredUnless(kind) => reasons.push(format!("`{}` needs the {kind}, which ambassador-xds does not translate", field.field)),
+                Support::IgnoredUnless(kind) => {
+                    reasons.push(format!("`{}` needs the {kind}, which ambassador-xds does not translate", field.field))
+                }
                 _ => reasons.push(format!("`{}` is not implemented", field.field)),
             }
         }
@@ -283,7 +293,10 @@ impl<'a> MappingCompiler<'a, '_> {
             retry: spec.retry_policy.as_ref().map(policy::retry_policy).transpose()?,
             upgrades,
             case_sensitive: spec.case_sensitive,
-            regex_rewrite: spec.regex_rewrite.as_ref().map(|r| RegexRewrite { pattern: r.pattern.clone(), substitution: r.substitution.clone() }),
+            regex_rewrite: spec
+                .regex_rewrite
+                .as_ref()
+                .map(|r| RegexRewrite { pattern: r.pattern.clone(), substitution: r.substitution.clone() }),
             high_priority,
         })
     }

@@ -201,8 +201,14 @@ fn compile_pass(
         resolved: &resolved,
         http_ports: &http_ports,
     };
-    let mut tcp_listeners =
-        tcp::tcp_listeners(&tcp_mappings, &tcp_inputs, &mut clusters, &mut used_contexts, &mut diagnostics, &mut rejected);
+    let mut tcp_listeners = tcp::tcp_listeners(
+        &tcp_mappings,
+        &tcp_inputs,
+        &mut clusters,
+        &mut used_contexts,
+        &mut diagnostics,
+        &mut rejected,
+    );
 
     let (clusters, envoy_names) = clusters.finish(&mut diagnostics);
     for candidate in &mut candidates {

@@ -99,10 +99,17 @@ pub fn settings(
         match configure(&mut settings, module, skipped_kinds, options, diagnostics) {
             Ok(()) => settings.module = Some(module.meta.clone()),
             Err(problem) => {
-                diagnostics.push(Diagnostic::error(Some(origin), Some(id), format!("{problem}; the Module is not used")));
+                diagnostics.push(Diagnostic::error(
+                    Some(origin),
+                    Some(id),
+                    format!("{problem}; the Module is not used"),
+                ));
                 rejected.insert(id.clone());
                 settings = Settings {
-                    http: HttpOptions { headers_with_underscores: options.headers_with_underscores, ..HttpOptions::default() },
+                    http: HttpOptions {
+                        headers_with_underscores: options.headers_with_underscores,
+                        ..HttpOptions::default()
+                    },
                     ..Settings::default()
                 };
             }
@@ -110,7 +117,10 @@ pub fn settings(
     }
     let config = module.map(|m| &m.spec.config);
     let probe_origin = module.map_or_else(|| Origin::object("ambassador-xds (built in)"), |m| m.meta.origin.clone());
-    for ((name, path), probe) in [(LIVENESS, config.and_then(|c| c.liveness_probe.as_ref())), (READINESS, config.and_then(|c| c.readiness_probe.as_ref()))] {
+    for ((name, path), probe) in [
+        (LIVENESS, config.and_then(|c| c.liveness_probe.as_ref())),
+        (READINESS, config.and_then(|c| c.readiness_probe.as_ref())),
+    ] {
         let probe = probe.cloned().unwrap_or_default();
         if probe.enabled == Some(false) {
             continue;
@@ -125,7 +135,9 @@ fn probe_mapping(name: &str, path: &str, probe: &Probe, origin: &Origin, options
     let spec = MappingSpec {
         rewrite: Some(probe.rewrite.clone().filter(|r| !r.is_empty()).unwrap_or_else(|| path.to_string())),
         prefix: Some(prefix),
-        service: Some(probe.service.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| options.diagnostics_service.clone())),
+        service: Some(
+            probe.service.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| options.diagnostics_service.clone()),
+        ),
         timeout_ms: Some(PROBE_TIMEOUT_MS),
         hostname: Some("*".into()),
         ..MappingSpec::default()
@@ -150,10 +162,15 @@ fn configure(
     for field in &config.unimplemented {
         let refused = match field.support {
             Support::IgnoredUnless(kind) if !skipped_kinds.contains(kind) => {
-                warn(format!("`config.{}` has no effect while no {kind} is configured; ignored", field.field), Kind::IgnoredField);
+                warn(
+                    format!("`config.{}` has no effect while no {kind} is configured; ignored", field.field),
+                    Kind::IgnoredField,
+                );
                 continue;
             }
-            Support::IgnoredUnless(kind) => format!("`config.{}` needs the {kind}, which ambassador-xds does not translate", field.field),
+            Support::IgnoredUnless(kind) => {
+                format!("`config.{}` needs the {kind}, which ambassador-xds does not translate", field.field)
+            }
             // Mappings inherit it unless they set their own (and then they are refused anyway).
             _ if field.field == "load_balancer" => {
                 settings.load_balancer = true;
@@ -192,7 +209,11 @@ fn configure(
             "ALLOW" => Allow,
             "REJECT_REQUEST" => Reject,
             "DROP_HEADER" => Drop,
-            other => return Err(format!("`headers_with_underscores_action: {other}` is not ALLOW, REJECT_REQUEST or DROP_HEADER")),
+            other => {
+                return Err(format!(
+                    "`headers_with_underscores_action: {other}` is not ALLOW, REJECT_REQUEST or DROP_HEADER"
+                ))
+            }
         };
     }
     if let Some(value) = &config.forward_client_cert_details {
@@ -209,14 +230,17 @@ fn configure(
     if let Some(details) = &config.set_current_client_cert_details {
         let mut out = ClientCertDetails::default();
         for (key, value) in details {
-            let slot = match key.as_str() {
-                "subject" => &mut out.subject,
-                "cert" => &mut out.cert,
-                "chain" => &mut out.chain,
-                "dns" => &mut out.dns,
-                "uri" => &mut out.uri,
-                other => return Err(format!("`set_current_client_cert_details` may not contain `{other}` (subject, cert, chain, dns, uri)")),
-            };
+            let slot =
+                match key.as_str() {
+                    "subject" => &mut out.subject,
+                    "cert" => &mut out.cert,
+                    "chain" => &mut out.chain,
+                    "dns" => &mut out.dns,
+                    "uri" => &mut out.uri,
+                    other => return Err(format!(
+                        "`set_current_client_cert_details` may not contain `{other}` (subject, cert, chain, dns, uri)"
+                    )),
+                };
             *slot = *value;
         }
         http.client_cert_details = Some(out);
@@ -262,9 +286,14 @@ fn configure(
             add_request_headers: class.add_request_headers.clone().or_else(|| any.add_request_headers.clone()),
             add_response_headers: class.add_response_headers.clone().or_else(|| any.add_response_headers.clone()),
             remove_request_headers: class.remove_request_headers.clone().or_else(|| any.remove_request_headers.clone()),
-            remove_response_headers: class.remove_response_headers.clone().or_else(|| any.remove_response_headers.clone()),
+            remove_response_headers: class
+                .remove_response_headers
+                .clone()
+                .or_else(|| any.remove_response_headers.clone()),
         };
-        for headers in [&defaults.mapping.add_request_headers, &defaults.mapping.add_response_headers].into_iter().flatten() {
+        for headers in
+            [&defaults.mapping.add_request_headers, &defaults.mapping.add_response_headers].into_iter().flatten()
+        {
             policy::headers_to_add("defaults", headers)?;
         }
     }

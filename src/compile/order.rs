@@ -43,7 +43,8 @@ pub fn order_routes(
             }
             continue;
         }
-        let named: Vec<(String, Option<u32>)> = group.members.iter().map(|c| (format!("Mapping {}", c.name), c.weight)).collect();
+        let named: Vec<(String, Option<u32>)> =
+            group.members.iter().map(|c| (format!("Mapping {}", c.name), c.weight)).collect();
         let shares = match cumulative_weights(&named) {
             Ok(shares) => shares,
             Err(reason) => {
@@ -67,8 +68,7 @@ pub fn order_routes(
             let case_sensitive = candidate.matcher.case_sensitive.or(shared.case_sensitive).unwrap_or(true);
             let runtime_key = format!("routing.traffic_shift.{}", candidate.runtime_key);
             let mut route = route(candidate, case_sensitive);
-            route.matcher.runtime_fraction =
-                (!single).then_some(RuntimeFraction { percent: cumulative, runtime_key });
+            route.matcher.runtime_fraction = (!single).then_some(RuntimeFraction { percent: cumulative, runtime_key });
             if let RouteAction::Forward(forward) = &mut route.action {
                 apply(forward, &shared, retry.clone(), mirror.clone());
                 if let Some(shadow) = &group.shadow {
@@ -317,6 +317,9 @@ mod tests {
         assert!(routes.is_empty());
         assert_eq!(rejected[0].members, ["a", "b"]);
         assert!(rejected[0].reason.contains("110"));
-        assert_eq!(cumulative_weights(&[("a".into(), Some(101)), ("b".into(), None)]).unwrap_err(), "a has weight 101 (more than 100)");
+        assert_eq!(
+            cumulative_weights(&[("a".into(), Some(101)), ("b".into(), None)]).unwrap_err(),
+            "a has weight 101 (more than 100)"
+        );
     }
 }

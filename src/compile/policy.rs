@@ -17,8 +17,7 @@ pub fn headers_to_add(field: &str, headers: &AddedHeaders) -> Result<Vec<HeaderT
     headers
         .iter()
         .map(|(name, header)| {
-            check_command_operators(header.value())
-                .map_err(|problem| format!("`{field}.{name}`: {problem}"))?;
+            check_command_operators(header.value()).map_err(|problem| format!("`{field}.{name}`: {problem}"))?;
             Ok(HeaderToAdd { name: name.clone(), value: header.value().to_string(), append: header.append() })
         })
         .collect()
@@ -166,8 +165,9 @@ mod tests {
         let (breakers, names) = circuit_breakers(&specs).unwrap();
         assert_eq!(names, ["cbnc1024p2048", "cbhr5t3"]);
         assert!(breakers[1].high_priority);
-        assert!(circuit_breakers(&serde_yaml::from_str::<Vec<CircuitBreakerSpec>>("[{priority: low}]").unwrap())
-            .is_err());
+        assert!(
+            circuit_breakers(&serde_yaml::from_str::<Vec<CircuitBreakerSpec>>("[{priority: low}]").unwrap()).is_err()
+        );
     }
 
     #[test]
@@ -181,9 +181,10 @@ mod tests {
 
     #[test]
     fn cors_lists_are_joined_and_origin_strings_split() {
-        let spec: CorsSpec =
-            serde_yaml::from_str("{origins: 'https://a.example, https://b.example', methods: [GET, POST], max_age: 86400}")
-                .unwrap();
+        let spec: CorsSpec = serde_yaml::from_str(
+            "{origins: 'https://a.example, https://b.example', methods: [GET, POST], max_age: 86400}",
+        )
+        .unwrap();
         let cors = cors(&spec, "routing.cors_enabled.x".into());
         assert_eq!(cors.origins, ["https://a.example", "https://b.example"]);
         assert_eq!(cors.methods.as_deref(), Some("GET, POST"));

@@ -19,7 +19,9 @@ pub fn redirect(spec: &MappingSpec, service: &Service) -> (Redirect, Vec<String>
     .collect();
     if let [used, ignored @ ..] = given.as_slice() {
         for ignored in ignored {
-            warnings.push(format!("both `{used}` and `{ignored}` are set; `{used}` is used and `{ignored}` ignored, as in Emissary"));
+            warnings.push(format!(
+                "both `{used}` and `{ignored}` are set; `{used}` is used and `{ignored}` ignored, as in Emissary"
+            ));
         }
     }
     let path = if let Some(path) = &spec.path_redirect {
@@ -38,7 +40,9 @@ pub fn redirect(spec: &MappingSpec, service: &Service) -> (Redirect, Vec<String>
         Some(307) => RedirectCode::TemporaryRedirect,
         Some(308) => RedirectCode::PermanentRedirect,
         Some(other) => {
-            warnings.push(format!("`redirect_response_code: {other}` is not 301, 302, 303, 307 or 308; 301 is used, as in Emissary"));
+            warnings.push(format!(
+                "`redirect_response_code: {other}` is not 301, 302, 303, 307 or 308; 301 is used, as in Emissary"
+            ));
             RedirectCode::MovedPermanently
         }
     };

@@ -53,7 +53,11 @@ pub fn tcp_listeners<'a>(
         let (origin, id) = (&mapping.meta.origin, &mapping.meta.id);
         match member(mapping, inputs, clusters, used_contexts, diagnostics) {
             Ok((address, port, member)) => {
-                let chain = listeners.entry((address, port)).or_default().entry(mapping.spec.host.clone().unwrap_or_default()).or_default();
+                let chain = listeners
+                    .entry((address, port))
+                    .or_default()
+                    .entry(mapping.spec.host.clone().unwrap_or_default())
+                    .or_default();
                 if let Some((first, _)) = chain.first().filter(|(first, _)| first.agree != member.agree) {
                     let message = format!("shares its address, port and host with {} but not its `tls`, `idle_timeout_ms`, `circuit_breakers`, `enable_ipv4` or `enable_ipv6`; not served, as in Emissary", first.id);
                     diagnostics.push(Diagnostic::error(Some(origin), Some(id), message));
@@ -63,7 +67,10 @@ pub fn tcp_listeners<'a>(
                 chain.push((member, mapping));
             }
             Err((kind, message)) => {
-                diagnostics.push(Diagnostic::error(Some(origin), Some(id), format!("{message}; the TCPMapping is not served")).with_kind(kind));
+                diagnostics.push(
+                    Diagnostic::error(Some(origin), Some(id), format!("{message}; the TCPMapping is not served"))
+                        .with_kind(kind),
+                );
                 rejected.insert(id.clone());
             }
         }
@@ -88,7 +95,10 @@ pub fn tcp_listeners<'a>(
                 Err(problem) => {
                     for (member, mapping) in &members {
                         let message = format!("{problem}; the TCPMapping is not served");
-                        diagnostics.push(Diagnostic::error(Some(&mapping.meta.origin), Some(&member.id), message).with_kind(Kind::Reference));
+                        diagnostics.push(
+                            Diagnostic::error(Some(&mapping.meta.origin), Some(&member.id), message)
+                                .with_kind(Kind::Reference),
+                        );
                         rejected.insert(member.id.clone());
                     }
                 }
@@ -126,8 +136,9 @@ fn member<'a>(
     }
     let text = spec.service.as_deref().ok_or_else(|| invalid("missing required field `service`".into()))?;
     let qualify = inputs.settings.defaults.qualify_services;
-    let (service, warning) = service::parse_service(text, mapping.meta.namespace(), &inputs.options.ambassador_namespace, qualify)
-        .map_err(|err| invalid(format!("bad `service: {text}`: {err}")))?;
+    let (service, warning) =
+        service::parse_service(text, mapping.meta.namespace(), &inputs.options.ambassador_namespace, qualify)
+            .map_err(|err| invalid(format!("bad `service: {text}`: {err}")))?;
     let warn = |diagnostics: &mut Vec<Diagnostic>, message: String| {
         diagnostics.push(Diagnostic::warning(Some(&mapping.meta.origin), Some(&mapping.meta.id), message));
     };
@@ -155,7 +166,8 @@ fn member<'a>(
         enable_ipv6: spec.enable_ipv6,
         ..UpstreamSpec::default()
     };
-    let (options, breaker_names, warnings) = upstream::options(&upstream, &inputs.settings.defaults).map_err(invalid)?;
+    let (options, breaker_names, warnings) =
+        upstream::options(&upstream, &inputs.settings.defaults).map_err(invalid)?;
     for warning in warnings {
         warn(diagnostics, warning);
     }
@@ -209,16 +221,19 @@ fn chain<'a>(
         return Ok(chain);
     }
     // Emissary's rule: a TLSContext whose `hosts` names this host exactly.
-    let context = inputs
-        .all_contexts
-        .iter()
-        .find(|ctx| ctx.spec.hosts.iter().flatten().any(|h| h == host))
-        .ok_or_else(|| format!("`host: {host}` needs a TLSContext whose `hosts` names it, to terminate TLS with"))?;
+    let context =
+        inputs.all_contexts.iter().find(|ctx| ctx.spec.hosts.iter().flatten().any(|h| h == host)).ok_or_else(|| {
+            format!("`host: {host}` needs a TLSContext whose `hosts` names it, to terminate TLS with")
+        })?;
     let resolved = match &inputs.resolved[&context.meta.id] {
         Ok(resolved) => resolved,
         Err(reason) => return Err(format!("{} is unusable: {reason}", context.meta.id)),
     };
-    let certificate = resolved.tls.client_certificate_secret.clone().ok_or_else(|| format!("{} has no certificate to terminate TLS with", context.meta.id))?;
+    let certificate = resolved
+        .tls
+        .client_certificate_secret
+        .clone()
+        .ok_or_else(|| format!("{} has no certificate to terminate TLS with", context.meta.id))?;
     used_contexts.insert(&context.meta.id);
     chain.server_name = Some(host.to_string());
     chain.certificate_secret = Some(certificate);

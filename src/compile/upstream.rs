@@ -42,7 +42,9 @@ pub fn options(
         None | Some("strict_dns") => false,
         Some("logical_dns") => true,
         Some(other) => {
-            warnings.push(format!("`dns_type: {other}` is not strict_dns or logical_dns; strict_dns is used, as Emissary does"));
+            warnings.push(format!(
+                "`dns_type: {other}` is not strict_dns or logical_dns; strict_dns is used, as Emissary does"
+            ));
             false
         }
     };

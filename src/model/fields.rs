@@ -233,13 +233,10 @@ fn category(support: Support) -> usize {
 pub fn markdown() -> String {
     let mut out = String::new();
     for table in TABLES {
-        for (index, title) in [
-            "implemented",
-            "ignored (with a warning)",
-            "refused (the resource is an error and its route fails closed)",
-        ]
-        .into_iter()
-        .enumerate()
+        for (index, title) in
+            ["implemented", "ignored (with a warning)", "refused (the resource is an error and its route fails closed)"]
+                .into_iter()
+                .enumerate()
         {
             let fields: Vec<String> = table
                 .fields
@@ -250,7 +247,8 @@ pub fn markdown() -> String {
                         IgnoredUnless(kind) => format!("while no {kind} is configured; refused when one is"),
                         _ => String::new(),
                     };
-                    let note = [f.note, condition.as_str()].iter().filter(|n| !n.is_empty()).copied().collect::<Vec<_>>();
+                    let note =
+                        [f.note, condition.as_str()].iter().filter(|n| !n.is_empty()).copied().collect::<Vec<_>>();
                     if note.is_empty() {
                         format!("`{}`", f.name)
                     } else {

@@ -2,8 +2,8 @@
 //! does with every other one).
 
 use super::fields::Unimplemented;
-use super::policy::{AddedHeaders, CircuitBreakerSpec, CorsSpec, ErrorResponseOverride, KeepaliveSpec, RegexMap};
 use super::policy::RetryPolicySpec;
+use super::policy::{AddedHeaders, CircuitBreakerSpec, CorsSpec, ErrorResponseOverride, KeepaliveSpec, RegexMap};
 use super::OneOrMany;
 use indexmap::IndexMap;
 use serde::Deserialize;

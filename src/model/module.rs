@@ -2,8 +2,8 @@
 //! Mapping (see [`super::fields::MODULE`] for every key).
 
 use super::fields::Unimplemented;
-use super::policy::{AddedHeaders, CircuitBreakerSpec, CorsSpec, ErrorResponseOverride, KeepaliveSpec};
 use super::policy::RetryPolicySpec;
+use super::policy::{AddedHeaders, CircuitBreakerSpec, CorsSpec, ErrorResponseOverride, KeepaliveSpec};
 use super::OneOrMany;
 use indexmap::IndexMap;
 use serde::Deserialize;

@@ -1,8 +1,8 @@
 //! Documents → typed resources: dispatch on `apiVersion` and `kind`, the CRD and flat forms of
 //! Ambassador resources, and the Kubernetes kinds that carry them (`Secret`, `Service`, `List`).
 
-use super::yaml::{self, Document};
 use super::module::AMBASSADOR_MODULE;
+use super::yaml::{self, Document};
 use super::{secret, service, Meta, Model, OneOrMany, Rejected, Resource};
 use crate::diagnostic::{self, Diagnostic, Kind, Origin, ResourceId};
 use serde_yaml::{Mapping as YamlMap, Value};

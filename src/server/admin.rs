@@ -1,6 +1,8 @@
 //! The admin endpoint: `/healthz` (process up), `/readyz` (first snapshot built), `/snapshot`
 //! (the served resources in `translate`'s canonical JSON, keys redacted, and the last reload's
-//! diagnostics), `/metrics` (counters, and diagnostics by severity and kind).
+//! diagnostics), `/metrics` (counters, and diagnostics by severity and kind), and Emissary's probe
+//! paths, which the probe routes every configuration has send here through Envoy:
+//! `/ambassador/v0/check_alive` and `/ambassador/v0/check_ready` (as `/healthz` and `/readyz`).
 
 use super::Metrics;
 use crate::diagnostic::{Diagnostic, Severity};
@@ -29,6 +31,8 @@ pub fn router(state: AdminState) -> axum::Router {
     axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/ambassador/v0/check_alive", get(|| async { "ambassador liveness check OK\n" }))
+        .route("/ambassador/v0/check_ready", get(check_ready))
         .route("/snapshot", get(snapshot))
         .route("/metrics", get(metrics))
         .with_state(state)
@@ -39,6 +43,14 @@ async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
         (StatusCode::OK, "ready\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready: no snapshot built yet\n")
+    }
+}
+
+async fn check_ready(State(state): State<AdminState>) -> impl IntoResponse {
+    if *state.ready.borrow() {
+        (StatusCode::OK, "ambassador readiness check OK\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "ambassador waiting for config\n")
     }
 }
 

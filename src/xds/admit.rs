@@ -105,8 +105,15 @@ pub fn admit(ir: &Ir, limits: &Limits) -> Admitted {
         let clusters = tcp.chains.iter().flat_map(|chain| chain.clusters.iter().map(|(name, _)| name));
         let secrets = tcp.chains.iter().flat_map(|chain| [&chain.certificate_secret, &chain.validation_secret]);
         let lost = clusters
-            .filter_map(|name| dropped_clusters.get(name.as_str()).map(|why| format!("its cluster {name} is not served ({why})")))
-            .chain(secrets.flatten().filter(|name| dropped_secrets.contains_key(name.as_str())).map(|name| format!("its SDS secret {name} is not served")))
+            .filter_map(|name| {
+                dropped_clusters.get(name.as_str()).map(|why| format!("its cluster {name} is not served ({why})"))
+            })
+            .chain(
+                secrets
+                    .flatten()
+                    .filter(|name| dropped_secrets.contains_key(name.as_str()))
+                    .map(|name| format!("its SDS secret {name} is not served")),
+            )
             .next();
         let message = tcp_listener::build_tcp_listener(tcp);
         match lost.map_or_else(|| validate::check(&message, limits), Err) {

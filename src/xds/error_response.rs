@@ -3,13 +3,17 @@
 
 use super::to_any;
 use crate::compile::ir::{ErrorBody, ErrorResponseRule};
-use envoy_types::pb::envoy::config::core::v3::{data_source, substitution_format_string, DataSource, SubstitutionFormatString};
+use envoy_types::pb::envoy::config::core::v3::{
+    data_source, substitution_format_string, DataSource, SubstitutionFormatString,
+};
 use envoy_types::pb::envoy::extensions::filters::http::custom_response::v3::CustomResponse;
 use envoy_types::pb::envoy::extensions::http::custom_response::local_response_policy::v3::LocalResponsePolicy;
 use envoy_types::pb::envoy::r#type::matcher::v3::HttpResponseStatusCodeMatchInput;
 use envoy_types::pb::google::protobuf::{value, Struct, Value};
 use envoy_types::pb::xds::core::v3::TypedExtensionConfig;
-use envoy_types::pb::xds::r#type::matcher::v3::matcher::matcher_list::predicate::{single_predicate, MatchType, SinglePredicate};
+use envoy_types::pb::xds::r#type::matcher::v3::matcher::matcher_list::predicate::{
+    single_predicate, MatchType, SinglePredicate,
+};
 use envoy_types::pb::xds::r#type::matcher::v3::matcher::matcher_list::{FieldMatcher, Predicate};
 use envoy_types::pb::xds::r#type::matcher::v3::matcher::{on_match, MatcherList, MatcherType, OnMatch};
 use envoy_types::pb::xds::r#type::matcher::v3::{string_matcher, Matcher, StringMatcher};

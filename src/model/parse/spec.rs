@@ -117,7 +117,9 @@ impl Parser {
                             }
                             continue;
                         }
-                        Verdict::Unknown => format!("field `{field_prefix}{field}` is not supported by ambassador-xds; ignored"),
+                        Verdict::Unknown => {
+                            format!("field `{field_prefix}{field}` is not supported by ambassador-xds; ignored")
+                        }
                     };
                     self.push(Diagnostic::warning(Some(origin), Some(&id), message).with_kind(Kind::IgnoredField));
                 }

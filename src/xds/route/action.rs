@@ -78,7 +78,9 @@ fn build_redirect(redirect: &Redirect) -> RedirectAction {
     use redirect_action::PathRewriteSpecifier;
     RedirectAction {
         host_redirect: redirect.host.clone(),
-        scheme_rewrite_specifier: redirect.https.then_some(redirect_action::SchemeRewriteSpecifier::HttpsRedirect(true)),
+        scheme_rewrite_specifier: redirect
+            .https
+            .then_some(redirect_action::SchemeRewriteSpecifier::HttpsRedirect(true)),
         path_rewrite_specifier: match &redirect.path {
             RedirectPath::Keep => None,
             RedirectPath::Path(path) => Some(PathRewriteSpecifier::PathRedirect(path.clone())),

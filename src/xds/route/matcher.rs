@@ -22,7 +22,10 @@ fn string_matcher(value: &HeaderValueMatch, ignore_case: bool) -> Option<StringM
         HeaderValueMatch::Suffix(value) => MatchPattern::Suffix(value.clone()),
         // Regexes say their own case sensitivity.
         HeaderValueMatch::Regex(pattern) => {
-            return Some(StringMatcher { match_pattern: Some(MatchPattern::SafeRegex(regex(pattern))), ignore_case: false })
+            return Some(StringMatcher {
+                match_pattern: Some(MatchPattern::SafeRegex(regex(pattern))),
+                ignore_case: false,
+            })
         }
         HeaderValueMatch::Present => return None,
     };

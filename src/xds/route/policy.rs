@@ -51,7 +51,10 @@ fn cors_policy(cors: &Cors) -> CorsPolicy {
         allow_origin_string_match: cors
             .origins
             .iter()
-            .map(|origin| StringMatcher { match_pattern: Some(MatchPattern::Exact(origin.clone())), ignore_case: false })
+            .map(|origin| StringMatcher {
+                match_pattern: Some(MatchPattern::Exact(origin.clone())),
+                ignore_case: false,
+            })
             .collect(),
         allow_methods: cors.methods.clone().unwrap_or_default(),
         allow_headers: cors.headers.clone().unwrap_or_default(),

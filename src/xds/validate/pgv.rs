@@ -204,7 +204,9 @@ mod tests {
         let mut rules = BTreeSet::new();
         let mut stack: Vec<_> = roots
             .iter()
-            .map(|name| pool().get_message_by_name(name).unwrap_or_else(|| panic!("{name} is not in the descriptor pool")))
+            .map(|name| {
+                pool().get_message_by_name(name).unwrap_or_else(|| panic!("{name} is not in the descriptor pool"))
+            })
             .collect();
         while let Some(message) = stack.pop() {
             if !seen.insert(message.full_name().to_string()) {
