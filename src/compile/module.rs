@@ -230,17 +230,18 @@ fn configure(
     if let Some(details) = &config.set_current_client_cert_details {
         let mut out = ClientCertDetails::default();
         for (key, value) in details {
-            let slot =
-                match key.as_str() {
-                    "subject" => &mut out.subject,
-                    "cert" => &mut out.cert,
-                    "chain" => &mut out.chain,
-                    "dns" => &mut out.dns,
-                    "uri" => &mut out.uri,
-                    other => return Err(format!(
+            let slot = match key.as_str() {
+                "subject" => &mut out.subject,
+                "cert" => &mut out.cert,
+                "chain" => &mut out.chain,
+                "dns" => &mut out.dns,
+                "uri" => &mut out.uri,
+                other => {
+                    return Err(format!(
                         "`set_current_client_cert_details` may not contain `{other}` (subject, cert, chain, dns, uri)"
-                    )),
-                };
+                    ))
+                }
+            };
             *slot = *value;
         }
         http.client_cert_details = Some(out);

@@ -15,10 +15,17 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
+    /// Names lowercased, in the order received.
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
 impl Response {
+    /// The first value of header `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    }
+
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
@@ -52,11 +59,22 @@ pub fn get(addr: SocketAddr, path: &str) -> io::Result<Response> {
 
 /// `GET path` with `host: <host>`; the path is sent exactly as given (`/a/../b` included).
 pub fn get_from_host(addr: SocketAddr, path: &str, host: &str) -> io::Result<Response> {
+    request(addr, "GET", path, &[("host", host)])
+}
+
+/// `method path` with `headers` (a `host` among them replaces `e2e.test`) and `connection: close`.
+pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> io::Result<Response> {
     let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    let request =
-        format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nuser-agent: ambassador-xds-e2e\r\nconnection: close\r\n\r\n");
+    let mut request = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host")) {
+        request.push_str("host: e2e.test\r\n");
+    }
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("user-agent: ambassador-xds-e2e\r\nconnection: close\r\n\r\n");
     stream.write_all(request.as_bytes())?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
@@ -87,7 +105,7 @@ fn parse_response(raw: &[u8]) -> Result<Response, String> {
         let length: usize = length.1.parse().map_err(|_| format!("bad content-length {:?}", length.1))?;
         body.truncate(length);
     }
-    Ok(Response { status, body })
+    Ok(Response { status, headers, body })
 }
 
 fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
