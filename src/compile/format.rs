@@ -126,9 +126,29 @@ fn operator_end(text: &str, start: usize) -> Option<usize> {
         None => !length && PLAIN_OPERATORS.contains(&name),
         Some("") => false,
         Some(_) if name == "START_TIME" => !length,
-        Some(_) => PARAMETER_OPERATORS.contains(&name) && (!length || ["REQ", "RESP", "TRAILER"].contains(&name)),
+        Some(parameter) if ["REQ", "RESP", "TRAILER"].contains(&name) => header_names(parameter),
+        Some(parameter) if name == "FILTER_STATE" => !length && filter_state(parameter),
+        Some(_) => !length && PARAMETER_OPERATORS.contains(&name),
     };
     valid.then(|| text.len() - tail.len())
+}
+
+/// `%REQ(x-user)%`, `%REQ(x-user?x-alt)%`, `%REQ(:authority)%`: one or two header names.
+fn header_names(parameter: &str) -> bool {
+    let name = |n: &str| {
+        let bare = n.strip_prefix(':').unwrap_or(n);
+        !bare.is_empty() && bare.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    };
+    let parts: Vec<&str> = parameter.split('?').collect();
+    parts.len() <= 2 && parts.iter().all(|part| name(part))
+}
+
+/// `%FILTER_STATE(key)%` or `%FILTER_STATE(key:PLAIN)%` / `:TYPED` (Envoy refuses other types).
+fn filter_state(parameter: &str) -> bool {
+    match parameter.split_once(':') {
+        None => true,
+        Some((key, kind)) => !key.is_empty() && ["PLAIN", "TYPED"].contains(&kind),
+    }
 }
 
 #[cfg(test)]
@@ -146,6 +166,9 @@ mod tests {
             "%REQ(x-a):10%",
             "%REQ(x-a?x-b)%",
             "%START_TIME(%s)%",
+            "%REQ(:authority)%",
+            "%FILTER_STATE(a:PLAIN)%",
+            "%DYNAMIC_METADATA(envoy.lb:canary)%",
             "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
         ] {
             assert_eq!(check_command_operators(good), Ok(()), "{good}");

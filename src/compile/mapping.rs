@@ -268,8 +268,8 @@ impl<'a> MappingCompiler<'a, '_> {
             Some(headers) => Some(policy::headers_to_add("add_response_headers", headers)?),
             None => None,
         };
-        let remove = |own: &Option<crate::model::OneOrMany>, default: &Option<crate::model::OneOrMany>| {
-            own.as_ref().or(default.as_ref()).map(policy::header_names)
+        let remove = |field: &str, own: &Option<crate::model::OneOrMany>, default: &Option<crate::model::OneOrMany>| {
+            own.as_ref().or(default.as_ref()).map(|names| policy::header_names(field, names)).transpose()
         };
         let mut upgrades = spec.allow_upgrade.clone();
         if spec.use_websocket == Some(true) {
@@ -287,8 +287,16 @@ impl<'a> MappingCompiler<'a, '_> {
         Ok(Shared {
             add_request_headers: add_request,
             add_response_headers: add_response,
-            remove_request_headers: remove(&spec.remove_request_headers, &defaults.remove_request_headers),
-            remove_response_headers: remove(&spec.remove_response_headers, &defaults.remove_response_headers),
+            remove_request_headers: remove(
+                "remove_request_headers",
+                &spec.remove_request_headers,
+                &defaults.remove_request_headers,
+            )?,
+            remove_response_headers: remove(
+                "remove_response_headers",
+                &spec.remove_response_headers,
+                &defaults.remove_response_headers,
+            )?,
             cors: spec.cors.clone(),
             retry: spec.retry_policy.as_ref().map(policy::retry_policy).transpose()?,
             upgrades,

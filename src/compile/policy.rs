@@ -13,10 +13,19 @@ use std::time::Duration;
 pub const RETRY_ON: &[&str] =
     &["5xx", "gateway-error", "connect-failure", "retriable-4xx", "refused-stream", "retriable-status-codes"];
 
+/// Envoy refuses to add or remove pseudo-headers and `host` (`host_rewrite` changes the host).
+fn check_header_name(field: &str, name: &str) -> Result<(), String> {
+    if name.starts_with(':') || name.eq_ignore_ascii_case("host") {
+        return Err(format!("`{field}`: Envoy does not let routes add or remove `{name}`"));
+    }
+    Ok(())
+}
+
 pub fn headers_to_add(field: &str, headers: &AddedHeaders) -> Result<Vec<HeaderToAdd>, String> {
     headers
         .iter()
         .map(|(name, header)| {
+            check_header_name(field, name)?;
             check_command_operators(header.value()).map_err(|problem| format!("`{field}.{name}`: {problem}"))?;
             Ok(HeaderToAdd { name: name.clone(), value: header.value().to_string(), append: header.append() })
         })
@@ -24,8 +33,12 @@ pub fn headers_to_add(field: &str, headers: &AddedHeaders) -> Result<Vec<HeaderT
 }
 
 /// `remove_*_headers`: one name or a list.
-pub fn header_names(names: &OneOrMany) -> Vec<String> {
-    names.clone().into_vec()
+pub fn header_names(field: &str, names: &OneOrMany) -> Result<Vec<String>, String> {
+    let names = names.clone().into_vec();
+    for name in &names {
+        check_header_name(field, name)?;
+    }
+    Ok(names)
 }
 
 /// Emissary joins lists with `, ` for Envoy's comma-separated CORS fields.
