@@ -9,6 +9,7 @@
 mod support;
 
 #[path = "support/e2e/mod.rs"]
+#[allow(dead_code)] // each test binary uses part of the harness
 mod harness;
 
 use harness::http::{self, Response};
@@ -71,7 +72,7 @@ fn config(world: &World) -> String {
 }
 
 fn request(stack: &Stack, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
-    http::request(stack.listener(), method, path, headers)
+    http::request_with_headers(stack.listener(), method, path, headers)
         .unwrap_or_else(|err| stack.fail(&format!("{method} {path} through Envoy: {err}")))
 }
 

@@ -35,6 +35,9 @@ struct Member {
     agree: String,
 }
 
+/// A listener's filter chains: SNI host (empty for none) → the TCPMappings that share it.
+type Chains<'a> = BTreeMap<String, Vec<(Member, &'a TcpMapping)>>;
+
 /// The TCP listeners (clusters by identity until names are final); refused TCPMappings are
 /// reported and added to `rejected`.
 pub fn tcp_listeners<'a>(
@@ -46,7 +49,7 @@ pub fn tcp_listeners<'a>(
     rejected: &mut BTreeSet<ResourceId>,
 ) -> Vec<TcpListener> {
     // (address, port) → host → members; BTreeMaps keep listeners and chains in a stable order.
-    let mut listeners: BTreeMap<(String, u16), BTreeMap<String, Vec<(Member, &TcpMapping)>>> = BTreeMap::new();
+    let mut listeners: BTreeMap<(String, u16), Chains> = BTreeMap::new();
     let mut ordered = mappings.to_vec();
     ordered.sort_by_cached_key(|m| format!("{}.{}", m.meta.name(), m.meta.namespace()));
     for mapping in ordered {
