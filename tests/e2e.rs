@@ -14,6 +14,7 @@ mod harness;
 
 use base64::Engine as _;
 use harness::http::{failures, RequestLoop};
+use harness::proxy::Proxy;
 use harness::stack::{Mode, Stack};
 use harness::upstream::{ClientAuth, ServerCert, Upstream};
 use std::time::Duration;
@@ -43,6 +44,7 @@ in_both_modes!(
     colliding_cluster_names_keep_their_targets,
     config_map_swaps_reload_once_with_each_resource_once,
     certificates_rotated_one_file_at_a_time_never_fail_a_request,
+    a_replica_taking_over_sends_nothing_envoy_has,
 );
 
 const CLIENT_CN: &str = "envoy-client";
@@ -664,5 +666,76 @@ fn certificates_rotated_one_file_at_a_time_never_fail_a_request(mode: Mode) {
         assert!(cns[..first_rotated].iter().all(|cn| *cn == Some(CLIENT_CN)), "{what}: {cns:?}");
         assert!(cns[first_rotated..].iter().all(|cn| *cn == Some(ROTATED_CN)), "{what}: {cns:?}");
     }
+    stack.finish();
+}
+
+// ---- replicas ----
+
+/// Two replicas behind one address (a proxy standing in for the Kubernetes Service): Envoy syncs
+/// from the first, which went through versions the second never saw; the first dies and Envoy
+/// reconnects to the second. Versions are content hashes, so the second recognises what Envoy
+/// holds: over delta it sends nothing at all; over state of the world nothing for the full-state
+/// types (listeners, clusters), while the named types (routes, secrets) are sent again because a
+/// SotW version for them is no promise of what Envoy holds (see `server::sotw`).
+fn a_replica_taking_over_sends_nothing_envoy_has(mode: Mode) {
+    let upstream = mtls_upstream("upstream");
+    let mut stack = Stack::prepare(mode, "replicas");
+    stack.observe(&upstream);
+    write_seed_config(&stack, &upstream, "client");
+    let proxy = Proxy::start(stack.xds());
+    stack.connect_envoy_through(proxy.address());
+    stack.start();
+    stack.await_client_cn("/upstream/", Some(CLIENT_CN));
+    // A history the second replica never sees: a Mapping added, then removed.
+    let service = format!("localhost:{}", upstream.port());
+    stack.write_config("extra.yaml", &mapping("extra", "/extra/", &service, Some("upstream-context")));
+    stack.await_client_cn("/extra/", Some(CLIENT_CN));
+    stack.remove_config("extra.yaml");
+    stack.await_status("/extra/", 404);
+
+    let replica = stack.start_replica("b");
+    let accepted = "update_success|update_rejected|update_empty";
+    let before = stack.envoy_stats(accepted);
+    proxy.retarget(replica.xds);
+    stack.mark_control_plane_log("SIGKILL: Envoy fails over to replica b");
+    stack.kill_control_plane();
+    let status = stack.eventually("Envoy syncs with replica b", || {
+        let response = harness::http::get(replica.admin, "/debug/status").map_err(|err| err.to_string())?;
+        let status = response.json()?;
+        let envoys = status["envoys"].as_array().cloned().unwrap_or_default();
+        let synced = |envoy: &serde_json::Value| {
+            envoy["state"] == "SYNCED" && envoy["types"].as_array().is_some_and(|types| types.len() == 4)
+        };
+        match envoys.as_slice() {
+            [envoy] if synced(envoy) => Ok(status),
+            _ => Err(format!("replica b /debug/status envoys: {envoys:?}")),
+        }
+    });
+    let metrics = harness::http::get(replica.admin, "/metrics").expect("replica b /metrics").text();
+    let pushes = |xds_type: &str| -> u64 {
+        let line = format!("ambassador_xds_pushes_total{{type=\"{xds_type}\"}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(line.as_str())).map_or(0, |v| v.trim().parse().unwrap())
+    };
+    let after = stack.envoy_stats(accepted);
+    let changed: Vec<String> = after
+        .iter()
+        .filter(|(name, value)| before.get(*name) != Some(value))
+        .map(|(name, value)| format!("{name} {:?} -> {value}", before.get(name)))
+        .collect();
+    println!(
+        "{mode}: replica b pushed LDS {} CDS {} RDS {} SDS {}; Envoy stats changed: {changed:?}",
+        pushes("LDS"),
+        pushes("CDS"),
+        pushes("RDS"),
+        pushes("SDS")
+    );
+    assert_eq!((pushes("LDS"), pushes("CDS")), (0, 0), "full-state types re-sent after the failover: {status}");
+    if mode == Mode::Delta {
+        assert_eq!((pushes("RDS"), pushes("SDS")), (0, 0), "delta: anything re-sent after the failover");
+        assert!(changed.is_empty(), "Envoy accepted updates after failing over: {changed:?}");
+    }
+    stack.assert_no_rejected_updates();
+    let response = stack.get("/upstream/");
+    assert_eq!(response.client_cn(), Ok(Some(CLIENT_CN.to_owned())), "after the failover: {}", response.summary());
     stack.finish();
 }

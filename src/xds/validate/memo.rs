@@ -33,7 +33,10 @@ fn key(type_name: &str, limits: &Limits, bytes: &[u8]) -> Key {
     // Length-prefixed, so (type, bytes) pairs cannot run into one another.
     hasher.update((type_name.len() as u64).to_le_bytes());
     hasher.update(type_name.as_bytes());
-    hasher.update(limits.regex_program_size.to_le_bytes());
+    // Every field of the limits, whatever fields they gain later.
+    let limits = format!("{limits:?}");
+    hasher.update((limits.len() as u64).to_le_bytes());
+    hasher.update(limits.as_bytes());
     hasher.update(bytes);
     hasher.finalize().into()
 }

@@ -6,5 +6,6 @@ pub mod browser;
 pub mod http;
 pub mod plain;
 pub mod process;
+pub mod proxy;
 pub mod stack;
 pub mod upstream;

@@ -55,6 +55,13 @@ enum Role {
     Envoy,
 }
 
+/// Another `serve` process on the stack's configuration (see [`Stack::start_replica`]).
+pub struct Replica {
+    pub process: Process,
+    pub xds: SocketAddr,
+    pub admin: SocketAddr,
+}
+
 pub struct Stack {
     mode: Mode,
     name: String,
@@ -65,6 +72,8 @@ pub struct Stack {
     files_dir: PathBuf,
     staging_dir: PathBuf,
     xds: SocketAddr,
+    /// Where Envoy connects for xDS when not straight to `xds` (a proxy in front of replicas).
+    envoy_xds: Option<SocketAddr>,
     admin: SocketAddr,
     envoy_admin: SocketAddr,
     listener: SocketAddr,
@@ -96,6 +105,7 @@ impl Stack {
             files_dir,
             staging_dir,
             xds: localhost(free_port()),
+            envoy_xds: None,
             admin: localhost(free_port()),
             envoy_admin: localhost(free_port()),
             listener: localhost(free_port()),
@@ -123,8 +133,13 @@ impl Stack {
     pub fn start(&mut self) {
         self.start_control_plane();
         let node_id = format!("e2e-{}-{}", self.name, self.mode);
-        let yaml = process::bootstrap(self.xds, &node_id, self.envoy_admin.port(), self.mode == Mode::Delta)
-            .unwrap_or_else(|err| self.fail(&format!("ambassador-xds bootstrap: {err}")));
+        let yaml = process::bootstrap(
+            self.envoy_xds.unwrap_or(self.xds),
+            &node_id,
+            self.envoy_admin.port(),
+            self.mode == Mode::Delta,
+        )
+        .unwrap_or_else(|err| self.fail(&format!("ambassador-xds bootstrap: {err}")));
         let parsed: serde_yaml::Value = serde_yaml::from_str(&yaml)
             .unwrap_or_else(|err| self.fail(&format!("bootstrap output is not YAML ({err}):\n{yaml}")));
         let api_type = &parsed["dynamic_resources"]["ads_config"]["api_type"];
@@ -170,6 +185,43 @@ impl Stack {
                 _ => Err(format!("control plane /readyz: {}", response.summary())),
             }
         });
+    }
+
+    /// The control plane's xDS address.
+    pub fn xds(&self) -> SocketAddr {
+        self.xds
+    }
+
+    /// Envoy (once started) takes xDS from `address` instead of the control plane directly.
+    pub fn connect_envoy_through(&mut self, address: SocketAddr) {
+        self.envoy_xds = Some(address);
+    }
+
+    /// A second `serve` on the same directory and listener port, ready; it logs beside the first
+    /// one. It has its own xDS and admin ports (one machine), and otherwise the same flags: the
+    /// probe routes' `--diagnostics-service` (by default the admin address) names the first one's.
+    pub fn start_replica(&mut self, name: &str) -> Replica {
+        let (xds, admin) = (localhost(free_port()), localhost(free_port()));
+        let log = self.root().join(format!("control-plane-{name}.log"));
+        let same = ["--diagnostics-service".to_string(), self.admin.to_string()];
+        let process =
+            process::spawn_control_plane_with(&self.config_dir, xds, admin, self.listener.port(), &log, &same)
+                .unwrap_or_else(|err| self.fail(&err));
+        let mut replica = Replica { process, xds, admin };
+        let ready = eventually(CONTROL_PLANE_READY, POLL_INTERVAL, || {
+            if let Some(status) = replica.process.exited() {
+                return Ok(Err(format!("replica {name} exited with {status}")));
+            }
+            match http::get(admin, "/readyz") {
+                Ok(response) if response.status == 200 => Ok(Ok(())),
+                Ok(response) => Err(format!("replica {name} /readyz: {}", response.summary())),
+                Err(err) => Err(format!("replica {name} /readyz: {err}")),
+            }
+        });
+        match ready {
+            Ok(Ok(())) => replica,
+            Ok(Err(err)) | Err(err) => self.fail(&format!("{err}\n{}", process::log_tail(&log, 30))),
+        }
     }
 
     /// Polls `ready` until it succeeds, failing at once if the process exits meanwhile.
