@@ -62,10 +62,18 @@ impl Meta {
     }
 }
 
+/// One resource as read. The spec is shared: reloads pass every unchanged resource from the
+/// source's cache through restoring, compiling and the last good record without copying it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resource<S> {
     pub meta: Meta,
-    pub spec: S,
+    pub spec: std::sync::Arc<S>,
+}
+
+impl<S> Resource<S> {
+    pub fn new(meta: Meta, spec: S) -> Resource<S> {
+        Resource { meta, spec: std::sync::Arc::new(spec) }
+    }
 }
 
 pub type Mapping = Resource<MappingSpec>;

@@ -210,27 +210,27 @@ impl Parser {
         match kind {
             "Mapping" => {
                 if let Some((spec, meta)) = self.typed_spec(origin, id, spec, field_prefix) {
-                    self.model.mappings.push(Resource { meta, spec });
+                    self.model.mappings.push(Resource::new(meta, spec));
                 }
             }
             "TCPMapping" => {
                 if let Some((spec, meta)) = self.typed_spec(origin, id, spec, field_prefix) {
-                    self.model.tcp_mappings.push(Resource { meta, spec });
+                    self.model.tcp_mappings.push(Resource::new(meta, spec));
                 }
             }
             "TLSContext" => {
                 if let Some((spec, meta)) = self.typed_spec(origin, id, spec, field_prefix) {
-                    self.model.tls_contexts.push(Resource { meta, spec });
+                    self.model.tls_contexts.push(Resource::new(meta, spec));
                 }
             }
             "Listener" => {
                 if let Some((spec, meta)) = self.typed_spec(origin, id, spec, field_prefix) {
-                    self.model.listeners.push(Resource { meta, spec });
+                    self.model.listeners.push(Resource::new(meta, spec));
                 }
             }
             "Module" if id.name == AMBASSADOR_MODULE => {
                 if let Some((spec, meta)) = self.typed_spec(origin, id, spec, field_prefix) {
-                    self.model.modules.push(Resource { meta, spec });
+                    self.model.modules.push(Resource::new(meta, spec));
                 }
             }
             _ => {
@@ -261,7 +261,7 @@ impl Parser {
         match secret::decode(doc) {
             Ok(data) => {
                 let meta = Meta { id, origin: origin.clone(), ambassador_id: None };
-                self.model.secrets.push(Resource { meta, spec: data });
+                self.model.secrets.push(Resource::new(meta, data));
             }
             Err(err) => self.error(origin, Some(&id), err.to_string()),
         }
