@@ -29,9 +29,13 @@ pub fn translate(loaded: Loaded, options: &Options) -> Translation {
 /// [`translate`], falling back to `last` for whatever does not compile now (the serving
 /// controller); returns what the next reload falls back to.
 pub fn translate_with(loaded: Loaded, options: &Options, last: &LastGood) -> (Translation, LastGood) {
+    let started = std::time::Instant::now();
     let (compiled, next) = compile::compile_with(&loaded.model, &loaded.tls_files, options, last);
+    let compiled_at = started.elapsed();
     drop(loaded.model);
-    (finish(loaded.diagnostics, compiled, options), next)
+    let translation = finish(loaded.diagnostics, compiled, options);
+    tracing::debug!(compile = ?compiled_at, admit = ?(started.elapsed() - compiled_at), "translated");
+    (translation, next)
 }
 
 /// Validates and encodes a compiled configuration: what Envoy would refuse fails closed or is

@@ -75,13 +75,16 @@ impl Compiler {
                 loaded.diagnostics.extend(contribution.diagnostics.iter().cloned());
             }
         }
+        let read_at = started.elapsed();
         loaded.diagnostics.extend(self.last_good.restore(&mut loaded.model));
         let (load, policy, compile) = (&self.options.load, &self.options.tls_files, &self.options.compile);
         let read = |paths: &[PathBuf]| self.tls_reader.read_all(paths, MAX_TLS_FILE_BYTES);
         loaded.tls_files = files::read_tls_files(&loaded.model, load, policy, &compile.ambassador_id, read);
         let tls_dirs = files::tls_file_dirs(&loaded.tls_files, load, policy);
         let inventory = loaded.model.inventory();
+        let prepared_at = started.elapsed();
         let (translation, last_good) = pipeline::translate_with(loaded, compile, &self.last_good);
+        let translated_at = started.elapsed();
         self.last_good = last_good;
         crate::xds::validate::memo::end_reload();
         self.log_new_diagnostics(&translation.diagnostics);
@@ -89,6 +92,13 @@ impl Compiler {
         let report = ReloadReport { diagnostics: translation.diagnostics, inventory };
         let snapshot = Snapshot::new(translation.resources, previous.serial + 1, Some(previous))
             .with_provenance(translation.provenance);
+        tracing::debug!(
+            read = ?read_at,
+            prepare = ?(prepared_at - read_at),
+            translate = ?(translated_at - prepared_at),
+            snapshot = ?(started.elapsed() - translated_at),
+            "reload phases"
+        );
         // Same resources from other files still publish: a NACK must name where they are now.
         let same_sources = snapshot.provenance() == previous.provenance();
         if snapshot.same_content(previous) && same_sources && previous.serial > 0 {
