@@ -108,14 +108,15 @@ mod tests {
     fn what_two_reloads_did_not_use_is_forgotten() {
         let limits = Limits::default();
         let bytes = b"memo test: forgotten after two reloads";
-        verdict("test.Forgotten", &limits, bytes, || Ok(()));
+        verdict("test.Forgotten", &limits, bytes, || Ok(())).unwrap();
         end_reload();
         end_reload();
         let recomputed = Cell::new(false);
         verdict("test.Forgotten", &limits, bytes, || {
             recomputed.set(true);
             Ok(())
-        });
+        })
+        .unwrap();
         assert!(recomputed.get());
     }
 }
