@@ -894,3 +894,63 @@ fn untrusted_objects_are_held_to_policy_and_keep_their_last_good_version() {
     assert_no_secret_data_logged(&serve);
     serve.assert_running();
 }
+
+// ---- 12. Secrets no TLSContext can read ----
+
+/// In a Helm release Secret's data: must never reach serve.
+const HELM_CANARY: &str = "helm-release-canary-4b1d";
+
+/// A Secret as Helm stores a release (created by a controller: no `last-applied-configuration`).
+fn helm_release_secret(namespace: &str, release: &str, revision: u32) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "helm.sh/release.v1",
+        "metadata": {"name": format!("sh.helm.release.v1.{release}.v{revision}"), "namespace": namespace,
+                     "labels": {"owner": "helm", "name": release, "version": revision.to_string()}},
+        "data": {"release": b64(format!("{HELM_CANARY}-{revision}").as_bytes())},
+    })
+}
+
+/// Secrets are listed and watched with the type field selector, which the API server applies:
+/// Helm release and service-account-token Secrets are never sent to serve, neither in the first
+/// list nor when a new release revision is written while it watches, and their data never shows
+/// in its log or `/snapshot`; the `kubernetes.io/tls` Secret is sent and rotates as usual.
+#[test]
+fn helm_release_secrets_are_never_sent_to_serve() {
+    let api = FakeKube::start();
+    api.set_max_page(Some(2));
+    apply_seed(&api, V3, "upstream-service");
+    api.create_value(helm_release_secret("default", "web", 1));
+    api.apply(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: builder-token\n  namespace: default\ntype: kubernetes.io/service-account-token\ndata:\n  token: {}\n",
+        b64(HELM_CANARY.as_bytes())
+    ));
+    let mut serve = Serve::new("helm-secrets", &api);
+    serve.start();
+    assert_eq!(serve.snapshot().secret_cn(SEED_SECRET), Ok(CLIENT_CN.to_owned()));
+
+    serve.mark("Helm writes revision 2; then the TLS Secret rotates");
+    api.create_value(helm_release_secret("default", "web", 2));
+    api.apply(&tls_secret("default", "upstream-certs", "client2"));
+    serve.await_secret_cn(SEED_SECRET, ROTATED_CN);
+
+    let requests = api.requests();
+    let secret_requests: Vec<&Logged> =
+        lists_of(&requests, SECRETS).into_iter().chain(watches_of(&requests, SECRETS)).collect();
+    assert!(secret_requests.len() >= 2, "Secrets not listed and watched:{}", describe(&secret_requests));
+    for request in &secret_requests {
+        assert_eq!(
+            request.param("fieldSelector"),
+            Some("type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token,type!=kubernetes.io/dockerconfigjson"),
+            "{request}"
+        );
+        assert_eq!(request.status, 200, "{request}");
+    }
+    for name in ["sh.helm.release.v1.web.v1", "sh.helm.release.v1.web.v2", "builder-token"] {
+        assert_eq!(api.times_sent("Secret", "default", name), 0, "Secret {name} was sent to serve");
+    }
+    assert!(api.times_sent("Secret", "default", "upstream-certs") >= 2, "the TLS Secret was not listed and rotated");
+    let canary = b64(HELM_CANARY.as_bytes());
+    assert!(!serve.log().contains(HELM_CANARY) && !serve.snapshot_text().contains(&canary[..16]));
+    assert_no_secret_data_logged(&serve);
+    serve.assert_running();
+}

@@ -17,7 +17,12 @@
 //!   `allowWatchBookmarks=true`) every [`FakeKube::set_bookmark_interval`]; `timeoutSeconds`
 //!   ends the stream cleanly; a resourceVersion older than the history answers HTTP 200 with one
 //!   `ERROR` event (`410`, `Expired`, "too old resource version: N (M)") and ends, exactly as
-//!   the API server's watch cache does.
+//!   the API server's watch cache does;
+//! * `fieldSelector` on LIST and WATCH ([`selector`]: `metadata.name`, `metadata.namespace`, and
+//!   a Secret's `type`; `=`, `==`, `!=`, comma = AND; another field label is a 400): a watched
+//!   object that stops matching on update arrives as DELETED, one that starts matching as
+//!   ADDED, as from the API server's watch cache. (A real API server refuses to change a
+//!   Secret's `type`; the fake does not, so that transition can be tested at all.)
 //!
 //! Every object lives once, under (group, plural, namespace, name), and is served in whichever
 //! version a request names (`apiVersion` rewritten: the Ambassador kinds used by the tests have
@@ -37,11 +42,15 @@
 //! forever. And a 503 is retried inside kube-rs' client (from 5 ms, doubling, 15 times) before
 //! its watcher sees an error, while dropped connections reach the watcher (0.8 s backoff) at once.
 
+#[path = "selector.rs"]
+mod selector;
+
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use base64::Engine as _;
+use selector::FieldSelector;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -222,6 +231,8 @@ struct Change {
     key: Key,
     event: EventType,
     object: Value,
+    /// The object before this write (for selectors: whether a watch saw it before).
+    previous: Option<Value>,
 }
 
 /// One request the server answered.
@@ -317,6 +328,10 @@ struct Inner {
     reachable: bool,
     /// When connections were dropped for that.
     refused: Vec<Instant>,
+    /// `false`: `fieldSelector` is ignored (every object is sent), as by this fake before it had one.
+    field_selectors: bool,
+    /// How many times each object was sent, in a LIST page or a watch event.
+    sent: BTreeMap<Key, usize>,
 }
 
 struct Shared {
@@ -372,6 +387,8 @@ impl FakeKube {
                 open_watches: 0,
                 reachable: true,
                 refused: Vec::new(),
+                field_selectors: true,
+                sent: BTreeMap::new(),
             }),
             wake: watch::channel(0).0,
             cuts: AtomicU64::new(0),
@@ -444,8 +461,19 @@ impl FakeKube {
         rv
     }
 
-    pub fn apply_value(&self, mut object: Value) -> u64 {
-        let applied = object.clone();
+    /// Creates or replaces `object` as `kubectl apply` does (see [`Self::apply`]).
+    pub fn apply_value(&self, object: Value) -> u64 {
+        self.write(object, true)
+    }
+
+    /// Creates or replaces `object` as a controller does (Helm storing a release, say): without
+    /// the `last-applied-configuration` annotation `kubectl apply` leaves.
+    pub fn create_value(&self, object: Value) -> u64 {
+        self.write(object, false)
+    }
+
+    fn write(&self, mut object: Value, last_applied: bool) -> u64 {
+        let applied = last_applied.then(|| object.clone());
         let api_version = object["apiVersion"].as_str().expect("apply: apiVersion").to_owned();
         let kind = object["kind"].as_str().expect("apply: kind").to_owned();
         let (group, _) = split_api_version(&api_version);
@@ -488,17 +516,20 @@ impl FakeKube {
             metadata.insert("generation".into(), json!(generation + 1));
         }
         // What `kubectl apply` leaves on every object (for a Secret, that includes its data).
-        let annotations = metadata.entry("annotations").or_insert_with(|| json!({}));
-        if let Some(annotations) = annotations.as_object_mut() {
-            annotations.insert(
-                "kubectl.kubernetes.io/last-applied-configuration".into(),
-                json!(format!("{}\n", serde_json::to_string(&applied).unwrap())),
-            );
+        if let Some(applied) = applied {
+            let annotations = metadata.entry("annotations").or_insert_with(|| json!({}));
+            if let Some(annotations) = annotations.as_object_mut() {
+                annotations.insert(
+                    "kubectl.kubernetes.io/last-applied-configuration".into(),
+                    json!(format!("{}\n", serde_json::to_string(&applied).unwrap())),
+                );
+            }
         }
+        let manager = if last_applied { "kubectl-client-side-apply" } else { "controller" };
         metadata.insert(
             "managedFields".into(),
             json!([{
-                "manager": "kubectl-client-side-apply",
+                "manager": manager,
                 "operation": "Update",
                 "apiVersion": api_version,
                 "time": CREATED,
@@ -508,7 +539,7 @@ impl FakeKube {
         );
         let event = if existing.is_some() { EventType::Modified } else { EventType::Added };
         inner.objects.insert(key.clone(), object.clone());
-        inner.history.push(Change { rv, key, event, object });
+        inner.history.push(Change { rv, key, event, object, previous: existing });
         drop(inner);
         self.shared.wake_watches();
         rv
@@ -525,10 +556,11 @@ impl FakeKube {
         let mut inner = self.shared.lock();
         let mut object =
             inner.objects.remove(&key).unwrap_or_else(|| panic!("fake API delete: no {kind} {namespace}/{name}"));
+        let previous = Some(object.clone());
         inner.rv += 1;
         let rv = inner.rv;
         object["metadata"]["resourceVersion"] = json!(rv.to_string());
-        inner.history.push(Change { rv, key, event: EventType::Deleted, object });
+        inner.history.push(Change { rv, key, event: EventType::Deleted, object, previous });
         drop(inner);
         self.shared.wake_watches();
         rv
@@ -636,6 +668,19 @@ impl FakeKube {
     /// the rest working); an empty list heals them.
     pub fn fail_paths(&self, prefixes: &[&str]) {
         self.shared.lock().failing = prefixes.iter().map(|prefix| (*prefix).to_owned()).collect();
+    }
+
+    /// `false`: `fieldSelector` is ignored and every object of a collection is sent (what this
+    /// fake did before it had selectors; for measuring what a selector saves).
+    pub fn honour_field_selectors(&self, honour: bool) {
+        self.shared.lock().field_selectors = honour;
+    }
+
+    /// How many times `kind` `namespace/name` was sent to a client, in a LIST page or a watch event.
+    pub fn times_sent(&self, kind: &str, namespace: &str, name: &str) -> usize {
+        let Some(info) = KINDS.iter().find(|info| info.kind == kind) else { return 0 };
+        let key = Key { group: info.group, plural: info.plural, namespace: namespace.into(), name: name.into() };
+        self.shared.lock().sent.get(&key).copied().unwrap_or(0)
     }
 
     /// Every request so far, in order.
@@ -907,6 +952,7 @@ struct Scope {
     info: &'static KindInfo,
     version: String,
     namespace: Option<String>,
+    selector: FieldSelector,
 }
 
 impl Scope {
@@ -918,6 +964,11 @@ impl Scope {
         key.group == self.info.group
             && key.plural == self.info.plural
             && self.namespace.as_ref().is_none_or(|namespace| *namespace == key.namespace)
+    }
+
+    /// In this collection and selected by its field selector.
+    fn selects(&self, key: &Key, object: &Value) -> bool {
+        self.matches(key) && self.selector.matches(object)
     }
 
     /// The object as this version presents it.
@@ -964,7 +1015,12 @@ impl Inner {
 
     fn scope(&self, group: &str, version: &str, plural: &str, namespace: Option<&str>) -> Option<Scope> {
         let info = self.kinds_at(group, version).into_iter().find(|info| info.plural == plural)?;
-        Some(Scope { info, version: version.to_owned(), namespace: namespace.map(str::to_owned) })
+        Some(Scope {
+            info,
+            version: version.to_owned(),
+            namespace: namespace.map(str::to_owned),
+            selector: Default::default(),
+        })
     }
 
     fn group_document(&self, group: &str) -> Option<Value> {
@@ -1059,10 +1115,15 @@ impl Inner {
                 None => not_found(path),
             },
             Route::Collection { group, version, plural, namespace } => {
-                let Some(scope) = self.scope(group, version, plural, namespace) else {
+                let Some(mut scope) = self.scope(group, version, plural, namespace) else {
                     let (status, body) = not_found(path);
                     return Reply::Json(status, body);
                 };
+                match FieldSelector::parse(scope.info.kind, param("fieldSelector").unwrap_or_default()) {
+                    Ok(selector) if self.field_selectors => scope.selector = selector,
+                    Ok(_) => {}
+                    Err(message) => return Reply::Json(400, status_object(400, "BadRequest", &message)),
+                }
                 if matches!(param("watch"), Some("true" | "1")) {
                     return self.start_watch(
                         scope,
@@ -1110,7 +1171,7 @@ impl Inner {
     }
 
     fn list(
-        &self,
+        &mut self,
         scope: &Scope,
         limit: Option<&str>,
         continue_token: Option<&str>,
@@ -1151,8 +1212,8 @@ impl Inner {
                 (self.rv, 0)
             }
         };
-        let items: Vec<&Value> =
-            self.objects.iter().filter(|(key, _)| scope.matches(key)).map(|(_, object)| object).collect();
+        let items: Vec<(&Key, &Value)> =
+            self.objects.iter().filter(|(key, object)| scope.selects(key, object)).collect();
         let page = [limit.and_then(|limit| limit.parse::<usize>().ok()).filter(|limit| *limit > 0), self.max_page]
             .into_iter()
             .flatten()
@@ -1160,11 +1221,13 @@ impl Inner {
             .unwrap_or(usize::MAX);
         let end = offset.saturating_add(page).min(items.len());
         let custom = !scope.info.group.is_empty();
-        let page_items: Vec<Value> = items
-            .get(offset..end)
-            .unwrap_or_default()
+        let sent = items.get(offset..end).unwrap_or_default();
+        for (key, _) in sent {
+            *self.sent.entry((*key).clone()).or_default() += 1;
+        }
+        let page_items: Vec<Value> = sent
             .iter()
-            .map(|object| {
+            .map(|(_, object)| {
                 let mut item = scope.present(object);
                 if !custom {
                     // Built-in kinds are encoded without TypeMeta inside a list.
@@ -1193,7 +1256,7 @@ impl Inner {
     }
 
     fn start_watch(
-        &self,
+        &mut self,
         scope: Scope,
         path: &str,
         resource_version: Option<&str>,
@@ -1213,14 +1276,14 @@ impl Inner {
                 }
             },
             // "Start at any": what exists, as ADDED events, then changes.
-            None => (
-                self.rv,
-                self.objects
-                    .iter()
-                    .filter(|(key, _)| scope.matches(key))
-                    .map(|(_, object)| event_line("ADDED", &scope.present(object)))
-                    .collect(),
-            ),
+            None => {
+                let mut lines = Vec::new();
+                for (key, object) in self.objects.iter().filter(|(key, object)| scope.selects(key, object)) {
+                    *self.sent.entry(key.clone()).or_default() += 1;
+                    lines.push(event_line("ADDED", &scope.present(object)));
+                }
+                (self.rv, lines)
+            }
         };
         Reply::Watch(WatchStart {
             scope,
@@ -1258,8 +1321,27 @@ impl Inner {
         let mut lines = Vec::new();
         let from = *pos;
         for change in self.history.iter().filter(|change| change.rv > from && start.scope.matches(&change.key)) {
-            lines.push(event_line(change.event.as_str(), &start.scope.present(&change.object)));
             *pos = change.rv;
+            let selected = |object: &Value| start.scope.selector.matches(object);
+            let was = change.previous.as_ref().is_some_and(selected);
+            // The watch cache's view through a selector: an object entering it is ADDED, one
+            // leaving it DELETED (its last selected state, at the new resourceVersion).
+            let (event, object) = match change.event {
+                EventType::Deleted if was => (EventType::Deleted, change.object.clone()),
+                EventType::Deleted => continue,
+                _ => match (was, selected(&change.object)) {
+                    (true, true) => (EventType::Modified, change.object.clone()),
+                    (false, true) => (EventType::Added, change.object.clone()),
+                    (true, false) => {
+                        let mut last = change.previous.clone().unwrap();
+                        last["metadata"]["resourceVersion"] = change.object["metadata"]["resourceVersion"].clone();
+                        (EventType::Deleted, last)
+                    }
+                    (false, false) => continue,
+                },
+            };
+            *self.sent.entry(change.key.clone()).or_default() += 1;
+            lines.push(event_line(event.as_str(), &start.scope.present(&object)));
         }
         if bookmark_due && start.bookmarks && self.bookmark_interval.is_some() {
             // Everything up to the newest resourceVersion has been sent for this collection.
@@ -1422,6 +1504,97 @@ async fn run_watch(shared: Arc<Shared>, start: WatchStart, tx: mpsc::Sender<Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const HELM: &str = "helm.sh/release.v1";
+
+    fn secret(name: &str, kind: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "ns"}, "type": kind, "data": {"x": "eA=="}})
+    }
+
+    fn get(api: &FakeKube, path: &str, query: &[(&str, &str)]) -> Reply {
+        let query: Vec<(String, String)> = query.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        api.shared.lock().route(&Method::GET, path, &query)
+    }
+
+    /// `(type, name)` of each watch event line.
+    fn events(lines: &[String]) -> Vec<(String, String)> {
+        lines
+            .iter()
+            .map(|line| {
+                let event: Value = serde_json::from_str(line).unwrap();
+                (
+                    event["type"].as_str().unwrap().to_owned(),
+                    event["object"]["metadata"]["name"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    fn pairs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect()
+    }
+
+    #[test]
+    fn lists_and_watches_send_only_what_the_field_selector_selects() {
+        let api = FakeKube::start();
+        api.create_value(secret("release", HELM));
+        api.apply_value(secret("tls", "kubernetes.io/tls"));
+        api.apply_value(secret("opaque", "Opaque"));
+        let selector = [("fieldSelector", "type!=helm.sh/release.v1,metadata.namespace=ns")];
+
+        let Reply::Json(200, list) = get(&api, "/api/v1/secrets", &selector) else { panic!("list failed") };
+        let names: Vec<&str> =
+            list["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["opaque", "tls"]);
+        let Reply::Json(200, list) = get(&api, "/api/v1/namespaces/other/secrets", &selector) else { panic!() };
+        assert_eq!(list["items"], json!([]));
+
+        let Reply::Watch(start) = get(&api, "/api/v1/secrets", &[("watch", "true"), selector[0]]) else { panic!() };
+        assert_eq!(events(&start.initial), pairs(&[("ADDED", "opaque"), ("ADDED", "tls")]));
+        let mut pos = start.from;
+        api.apply_value(secret("opaque", HELM)); // leaves the selection
+        api.create_value(secret("release", "Opaque")); // enters it
+        api.apply_value(secret("tls", "kubernetes.io/tls"));
+        api.create_value(secret("release-2", HELM)); // never selected
+        api.delete("Secret", "ns", "release-2");
+        api.delete("Secret", "ns", "release");
+        let Step::Lines(lines) = api.shared.lock().watch_step(&start, &mut pos, false) else { panic!() };
+        let expected = [("DELETED", "opaque"), ("ADDED", "release"), ("MODIFIED", "tls"), ("DELETED", "release")];
+        assert_eq!(events(&lines), pairs(&expected));
+        assert_eq!(pos, api.resource_version());
+        let deleted: Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(deleted["object"]["type"], "Opaque", "DELETED carries the last selected state");
+        assert_eq!(api.times_sent("Secret", "ns", "release-2"), 0);
+        assert_eq!(api.times_sent("Secret", "ns", "tls"), 3);
+
+        api.honour_field_selectors(false);
+        let Reply::Json(200, list) = get(&api, "/api/v1/secrets", &selector) else { panic!() };
+        assert_eq!(list["items"].as_array().unwrap().len(), 2, "opaque (now Helm) and tls");
+    }
+
+    #[test]
+    fn unsupported_field_labels_are_bad_requests() {
+        let api = FakeKube::start();
+        for (path, selector, message) in [
+            ("/api/v1/secrets", "spec.type=x", "field label not supported: spec.type"),
+            ("/apis/getambassador.io/v3alpha1/mappings", "type!=x", "field label not supported: type"),
+        ] {
+            let Reply::Json(status, body) = get(&api, path, &[("fieldSelector", selector)]) else { panic!() };
+            assert_eq!(
+                (status, body["reason"].as_str(), body["message"].as_str()),
+                (400, Some("BadRequest"), Some(message))
+            );
+            let Reply::Json(status, _) = get(&api, path, &[("watch", "true"), ("fieldSelector", selector)]) else {
+                panic!()
+            };
+            assert_eq!(status, 400);
+        }
+        let Reply::Json(200, _) =
+            get(&api, "/apis/getambassador.io/v3alpha1/mappings", &[("fieldSelector", "metadata.name!=x")])
+        else {
+            panic!()
+        };
+    }
 
     #[test]
     fn version_priority() {
