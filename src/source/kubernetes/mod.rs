@@ -1,4 +1,4 @@
-//! The Kubernetes API as a source: one reflector per watched kind (and namespace), feeding the
+//! The Kubernetes API as a source: one watcher per watched kind (and namespace), feeding the
 //! same parse/compile pipeline as files.
 //!
 //! * `getambassador.io` Mapping, TLSContext, Module and TCPMapping in the version the cluster
@@ -7,23 +7,26 @@
 //!   depend on them are served); a missing CRD is a warning, not a failure;
 //! * core `Service`s (for `getambassador.io/config` annotations) and every `Secret` in the
 //!   watched namespaces (so a TLSContext may name any of them; secret data is never logged);
-//! * kube-rs watchers relist on 410 Gone and back off on errors; the reflector stores keep the
-//!   last listed state meanwhile, so the last good snapshot keeps being served;
-//! * objects are trimmed as they arrive ([`trim`]) and parsed once per resourceVersion.
+//! * kube-rs watchers relist on 410 Gone and back off on errors; the last complete list stays in
+//!   service meanwhile, so the last good snapshot keeps being served;
+//! * objects are trimmed and parsed as they arrive, once per resourceVersion, and only their
+//!   parses are kept ([`parsed`], not kube-rs' reflector stores of whole objects).
 
+mod parsed;
 mod trim;
 
 use super::{BoxFuture, Changes, Contribution, Source};
-use crate::diagnostic::{Diagnostic, Origin, ResourceId};
-use crate::model::{parse_object, Model};
+use crate::diagnostic::Diagnostic;
+use crate::model::Model;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, Service};
-use kube::api::{Api, ApiResource, DynamicObject, TypeMeta};
-use kube::runtime::reflector::{self, Store};
+use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
-use std::collections::HashMap;
+use parsed::ParsedObjects;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::watch;
 
 const GROUP: &str = "getambassador.io";
 /// Versions used for each kind, in order of preference.
@@ -46,23 +49,14 @@ pub struct KubernetesOptions {
 struct Watched {
     resource: ApiResource,
     namespace: Option<String>,
-    store: Store<DynamicObject>,
+    objects: Arc<Mutex<ParsedObjects>>,
+    /// Turns true once the first complete list is applied.
+    listed: watch::Receiver<bool>,
 }
-
-/// What one object parsed to, for as long as its resourceVersion stays.
-struct Parsed {
-    resource_version: Option<String>,
-    model: Model,
-    diagnostics: Vec<Diagnostic>,
-}
-
-/// Kind, namespace and name of a watched object.
-type ObjectKey = (String, Option<String>, String);
 
 /// Watchers running in the background, and read access to what they hold.
 pub struct KubernetesSource {
     watched: Vec<Watched>,
-    parsed: HashMap<ObjectKey, Parsed>,
 }
 
 impl KubernetesSource {
@@ -83,43 +77,48 @@ impl KubernetesSource {
                     None => Api::all_with(client.clone(), &resource),
                     Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
                 };
-                let writer = reflector::store::Writer::new(resource.clone());
-                let store = writer.as_reader();
                 let mut config = watcher::Config::default();
                 if resource.kind == "Secret" {
                     config = config.fields(trim::SECRET_FIELD_SELECTOR);
                 }
-                let kind = resource.kind.clone();
-                let objects = watcher(api, config).modify(move |object| trim::trim(&kind, object));
-                let stream = reflector::reflector(writer, objects.default_backoff());
+                let stream = watcher(api, config).default_backoff();
+                let objects = Arc::new(Mutex::new(ParsedObjects::default()));
+                let (listed_tx, listed) = watch::channel(false);
                 let (kind, scope) =
                     (resource.kind.clone(), namespace.clone().unwrap_or_else(|| "all namespaces".into()));
-                let changes = changes.clone();
+                let (changes, held, applied_to) = (changes.clone(), objects.clone(), resource.clone());
                 tokio::spawn(async move {
                     let mut stream = std::pin::pin!(stream);
                     while let Some(event) = stream.next().await {
                         match event {
-                            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
-                            Ok(_) => changes.notify(),
-                            // The watcher relists (410 Gone) and backs off by itself; the store
-                            // keeps the last state meanwhile.
+                            Ok(event) => {
+                                let mut held = held.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                                if held.apply(&applied_to, event) {
+                                    listed_tx.send_replace(held.listed);
+                                    changes.notify();
+                                }
+                            }
+                            // The watcher relists (410 Gone) and backs off by itself; the last
+                            // complete list stays in service meanwhile.
                             Err(err) => {
                                 tracing::warn!(kind, namespace = %scope, %err, "Kubernetes watch failed; retrying")
                             }
                         }
                     }
                 });
-                watched.push(Watched { resource: resource.clone(), namespace: namespace.clone(), store });
+                watched.push(Watched { resource: resource.clone(), namespace: namespace.clone(), objects, listed });
             }
         }
-        KubernetesSource { watched, parsed: HashMap::new() }
+        KubernetesSource { watched }
     }
 
     /// Resolves once every watcher has listed its objects once.
     pub async fn synced(&self) {
         for watched in &self.watched {
             loop {
-                match tokio::time::timeout(Duration::from_secs(10), watched.store.wait_until_ready()).await {
+                let mut listed = watched.listed.clone();
+                let waited = tokio::time::timeout(Duration::from_secs(10), listed.wait_for(|listed| *listed)).await;
+                match waited.map(|result| result.is_ok()) {
                     Ok(_) => break,
                     Err(_) => tracing::warn!(
                         kind = %watched.resource.kind,
@@ -131,62 +130,20 @@ impl KubernetesSource {
         }
     }
 
-    /// Everything the watchers hold, parsed (each object once per resourceVersion). Objects are
-    /// ordered by kind, namespace and name, so the result does not depend on the stores' order.
+    /// Everything the watchers hold, parsed (each object once per resourceVersion, as it
+    /// arrived). Objects are in kind, namespace and name order, whatever order the API sent them.
     pub fn model(&mut self) -> (Model, Vec<Diagnostic>) {
         let mut model = Model::default();
         let mut diagnostics = Vec::new();
-        let mut parsed = HashMap::with_capacity(self.parsed.len());
         for watched in &self.watched {
-            let mut objects = watched.store.state();
-            objects.sort_by(|a, b| {
-                (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
-            });
-            for object in objects {
-                let kind = &watched.resource.kind;
-                let key: ObjectKey =
-                    (kind.clone(), object.metadata.namespace.clone(), object.metadata.name.clone().unwrap_or_default());
-                let entry = match self.parsed.remove(&key) {
-                    Some(entry)
-                        if entry.resource_version.is_some()
-                            && entry.resource_version == object.metadata.resource_version =>
-                    {
-                        entry
-                    }
-                    _ => parse(&watched.resource, &object),
-                };
-                model.extend(entry.model.clone());
-                diagnostics.extend(entry.diagnostics.iter().cloned());
-                parsed.insert(key, entry);
+            let objects = watched.objects.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            for parsed in objects.parses() {
+                model.extend(parsed.model.clone());
+                diagnostics.extend(parsed.diagnostics.iter().cloned());
             }
         }
-        self.parsed = parsed;
         (model, diagnostics)
     }
-}
-
-/// Parses one object. What fails to parse is rejected under the object's own identity (the API
-/// server guarantees it has one), so its last good version stays in service.
-fn parse(resource: &ApiResource, object: &DynamicObject) -> Parsed {
-    let mut object = object.clone();
-    // List items come without apiVersion/kind; the parser needs them.
-    object.types = Some(TypeMeta { api_version: resource.api_version.clone(), kind: resource.kind.clone() });
-    let resource_version = object.metadata.resource_version.clone();
-    let (mut model, diagnostics) = match serde_yaml::to_value(&object) {
-        Ok(value) => parse_object(&Origin::object("kubernetes"), value),
-        Err(err) => {
-            tracing::warn!(kind = %resource.kind, %err, "skipping an object that does not serialize");
-            (Model::default(), Vec::new())
-        }
-    };
-    if resource.kind != "Service" {
-        let namespace = object.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-        let id = ResourceId::new(&resource.kind, namespace, object.metadata.name.clone().unwrap_or_default());
-        for rejected in &mut model.rejected {
-            rejected.id.get_or_insert_with(|| id.clone());
-        }
-    }
-    Parsed { resource_version, model, diagnostics }
 }
 
 impl Source for KubernetesSource {
