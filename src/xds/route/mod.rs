@@ -40,7 +40,7 @@ pub fn encode_route_configuration(table: &RouteTable) -> Vec<u8> {
     }
     .encode_to_vec();
     for route in &table.routes {
-        append_message_field(&mut virtual_host, VIRTUAL_HOST_ROUTES_FIELD, &build_route(route).encode_to_vec());
+        append_message_field(&mut virtual_host, VIRTUAL_HOST_ROUTES_FIELD, &encode_route(&build_route(route)));
     }
     let mut config = RouteConfiguration { name: table.name.clone(), ..Default::default() }.encode_to_vec();
     append_message_field(&mut config, ROUTE_CONFIGURATION_VIRTUAL_HOSTS_FIELD, &virtual_host);
@@ -50,6 +50,25 @@ pub fn encode_route_configuration(table: &RouteTable) -> Vec<u8> {
 /// Field numbers in route.proto / route_components.proto.
 const ROUTE_CONFIGURATION_VIRTUAL_HOSTS_FIELD: u32 = 2;
 const VIRTUAL_HOST_ROUTES_FIELD: u32 = 3;
+
+/// A route's encoding, the same every time: prost writes a map field (`typed_per_filter_config`
+/// is a `HashMap`) in the map's iteration order, which is random per map, so a route with two
+/// per-filter configs (CORS and error responses) would change bytes, version and push from one
+/// reload, or one replica, to the next. Its entries are written sorted by filter name instead,
+/// after the other fields: a map is a repeated field of entries, and field order is free.
+pub fn encode_route(route: &Route) -> Vec<u8> {
+    if route.typed_per_filter_config.len() < 2 {
+        return route.encode_to_vec();
+    }
+    let mut entries: Vec<_> = route.typed_per_filter_config.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    let mut bytes = Route { typed_per_filter_config: Default::default(), ..route.clone() }.encode_to_vec();
+    for (filter, config) in entries {
+        let one = std::iter::once((filter.clone(), config.clone())).collect();
+        bytes.extend(Route { typed_per_filter_config: one, ..Default::default() }.encode_to_vec());
+    }
+    bytes
+}
 
 fn append_message_field(buffer: &mut Vec<u8>, field: u32, message: &[u8]) {
     prost::encoding::encode_key(field, prost::encoding::WireType::LengthDelimited, buffer);
@@ -71,6 +90,25 @@ pub(super) fn build_route(ir: &IrRoute) -> Route {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_route_with_several_filter_configs_encodes_the_same_every_time() {
+        let any =
+            |type_url: &str| envoy_types::pb::google::protobuf::Any { type_url: type_url.into(), value: vec![1, 2] };
+        let encodings: std::collections::BTreeSet<Vec<u8>> = (0..32)
+            .map(|_| {
+                let mut route = Route { name: "r".into(), ..Default::default() };
+                for filter in ["envoy.filters.http.cors", "envoy.filters.http.custom_response", "a", "z"] {
+                    route.typed_per_filter_config.insert(filter.into(), any(filter));
+                }
+                encode_route(&route)
+            })
+            .collect();
+        assert_eq!(encodings.len(), 1, "one encoding, whatever the maps' order");
+        let encoded = encodings.into_iter().next().unwrap();
+        let decoded = Route::decode(encoded.as_slice()).unwrap();
+        assert_eq!(decoded.typed_per_filter_config.len(), 4, "every entry is there");
+    }
     use crate::compile::ir::{Forward, PathMatch, RouteAction, RouteMatch};
 
     #[test]
