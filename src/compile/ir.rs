@@ -4,8 +4,8 @@
 use crate::diagnostic::Provenance;
 use crate::model::Sensitive;
 
-/// One `Ir` is one complete, consistent snapshot: every cluster a route names exists, and every
-/// secret a cluster names exists.
+/// One `Ir` is one complete, consistent snapshot: every cluster a route names exists, every
+/// route configuration a listener names exists, and every secret a cluster or listener names exists.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Ir {
     pub listeners: Vec<HttpListener>,
@@ -16,15 +16,88 @@ pub struct Ir {
     pub secrets: Vec<TlsSecret>,
 }
 
+/// An HTTP listener: one port, its connection settings, and filter chains that pick TLS (by SNI)
+/// or cleartext, each with its own routes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpListener {
     pub name: String,
     pub port: u16,
     pub stat_prefix: String,
-    pub route_config: String,
-    /// The `Listener` resource, if one defined it (none for the default listener).
+    /// The `Listener` resource, if one defined it (none for listeners made by default).
     pub provenance: Vec<Provenance>,
     pub headers_with_underscores: UnderscoreHeaders,
+    /// `l7Depth`: the proxies in front of Envoy whose `X-Forwarded-For` and `X-Forwarded-Proto`
+    /// are believed (0: the connection itself says who the client is and whether it is TLS).
+    pub trusted_hops: u32,
+    /// `PROXY` in the protocol stack: connections start with a HAProxy PROXY protocol header.
+    pub proxy_protocol: bool,
+    /// `TLS` in the protocol stack: connections are inspected for TLS and SNI.
+    pub inspects_tls: bool,
+    /// What Envoy tells upstreams about client certificates (`x-forwarded-client-cert`).
+    pub client_certificates: ClientCertForwarding,
+    /// Envoy takes the most specific match (SNI, then TLS or not); kept sorted by name.
+    pub chains: Vec<FilterChain>,
+}
+
+/// One filter chain: which connections it takes, how they are secured, and their routes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterChain {
+    /// Empty for the only chain of a listener that serves no Host.
+    pub name: String,
+    /// SNI names taken (`*.example.com` included); empty: any (or no) name.
+    pub server_names: Vec<String>,
+    pub transport: ChainTransport,
+    /// The RouteConfiguration the chain's connection manager takes over RDS.
+    pub route_config: String,
+    /// The Host and TLSContext (and Secrets) behind a TLS chain.
+    pub provenance: Vec<Provenance>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainTransport {
+    /// Cleartext: whatever no TLS chain takes.
+    Cleartext,
+    /// TLS terminated with these settings.
+    Tls(DownstreamTls),
+    /// TLS for these names cannot be served (a Host whose certificate is missing or unusable):
+    /// the connection is closed unanswered, instead of being handed another Host's certificate.
+    Refused,
+}
+
+/// TLS termination settings; the certificate and client CA come over SDS by name.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DownstreamTls {
+    pub certificate_secret: String,
+    /// The CA (and CRL) client certificates are verified against.
+    pub validation_secret: Option<String>,
+    pub require_client_certificate: bool,
+    pub alpn_protocols: Vec<String>,
+    pub min_version: Option<TlsVersion>,
+    pub max_version: Option<TlsVersion>,
+    pub cipher_suites: Vec<String>,
+    pub ecdh_curves: Vec<String>,
+}
+
+/// Envoy's `forward_client_cert_details` and `set_current_client_cert_details` (the `ambassador`
+/// Module's keys of the same names); the default strips any `x-forwarded-client-cert` a client sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClientCertForwarding {
+    pub mode: ForwardClientCert,
+    pub subject: bool,
+    pub cert: bool,
+    pub chain: bool,
+    pub dns: bool,
+    pub uri: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForwardClientCert {
+    #[default]
+    Sanitize,
+    ForwardOnly,
+    AppendForward,
+    SanitizeSet,
+    AlwaysForwardOnly,
 }
 
 /// What the listener does with request headers whose names contain `_` (some upstreams read
@@ -43,8 +116,23 @@ pub enum UnderscoreHeaders {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteTable {
     pub name: String,
+    /// Envoy picks one by the request's host: exact names, then `*.` suffixes, then `.*`
+    /// prefixes, then `*`.
+    pub virtual_hosts: Vec<VirtualHost>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct VirtualHost {
+    pub name: String,
+    pub domains: Vec<String>,
     /// In match order: Envoy takes the first route that matches.
     pub routes: Vec<Route>,
+}
+
+impl VirtualHost {
+    pub fn clone_without_routes(&self) -> VirtualHost {
+        VirtualHost { name: self.name.clone(), domains: self.domains.clone(), routes: Vec::new() }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -107,6 +195,8 @@ pub enum RouteAction {
         status: u32,
         body: String,
     },
+    /// A cleartext request for a Host whose insecure action is `Redirect`: 301 to `https://`.
+    HttpsRedirect,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,8 +252,15 @@ pub struct TlsSecret {
 /// PEM material, already checked to load in Envoy (and, for certificates, to match its key).
 #[derive(Clone, PartialEq, Eq)]
 pub enum SecretContent {
-    Certificate { chain: Vec<u8>, private_key: Sensitive },
-    ValidationContext { trusted_ca: Vec<u8> },
+    Certificate {
+        chain: Vec<u8>,
+        private_key: Sensitive,
+    },
+    /// A CA bundle, and for client certificates optionally a revocation list.
+    ValidationContext {
+        trusted_ca: Vec<u8>,
+        crl: Option<Vec<u8>>,
+    },
 }
 
 impl std::fmt::Debug for SecretContent {
@@ -174,9 +271,11 @@ impl std::fmt::Debug for SecretContent {
                 .field("chain", &String::from_utf8_lossy(chain))
                 .field("private_key", private_key)
                 .finish(),
-            SecretContent::ValidationContext { trusted_ca } => {
-                f.debug_struct("ValidationContext").field("trusted_ca", &String::from_utf8_lossy(trusted_ca)).finish()
-            }
+            SecretContent::ValidationContext { trusted_ca, crl } => f
+                .debug_struct("ValidationContext")
+                .field("trusted_ca", &String::from_utf8_lossy(trusted_ca))
+                .field("crl", &crl.as_deref().map(String::from_utf8_lossy))
+                .finish(),
         }
     }
 }

@@ -6,10 +6,10 @@
 //! one cluster per (service, context), and fail-closed routes when TLS cannot be provided.
 
 mod cluster;
+mod edge;
 mod host;
 pub mod ir;
 mod last_good;
-mod listener;
 mod mapping;
 pub mod matching;
 mod material;
@@ -19,12 +19,13 @@ mod select;
 pub mod service;
 pub mod tls;
 
+pub use edge::{listener_name, ALL_HOSTS_VIRTUAL_HOST};
 pub use last_good::{compile_with, LastGood};
-pub use listener::listener_name;
 
 use crate::diagnostic::{self, Diagnostic, Kind, ResourceId};
-use crate::model::{Meta, Model, TlsFiles};
-use ir::{Ir, RouteAction, RouteTable};
+use crate::model::{Mapping, Model, TlsFiles};
+use edge::termination::ResolvedTermination;
+use ir::{Ir, RouteAction};
 use mapping::{route_name, MappingCompiler};
 use select::{select, unique, ContextLookup};
 use std::collections::{BTreeSet, HashMap};
@@ -87,37 +88,44 @@ pub struct Compiled {
     pub diagnostics: Vec<Diagnostic>,
 }
 
-/// Name of the one RouteConfiguration every HTTP listener takes over RDS.
+/// Name of the RouteConfiguration every HTTP listener takes over RDS when no Host is given.
 pub const ROUTE_CONFIG_NAME: &str = "ambassador-routes";
 
 /// Compiles everything as it is now (what `translate` does): no earlier version to fall back to.
 pub fn compile(model: &Model, files: &TlsFiles, options: &Options) -> Compiled {
-    compile_pass(model, files, options, &HashMap::new()).compiled
+    compile_pass(model, files, options, &Resolutions::default()).compiled
+}
+
+/// TLS resolved by a pass, and what the next one falls back to while material is unusable.
+#[derive(Debug, Clone, Default)]
+struct Resolutions {
+    /// Origination contexts, by TLSContext.
+    contexts: HashMap<ResourceId, ResolvedContext>,
+    /// Terminations, by owner (TLSContext or Host).
+    terminations: HashMap<ResourceId, ResolvedTermination>,
 }
 
 /// One compile, and what the last-good bookkeeping needs to know about it.
 struct Pass {
     compiled: Compiled,
-    /// Mappings and Listeners of this instance that produced nothing.
+    /// Mappings, Listeners and Hosts of this instance that produced nothing.
     rejected: BTreeSet<ResourceId>,
-    /// Contexts in use now, resolved (or their last good resolution).
-    resolved: HashMap<ResourceId, ResolvedContext>,
+    /// TLS in use now, resolved (or its last good resolution).
+    resolved: Resolutions,
 }
 
-/// The steps, in order: select this instance's resources, resolve TLSContexts (falling back to
-/// `last_contexts` while their material is unusable), turn Mappings into route candidates
-/// (creating their clusters), name clusters, order routes, collect the secrets of the contexts in
-/// use, build listeners.
-fn compile_pass(
-    model: &Model,
-    files: &TlsFiles,
-    options: &Options,
-    last_contexts: &HashMap<ResourceId, ResolvedContext>,
-) -> Pass {
+/// The steps, in order: select this instance's resources, resolve TLSContexts for origination
+/// (falling back to `last` while their material is unusable), turn Mappings into route
+/// candidates (creating their clusters), name clusters, order routes, collect the secrets of the
+/// contexts in use, build the edge (listeners, Hosts, termination, route tables).
+fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resolutions) -> Pass {
+    let last_contexts = &last.contexts;
     let mut diagnostics = Vec::new();
     let mappings = unique(select(&model.mappings, options), &mut diagnostics);
     let contexts = unique(select(&model.tls_contexts, options), &mut diagnostics);
     let listeners = unique(select(&model.listeners, options), &mut diagnostics);
+    let hosts = unique(select(&model.hosts, options), &mut diagnostics);
+    let modules = unique(select(&model.modules, options), &mut diagnostics);
     let secrets = unique(model.secrets.iter().collect(), &mut diagnostics);
 
     let secret_index: SecretIndex<'_> = secrets.iter().map(|s| ((s.meta.namespace(), s.meta.name()), *s)).collect();
@@ -127,6 +135,9 @@ fn compile_pass(
         let (origin, id) = (&ctx.meta.origin, &ctx.meta.id);
         let result = match tls::resolve_context(ctx, &inputs, &mut diagnostics) {
             Ok(context) => Ok(context),
+            // A termination context's problems are reported by its termination (below); here it
+            // matters only to the Mappings that use it for origination, which say so.
+            Err(unusable) if ctx.spec.terminates() => Err(unusable.message),
             Err(unusable) => {
                 diagnostics.push(Diagnostic::error(Some(origin), Some(id), &unusable.message).with_kind(unusable.kind));
                 match last_contexts.get(id).filter(|_| unusable.is_transient()) {
@@ -142,6 +153,7 @@ fn compile_pass(
         resolved.insert(id, result);
     }
 
+    let lookup = ContextLookup::new(&contexts);
     let mut builder = MappingCompiler {
         options,
         contexts: ContextLookup::new(&contexts),
@@ -174,11 +186,11 @@ fn compile_pass(
         }
     }
 
-    let origins: HashMap<String, &Meta> = ordered.iter().map(|m| (route_name(m), &m.meta)).collect();
+    let origins: HashMap<String, &Mapping> = ordered.iter().map(|m| (route_name(m), *m)).collect();
     let (routes, rejected_groups) = order::order_routes(candidates);
     for group in rejected_groups {
         for member in &group.members {
-            let meta = origins[member];
+            let meta = &origins[member].meta;
             rejected.insert(meta.id.clone());
             diagnostics.push(Diagnostic::error(
                 Some(&meta.origin),
@@ -188,20 +200,31 @@ fn compile_pass(
         }
     }
 
+    let edge_inputs = edge::Inputs {
+        listeners: &listeners,
+        hosts: &hosts,
+        contexts: &contexts,
+        lookup: &lookup,
+        modules: &modules,
+        tls: &inputs,
+        last_terminations: &last.terminations,
+        options,
+    };
+    let edge = edge::build(&edge_inputs, routes, &origins, &mut diagnostics, &mut rejected);
+
     let mut secrets_out: Vec<_> = used_contexts
         .iter()
         .filter_map(|id| resolved.get(id).and_then(|r| r.as_ref().ok()))
         .flat_map(|ctx| ctx.secrets.iter().cloned())
+        .chain(edge.secrets)
         .collect();
     secrets_out.sort_by(|a, b| a.name.cmp(&b.name));
+    // A termination several Hosts share is listed once per chain.
+    secrets_out.dedup_by(|a, b| a.name == b.name);
 
-    let ir = Ir {
-        listeners: listener::http_listeners(&listeners, options, &mut diagnostics, &mut rejected),
-        route_configs: vec![RouteTable { name: ROUTE_CONFIG_NAME.to_string(), routes }],
-        clusters,
-        secrets: secrets_out,
-    };
+    let ir = Ir { listeners: edge.listeners, route_configs: edge.route_configs, clusters, secrets: secrets_out };
     diagnostic::normalize(&mut diagnostics);
-    let resolved = resolved.into_iter().filter_map(|(id, r)| Some((id.clone(), r.ok()?))).collect();
+    let contexts = resolved.into_iter().filter_map(|(id, r)| Some((id.clone(), r.ok()?))).collect();
+    let resolved = Resolutions { contexts, terminations: edge.terminations };
     Pass { compiled: Compiled { ir, diagnostics }, rejected, resolved }
 }

@@ -4,8 +4,10 @@
 //!
 //! Parsing never fails as a whole: a bad document becomes a [`Diagnostic`] and is skipped.
 
+pub mod host;
 pub mod listener;
 pub mod mapping;
+pub mod module;
 mod parse;
 pub mod secret;
 mod sensitive;
@@ -13,8 +15,10 @@ mod service;
 pub mod tls_context;
 mod yaml;
 
+pub use host::HostSpec;
 pub use listener::ListenerSpec;
 pub use mapping::MappingSpec;
+pub use module::ModuleSpec;
 pub use parse::{parse_documents, parse_object};
 pub use secret::SecretData;
 pub use sensitive::Sensitive;
@@ -32,7 +36,12 @@ pub struct Meta {
     pub origin: Origin,
     /// `ambassador_id` as written; `None` means the resource belongs to the `default` instance.
     pub ambassador_id: Option<Vec<String>>,
+    /// `metadata.labels` (CRD form) or `metadata_labels` (flat form): what Hosts select
+    /// Mappings by, and Listeners Hosts.
+    pub labels: Labels,
 }
+
+pub type Labels = std::collections::BTreeMap<String, String>;
 
 impl Meta {
     pub fn name(&self) -> &str {
@@ -65,6 +74,8 @@ pub struct Resource<S> {
 pub type Mapping = Resource<MappingSpec>;
 pub type TlsContext = Resource<TlsContextSpec>;
 pub type Listener = Resource<ListenerSpec>;
+pub type Host = Resource<HostSpec>;
+pub type Module = Resource<ModuleSpec>;
 pub type Secret = Resource<SecretData>;
 
 /// Contents of the files TLSContexts name (`cert_chain_file`, ...), keyed by the path as written;
@@ -96,6 +107,8 @@ pub struct Model {
     pub mappings: Vec<Mapping>,
     pub tls_contexts: Vec<TlsContext>,
     pub listeners: Vec<Listener>,
+    pub hosts: Vec<Host>,
+    pub modules: Vec<Module>,
     pub secrets: Vec<Secret>,
     /// Inputs that exist but could not be read into resources (each also reported as a
     /// diagnostic): what lets the last good version of their resources stay in service.
@@ -107,6 +120,8 @@ impl Model {
         self.mappings.extend(other.mappings);
         self.tls_contexts.extend(other.tls_contexts);
         self.listeners.extend(other.listeners);
+        self.hosts.extend(other.hosts);
+        self.modules.extend(other.modules);
         self.secrets.extend(other.secrets);
         self.rejected.extend(other.rejected);
     }

@@ -2,7 +2,10 @@
 //! Ambassador resources, and the Kubernetes kinds that carry them (`Secret`, `Service`, `List`).
 
 use super::yaml::{self, Document};
-use super::{secret, service, ListenerSpec, MappingSpec, Meta, Model, OneOrMany, Rejected, Resource, TlsContextSpec};
+use super::{
+    secret, service, HostSpec, Labels, ListenerSpec, MappingSpec, Meta, Model, ModuleSpec, OneOrMany, Rejected,
+    Resource, TlsContextSpec,
+};
 use crate::diagnostic::{self, Diagnostic, Kind, Origin, ResourceId};
 use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping as YamlMap, Value};
@@ -168,7 +171,7 @@ impl Parser {
 
     fn parse_ambassador(&mut self, origin: &Origin, kind: &str, mut doc: YamlMap, default_namespace: Option<&str>) {
         let form = if doc.contains_key("metadata") || doc.contains_key("spec") { Form::Crd } else { Form::Flat };
-        let (name, namespace, spec) = match form {
+        let (name, namespace, labels, spec) = match form {
             Form::Crd => {
                 let metadata = match take_metadata(&mut doc, default_namespace) {
                     Ok(metadata) => metadata,
@@ -183,7 +186,7 @@ impl Parser {
                         return self.error(origin, Some(&id), format!("`spec` must be a mapping, found {found}"));
                     }
                 };
-                (metadata.name, metadata.namespace, spec)
+                (metadata.name, metadata.namespace, metadata.labels, spec)
             }
             Form::Flat => {
                 let name = match take_string(&mut doc, "name") {
@@ -197,42 +200,29 @@ impl Parser {
                     }
                     Err(msg) => return self.error(origin, None, msg),
                 };
-                // Emissary's annotation form also carries these; they do not affect translation.
-                doc.remove("metadata_labels");
-                (name, namespace, Value::Mapping(doc))
+                let labels = match take_labels(&mut doc, "metadata_labels") {
+                    Ok(labels) => labels,
+                    Err(msg) => return self.error(origin, Some(&ResourceId::new(kind, namespace, name)), msg),
+                };
+                (name, namespace, labels, Value::Mapping(doc))
             }
         };
         let id = ResourceId::new(kind, namespace, name);
-        let field_prefix = match form {
+        let prefix = match form {
             Form::Crd => "spec.",
             Form::Flat => "",
         };
+        let at = (origin, id, labels, prefix);
         match kind {
-            "Mapping" => {
-                if let Some((spec, meta)) =
-                    self.typed_spec::<MappingSpec>(origin, id, spec, field_prefix, |s| s.ambassador_id.clone())
-                {
-                    self.model.mappings.push(Resource { meta, spec });
-                }
-            }
-            "TLSContext" => {
-                if let Some((spec, meta)) =
-                    self.typed_spec::<TlsContextSpec>(origin, id, spec, field_prefix, |s| s.ambassador_id.clone())
-                {
-                    self.model.tls_contexts.push(Resource { meta, spec });
-                }
-            }
-            "Listener" => {
-                if let Some((spec, meta)) =
-                    self.typed_spec::<ListenerSpec>(origin, id, spec, field_prefix, |s| s.ambassador_id.clone())
-                {
-                    self.model.listeners.push(Resource { meta, spec });
-                }
-            }
+            "Mapping" => self.typed(at, spec, |s: &MappingSpec| s.ambassador_id.clone(), |m| &mut m.mappings),
+            "TLSContext" => self.typed(at, spec, |s: &TlsContextSpec| s.ambassador_id.clone(), |m| &mut m.tls_contexts),
+            "Listener" => self.typed(at, spec, |s: &ListenerSpec| s.ambassador_id.clone(), |m| &mut m.listeners),
+            "Host" => self.typed(at, spec, |s: &HostSpec| s.ambassador_id.clone(), |m| &mut m.hosts),
+            "Module" => self.typed(at, spec, |s: &ModuleSpec| s.ambassador_id.clone(), |m| &mut m.modules),
             _ => self.push(
                 Diagnostic::warning(
                     Some(origin),
-                    Some(&id),
+                    Some(&at.1),
                     format!("kind {kind} is not supported by ambassador-xds; skipped"),
                 )
                 .with_kind(Kind::UnsupportedKind),
@@ -240,16 +230,16 @@ impl Parser {
         }
     }
 
-    /// Deserializes a spec, reporting every field it does not know as a warning (not an error:
-    /// Emissary has many fields this tool does not translate, and configs should still load).
-    fn typed_spec<S: DeserializeOwned>(
+    /// Deserializes a spec into the model, reporting every field it does not know as a warning
+    /// (not an error: Emissary has many fields this tool does not translate, and configs should
+    /// still load).
+    fn typed<S: DeserializeOwned>(
         &mut self,
-        origin: &Origin,
-        id: ResourceId,
+        (origin, id, labels, field_prefix): (&Origin, ResourceId, Labels, &str),
         spec: Value,
-        field_prefix: &str,
         ambassador_id: impl Fn(&S) -> Option<OneOrMany>,
-    ) -> Option<(S, Meta)> {
+        slot: impl FnOnce(&mut Model) -> &mut Vec<Resource<S>>,
+    ) {
         let mut ignored = Vec::new();
         let parsed: Result<S, _> = serde_ignored::deserialize(spec, |path| ignored.push(path.to_string()));
         match parsed {
@@ -265,16 +255,14 @@ impl Parser {
                     );
                 }
                 let ambassador_id = ambassador_id(&spec).map(OneOrMany::into_vec);
-                Some((spec, Meta { id, origin: origin.clone(), ambassador_id }))
+                let meta = Meta { id, origin: origin.clone(), ambassador_id, labels };
+                slot(&mut self.model).push(Resource { meta, spec });
             }
-            Err(err) => {
-                self.error(
-                    origin,
-                    Some(&id),
-                    format!("invalid {}: {err}", if field_prefix.is_empty() { "fields" } else { "spec" }),
-                );
-                None
-            }
+            Err(err) => self.error(
+                origin,
+                Some(&id),
+                format!("invalid {}: {err}", if field_prefix.is_empty() { "fields" } else { "spec" }),
+            ),
         }
     }
 
@@ -286,7 +274,7 @@ impl Parser {
         let id = ResourceId::new("Secret", metadata.namespace, metadata.name);
         match secret::decode(doc) {
             Ok(data) => {
-                let meta = Meta { id, origin: origin.clone(), ambassador_id: None };
+                let meta = Meta { id, origin: origin.clone(), ambassador_id: None, labels: metadata.labels };
                 self.model.secrets.push(Resource { meta, spec: data });
             }
             Err(err) => self.error(origin, Some(&id), err.to_string()),
@@ -330,6 +318,7 @@ impl Parser {
 struct Metadata {
     name: String,
     namespace: String,
+    labels: Labels,
 }
 
 fn take_metadata(doc: &mut YamlMap, default_namespace: Option<&str>) -> Result<Metadata, String> {
@@ -341,7 +330,31 @@ fn take_metadata(doc: &mut YamlMap, default_namespace: Option<&str>) -> Result<M
     let name = take_string(&mut metadata, "name")?.ok_or("missing required field `metadata.name`")?;
     let namespace = take_string(&mut metadata, "namespace")?
         .unwrap_or_else(|| default_namespace.unwrap_or(DEFAULT_NAMESPACE).to_string());
-    Ok(Metadata { name, namespace })
+    let labels = take_labels(&mut metadata, "labels").map_err(|msg| format!("metadata: {msg}"))?;
+    Ok(Metadata { name, namespace, labels })
+}
+
+/// Labels: a mapping of names to strings (numbers and booleans, which YAML writers leave
+/// unquoted, are read as the strings they spell).
+fn take_labels(map: &mut YamlMap, key: &str) -> Result<Labels, String> {
+    let entries = match map.remove(key) {
+        None | Some(Value::Null) => return Ok(Labels::new()),
+        Some(Value::Mapping(entries)) => entries,
+        Some(other) => return Err(format!("`{key}` must be a mapping, found {}", yaml::type_name(&other))),
+    };
+    let scalar = |value: &Value| match value {
+        Value::String(text) => Some(text.clone()),
+        Value::Number(number) => Some(number.to_string()),
+        Value::Bool(flag) => Some(flag.to_string()),
+        _ => None,
+    };
+    entries
+        .iter()
+        .map(|(name, value)| match (scalar(name), scalar(value)) {
+            (Some(name), Some(value)) => Ok((name, value)),
+            _ => Err(format!("`{key}` must map label names to strings")),
+        })
+        .collect()
 }
 
 pub(super) fn take_string(map: &mut YamlMap, key: &str) -> Result<Option<String>, String> {

@@ -6,6 +6,8 @@
 //! - a cluster that fails (or lost its Secret) is dropped, and routes to it fail closed;
 //! - a route that fails becomes a direct 503 under its own name and match; if its match is what
 //!   fails (a regex over the program-size limit, an empty header name), it is dropped;
+//! - a TLS filter chain whose SDS secret is dropped refuses its connections (its names' handshakes
+//!   fail; the listener's other chains keep serving);
 //! - a listener that fails is dropped.
 //!
 //! Each of these is a diagnostic on the Ambassador resource behind it.
@@ -13,7 +15,7 @@
 use super::provenance::ProvenanceIndex;
 use super::validate::{self, Limits};
 use super::{cluster, listener, route, secret, Resource, Resources, XdsType};
-use crate::compile::ir::{Ir, Route, RouteAction, RouteTable};
+use crate::compile::ir::{ChainTransport, HttpListener, Ir, Route, RouteAction, RouteTable, VirtualHost};
 use crate::diagnostic::{Diagnostic, Kind, Provenance};
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -87,7 +89,8 @@ pub fn admit(ir: &Ir, limits: &Limits) -> Admitted {
 
     let mut listeners = Vec::new();
     for ir_listener in &ir.listeners {
-        let message = listener::build_listener(ir_listener);
+        let ir_listener = refuse_lost_secrets(ir_listener, &dropped_secrets, &mut out.diagnostics);
+        let message = listener::build_listener(&ir_listener);
         match validate::check(&message, limits) {
             Ok(()) => {
                 out.provenance.insert(XdsType::Listener, &ir_listener.name, ir_listener.provenance.clone());
@@ -103,13 +106,22 @@ pub fn admit(ir: &Ir, limits: &Limits) -> Admitted {
 
     let mut routes = Vec::new();
     for table in &ir.route_configs {
-        let admitted: Vec<Route> = table
-            .routes
+        let virtual_hosts: Vec<VirtualHost> = table
+            .virtual_hosts
             .iter()
-            .filter_map(|r| admit_route(r, &dropped_clusters, limits, &mut out.diagnostics))
+            .map(|host| VirtualHost {
+                routes: host
+                    .routes
+                    .iter()
+                    .filter_map(|r| admit_route(r, &dropped_clusters, limits, &mut out.diagnostics))
+                    .collect(),
+                ..host.clone_without_routes()
+            })
             .collect();
-        let table = RouteTable { name: table.name.clone(), routes: admitted };
-        out.provenance.insert_routes(&table.name, table.routes.iter().map(|r| r.provenance.clone()).collect());
+        let table = RouteTable { name: table.name.clone(), virtual_hosts };
+        let provenance =
+            table.virtual_hosts.iter().map(|host| host.routes.iter().map(|r| r.provenance.clone()).collect()).collect();
+        out.provenance.insert_routes(&table.name, provenance);
         routes
             .push(Resource { name: table.name.clone(), body: Bytes::from(route::encode_route_configuration(&table)) });
     }
@@ -120,6 +132,31 @@ pub fn admit(ir: &Ir, limits: &Limits) -> Admitted {
         .with(XdsType::Route, routes)
         .with(XdsType::Secret, secrets);
     out
+}
+
+/// The listener with every TLS chain whose certificate or CA secret was dropped turned into a
+/// refusing chain: an SDS name that is not served must never be referenced (Envoy would wait for
+/// it), and another chain's certificate must not answer for these names.
+fn refuse_lost_secrets(
+    listener: &HttpListener,
+    dropped_secrets: &BTreeMap<&str, String>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> HttpListener {
+    let mut listener = listener.clone();
+    for chain in &mut listener.chains {
+        let ChainTransport::Tls(tls) = &chain.transport else { continue };
+        let names = std::iter::once(&tls.certificate_secret).chain(&tls.validation_secret);
+        if let Some((name, problem)) = names.filter_map(|n| Some((n, dropped_secrets.get(n.as_str())?))).next() {
+            let message = format!(
+                "SDS secret {name} is not served ({problem}); TLS connections for {} on listener {} are refused",
+                chain.server_names.first().map_or("any name", String::as_str),
+                listener.name
+            );
+            report(diagnostics, &chain.provenance, message);
+            chain.transport = ChainTransport::Refused;
+        }
+    }
+    listener
 }
 
 fn fail_closed(route: &Route) -> Route {

@@ -1,33 +1,34 @@
-//! RouteConfigurations: one virtual host matching every authority (Mappings without a host match
-//! every host; `host`/`hostname` become `:authority` header matches, as in Emissary).
+//! RouteConfigurations: virtual hosts by domain (one matching every authority when no `Host`
+//! is given; one per Host hostname otherwise), each holding the routes of the Mappings it serves
+//! (`host`/`hostname` also become `:authority` header matches, as in Emissary).
 
 use super::millis;
-use crate::compile::ir::{HeaderValueMatch, PathMatch, Route as IrRoute, RouteAction as IrAction, RouteTable};
+use crate::compile::ir::{
+    HeaderValueMatch, PathMatch, Route as IrRoute, RouteAction as IrAction, RouteTable, VirtualHost as IrVirtualHost,
+};
 use envoy_types::pb::envoy::config::core::v3::{data_source, DataSource, RuntimeFractionalPercent};
 use envoy_types::pb::envoy::config::route::v3::{
-    header_matcher::HeaderMatchSpecifier, route, route_action, route_match, DirectResponseAction, HeaderMatcher, Route,
-    RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
+    header_matcher::HeaderMatchSpecifier, redirect_action, route, route_action, route_match, DirectResponseAction,
+    HeaderMatcher, RedirectAction, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, RegexMatcher, StringMatcher};
 use envoy_types::pb::envoy::r#type::v3::{fractional_percent::DenominatorType, FractionalPercent};
 use envoy_types::pb::google::protobuf::BoolValue;
 use prost::Message;
 
-const VIRTUAL_HOST: &str = "ambassador-all-hosts";
-
 pub fn build_route_configuration(table: &RouteTable) -> RouteConfiguration {
     RouteConfiguration {
         name: table.name.clone(),
-        virtual_hosts: vec![build_virtual_host(table)],
+        virtual_hosts: table.virtual_hosts.iter().map(build_virtual_host).collect(),
         ..Default::default()
     }
 }
 
-fn build_virtual_host(table: &RouteTable) -> VirtualHost {
+fn build_virtual_host(host: &IrVirtualHost) -> VirtualHost {
     VirtualHost {
-        name: VIRTUAL_HOST.into(),
-        domains: vec!["*".into()],
-        routes: table.routes.iter().map(build_route).collect(),
+        name: host.name.clone(),
+        domains: host.domains.clone(),
+        routes: host.routes.iter().map(build_route).collect(),
         ..Default::default()
     }
 }
@@ -37,16 +38,16 @@ fn build_virtual_host(table: &RouteTable) -> VirtualHost {
 /// (each is several hundred bytes as a struct, a few dozen encoded). Byte-identical to
 /// `build_route_configuration(table).encode_to_vec()`.
 pub fn encode_route_configuration(table: &RouteTable) -> Vec<u8> {
-    let mut virtual_host = VirtualHost {
-        routes: Vec::new(),
-        ..build_virtual_host(&RouteTable { name: String::new(), routes: Vec::new() })
-    }
-    .encode_to_vec();
-    for route in &table.routes {
-        append_message_field(&mut virtual_host, VIRTUAL_HOST_ROUTES_FIELD, &build_route(route).encode_to_vec());
-    }
     let mut config = RouteConfiguration { name: table.name.clone(), ..Default::default() }.encode_to_vec();
-    append_message_field(&mut config, ROUTE_CONFIGURATION_VIRTUAL_HOSTS_FIELD, &virtual_host);
+    for host in &table.virtual_hosts {
+        let mut virtual_host =
+            VirtualHost { name: host.name.clone(), domains: host.domains.clone(), ..Default::default() }
+                .encode_to_vec();
+        for route in &host.routes {
+            append_message_field(&mut virtual_host, VIRTUAL_HOST_ROUTES_FIELD, &build_route(route).encode_to_vec());
+        }
+        append_message_field(&mut config, ROUTE_CONFIGURATION_VIRTUAL_HOSTS_FIELD, &virtual_host);
+    }
     config
 }
 
@@ -121,6 +122,10 @@ pub(super) fn build_route(ir: &IrRoute) -> Route {
             },
             ..Default::default()
         }),
+        IrAction::HttpsRedirect => route::Action::Redirect(RedirectAction {
+            scheme_rewrite_specifier: Some(redirect_action::SchemeRewriteSpecifier::HttpsRedirect(true)),
+            ..Default::default()
+        }),
         IrAction::FailClosed { status, body } => route::Action::DirectResponse(DirectResponseAction {
             status: *status,
             body: Some(DataSource {
@@ -137,6 +142,10 @@ pub(super) fn build_route(ir: &IrRoute) -> Route {
 mod tests {
     use super::*;
     use crate::compile::ir::{Forward, RouteMatch};
+
+    fn virtual_host(name: &str, routes: Vec<IrRoute>) -> IrVirtualHost {
+        IrVirtualHost { name: name.into(), domains: vec![name.into()], routes }
+    }
 
     #[test]
     fn streamed_encoding_matches_the_struct_encoding() {
@@ -158,7 +167,14 @@ mod tests {
             }),
             provenance: Vec::new(),
         };
-        let table = RouteTable { name: "ambassador-routes".into(), routes: (0..50).map(route).collect() };
+        let table = RouteTable {
+            name: "ambassador-routes".into(),
+            virtual_hosts: vec![
+                virtual_host("a.example.com", (0..50).map(route).collect()),
+                virtual_host("*", Vec::new()),
+                virtual_host("b.example.com", (50..60).map(route).collect()),
+            ],
+        };
         assert_eq!(encode_route_configuration(&table), build_route_configuration(&table).encode_to_vec());
     }
 }

@@ -26,7 +26,11 @@ pub const SERVED_MESSAGES: &[&str] = &[
     "envoy.config.route.v3.RouteConfiguration",
     "envoy.extensions.transport_sockets.tls.v3.Secret",
     "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+    "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+    "envoy.extensions.filters.network.direct_response.v3.Config",
+    "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
+    "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol",
     "envoy.extensions.filters.http.router.v3.Router",
 ];
 

@@ -128,6 +128,14 @@ const KINDS: &[KindInfo] = &[
         singular: "host",
         short_names: &[],
     },
+    KindInfo {
+        group: AMBASSADOR_GROUP,
+        version: None,
+        kind: "Module",
+        plural: "modules",
+        singular: "module",
+        short_names: &[],
+    },
     // Emissary's Listener CRD exists only in v3alpha1.
     KindInfo {
         group: AMBASSADOR_GROUP,

@@ -1,0 +1,267 @@
+//! Listeners × Hosts → filter chains and their route tables, as Emissary's `V3Listener` builds
+//! them:
+//! - a listener takes the Hosts its `hostBinding` selects (one per host name: a second Host with
+//!   the same name is an error);
+//! - on a listener with TLS, each Host with TLS gets a chain matching its SNI, with one virtual
+//!   host; every Host also gets a virtual host on the listener's one cleartext chain (unless the
+//!   listener is `INSECURE` and the Host rejects insecure requests);
+//! - a virtual host holds the routes of the Mappings the Host takes (by host glob and
+//!   `mappingSelector`), in route order, each as the listener's security model says: `XFP`
+//!   routes `x-forwarded-proto: https` and applies the insecure action to the rest, `SECURE`
+//!   routes everything, `INSECURE` applies the insecure action to everything. The insecure
+//!   action `Redirect` answers 301 to `https://`, `Reject` leaves the request unrouted (404).
+
+use super::hostglob;
+use super::hosts::{EdgeHost, HostTls, InsecureAction};
+use super::listeners::{Binding, EdgeListener, SecurityModel};
+use super::termination::ResolvedTermination;
+use crate::compile::ir::{
+    ChainTransport, ClientCertForwarding, FilterChain, HeaderMatch, HeaderValueMatch, HttpListener, Route, RouteAction,
+    RouteTable, UnderscoreHeaders, VirtualHost,
+};
+use crate::diagnostic::{Diagnostic, Kind, ResourceId};
+use crate::model::Labels;
+use std::collections::{BTreeSet, HashMap};
+
+const XFP: &str = "x-forwarded-proto";
+
+/// Which hosts a route serves: its Mapping's host glob (`None`: every host), whether that host is
+/// a regex (then every Host takes it, as in Emissary), and its labels.
+#[derive(Debug, Clone)]
+pub struct Attachment<'a> {
+    pub glob: Option<String>,
+    pub regex: bool,
+    pub labels: &'a Labels,
+}
+
+pub struct Inputs<'a, 'r> {
+    pub hosts: &'r [EdgeHost<'a>],
+    /// In route order, each with its attachment.
+    pub routes: &'r [(Route, Attachment<'a>)],
+    pub terminations: &'r HashMap<ResourceId, Result<ResolvedTermination, String>>,
+    pub headers_with_underscores: UnderscoreHeaders,
+    pub client_certificates: ClientCertForwarding,
+}
+
+#[derive(Debug, Default)]
+pub struct Built {
+    pub listeners: Vec<HttpListener>,
+    pub route_configs: Vec<RouteTable>,
+    /// The terminations some served chain uses (their secrets are served).
+    pub used_terminations: BTreeSet<ResourceId>,
+}
+
+/// Builds every listener. `listeners` are the configured ones; cleartext listeners are added for
+/// ports Hosts ask for that none of them binds.
+pub fn build(
+    mut listeners: Vec<EdgeListener<'_>>,
+    inputs: &Inputs<'_, '_>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Built {
+    let bound: BTreeSet<u16> = listeners.iter().map(|l| l.port).collect();
+    let asked: BTreeSet<u16> =
+        inputs.hosts.iter().flat_map(|h| [h.additional_port, h.redirect_cleartext_from]).flatten().collect();
+    listeners.extend(asked.difference(&bound).map(|&port| EdgeListener::insecure_port(port)));
+    listeners.sort_by_key(|l| l.port);
+
+    let mut built = Built::default();
+    let mut duplicates = BTreeSet::new();
+    let mut bound_hosts = BTreeSet::new();
+    // Hosts whose TLS some listener served or reported it could not.
+    let mut tls_handled = BTreeSet::new();
+    for listener in &listeners {
+        let taken = bind(listener, inputs.hosts, &mut duplicates, diagnostics);
+        if taken.is_empty() {
+            let first = listener.provenance.first();
+            let message =
+                format!("no Host is bound to this Listener (see `hostBinding`); port {} is not served", listener.port);
+            diagnostics.push(Diagnostic::warning(first.map(|p| &p.origin), first.map(|p| &p.resource), message));
+            continue;
+        }
+        bound_hosts.extend(taken.iter().map(|h| h.id().clone()));
+        let mut chains = Vec::new();
+        if listener.tls {
+            for host in taken.iter().filter(|h| h.tls != HostTls::None) {
+                tls_handled.insert(host.id().clone());
+                chains.extend(tls_chain(listener, host, inputs, &mut built, diagnostics));
+            }
+        }
+        let cleartext: Vec<&EdgeHost> = taken
+            .iter()
+            .copied()
+            .filter(|h| {
+                !(listener.security == SecurityModel::Insecure
+                    && h.insecure_action(listener.port) == InsecureAction::Reject)
+            })
+            .collect();
+        if !cleartext.is_empty() {
+            let route_config = format!("ambassador-routes/{}/http", listener.port);
+            let virtual_hosts = cleartext.iter().map(|h| virtual_host(listener, h, inputs.routes)).collect();
+            built.route_configs.push(RouteTable { name: route_config.clone(), virtual_hosts });
+            chains.push(FilterChain {
+                name: "http".into(),
+                server_names: Vec::new(),
+                transport: ChainTransport::Cleartext,
+                route_config,
+                provenance: listener.provenance.clone(),
+            });
+        }
+        built.listeners.push(HttpListener {
+            name: listener.name.clone(),
+            port: listener.port,
+            stat_prefix: listener.stat_prefix.clone(),
+            provenance: listener.provenance.clone(),
+            headers_with_underscores: inputs.headers_with_underscores,
+            trusted_hops: listener.trusted_hops,
+            proxy_protocol: listener.proxy_protocol,
+            inspects_tls: listener.tls,
+            client_certificates: inputs.client_certificates,
+            chains,
+        });
+    }
+    for host in inputs.hosts {
+        let (origin, id) = (&host.provenance.origin, host.id());
+        if duplicates.contains(id) {
+            continue;
+        }
+        if !bound_hosts.contains(id) {
+            let message =
+                format!("no Listener binds this Host (see their `hostBinding`); {} is not served", host.hostname);
+            diagnostics.push(Diagnostic::warning(Some(origin), Some(id), message));
+        } else if host.tls != HostTls::None && !tls_handled.contains(id) {
+            let message = format!("no Listener with TLS binds this Host; TLS is not served for {}", host.hostname);
+            diagnostics.push(Diagnostic::warning(Some(origin), Some(id), message));
+        }
+    }
+    built
+}
+
+/// The Hosts `listener` takes, one per host name (the first in host order wins; the others are
+/// reported once).
+fn bind<'h, 'a>(
+    listener: &EdgeListener<'_>,
+    hosts: &'h [EdgeHost<'a>],
+    duplicates: &mut BTreeSet<ResourceId>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<&'h EdgeHost<'a>> {
+    let mut taken: Vec<&EdgeHost> = Vec::new();
+    for host in hosts {
+        let binds = match &listener.binding {
+            Binding::Hosts { namespace, selector } => {
+                namespace.is_none_or(|ns| ns == host.namespace) && selector.is_none_or(|s| s.matches(host.labels))
+            }
+            Binding::InsecurePort => {
+                host.additional_port == Some(listener.port) || host.redirect_cleartext_from == Some(listener.port)
+            }
+        };
+        if !binds {
+            continue;
+        }
+        match taken.iter().find(|t| t.hostname.eq_ignore_ascii_case(&host.hostname)) {
+            Some(first) => {
+                if duplicates.insert(host.id().clone()) {
+                    let message = format!(
+                        "hostname {} is already served by {}; this one is not served",
+                        host.hostname,
+                        first.id()
+                    );
+                    let (origin, id) = (&host.provenance.origin, host.id());
+                    diagnostics.push(Diagnostic::error(Some(origin), Some(id), message).with_kind(Kind::Duplicate));
+                }
+            }
+            None => taken.push(host),
+        }
+    }
+    taken
+}
+
+fn tls_chain(
+    listener: &EdgeListener<'_>,
+    host: &EdgeHost<'_>,
+    inputs: &Inputs<'_, '_>,
+    built: &mut Built,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<FilterChain> {
+    let key = match &host.tls {
+        HostTls::None => return None,
+        HostTls::Terminated(key) => Some(key),
+        HostTls::Refused => None,
+    };
+    let Some(server_names) = hostglob::server_names(&host.hostname) else {
+        let message = format!(
+            "TLS cannot be served for hostname {}: SNI matches exact names and `*.` wildcards only",
+            host.hostname
+        );
+        diagnostics.push(Diagnostic::error(Some(&host.provenance.origin), Some(host.id()), message));
+        return None;
+    };
+    let name = format!("https/{}", host.hostname.to_ascii_lowercase());
+    let mut provenance = vec![host.provenance.clone()];
+    let transport = match key.map(|key| (key, &inputs.terminations[key])) {
+        Some((key, Ok(termination))) => {
+            built.used_terminations.insert(key.clone());
+            provenance.extend(termination.secrets.iter().flat_map(|s| s.provenance.iter().cloned()));
+            ChainTransport::Tls(termination.tls.clone())
+        }
+        // Reported where the termination failed.
+        Some((_, Err(_))) | None => ChainTransport::Refused,
+    };
+    provenance.sort();
+    provenance.dedup();
+    let route_config = format!("ambassador-routes/{}/{name}", listener.port);
+    if transport != ChainTransport::Refused {
+        let virtual_hosts = vec![virtual_host(listener, host, inputs.routes)];
+        built.route_configs.push(RouteTable { name: route_config.clone(), virtual_hosts });
+    }
+    Some(FilterChain { name, server_names, transport, route_config, provenance })
+}
+
+/// Whether `host` takes the route (Emissary's `IRHost.matches_httpgroup`).
+fn takes(host: &EdgeHost<'_>, attachment: &Attachment<'_>) -> bool {
+    let host_match =
+        attachment.regex || hostglob::compatible(&host.hostname, attachment.glob.as_deref().unwrap_or("*"));
+    host_match && host.mapping_selector.is_none_or(|selector| selector.matches(attachment.labels))
+}
+
+/// The virtual host of `host` on `listener`: its routes as the security model says.
+fn virtual_host(listener: &EdgeListener<'_>, host: &EdgeHost<'_>, routes: &[(Route, Attachment<'_>)]) -> VirtualHost {
+    let insecure = host.insecure_action(listener.port);
+    let mut out = Vec::new();
+    for (route, _) in routes.iter().filter(|(_, attachment)| takes(host, attachment)) {
+        match (listener.security, insecure) {
+            // Both halves would route alike: one route, whatever x-forwarded-proto says.
+            (SecurityModel::Xfp, InsecureAction::Route) => out.push(variant(route, Some(None), None)),
+            (SecurityModel::Xfp, action) => {
+                out.push(variant(route, Some(Some("https")), None));
+                if action == InsecureAction::Redirect {
+                    out.push(variant(route, Some(None), Some(RouteAction::HttpsRedirect)));
+                }
+            }
+            (SecurityModel::Secure, _) | (SecurityModel::Insecure, InsecureAction::Route) => out.push(route.clone()),
+            (SecurityModel::Insecure, InsecureAction::Redirect) => {
+                out.push(variant(route, None, Some(RouteAction::HttpsRedirect)))
+            }
+            (SecurityModel::Insecure, InsecureAction::Reject) => {}
+        }
+    }
+    let hostname = host.hostname.to_ascii_lowercase();
+    VirtualHost { name: hostname.clone(), domains: vec![hostname], routes: out }
+}
+
+/// A copy of `route`: with `xfp: Some(value)`, its own `x-forwarded-proto` matchers replaced by
+/// one for `value` (or none); with `action`, that action instead of its own.
+fn variant(route: &Route, xfp: Option<Option<&str>>, action: Option<RouteAction>) -> Route {
+    let mut route = route.clone();
+    if let Some(value) = xfp {
+        route.matcher.headers.retain(|h| !h.name.eq_ignore_ascii_case(XFP));
+        if let Some(value) = value {
+            let matcher =
+                HeaderMatch { name: XFP.into(), value: HeaderValueMatch::Exact(value.into()), ignore_case: false };
+            route.matcher.headers.push(matcher);
+        }
+    }
+    if let Some(action) = action {
+        route.action = action;
+    }
+    route
+}
