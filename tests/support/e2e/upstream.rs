@@ -43,8 +43,6 @@ pub struct Seen {
     pub path: String,
     pub client_cn: Option<String>,
     pub sni: Option<String>,
-    /// `x-forwarded-client-cert`, as Envoy forwarded it.
-    pub xfcc: Option<String>,
 }
 
 #[derive(Default)]
@@ -246,8 +244,7 @@ async fn serve_connection(name: &'static str, tcp: tokio::net::TcpStream, accept
         })
     };
     let (xfp, xfcc) = (header("x-forwarded-proto"), header("x-forwarded-client-cert"));
-    let seen = Seen { path: path.clone(), client_cn: client_cn.clone(), sni: sni.clone(), xfcc: xfcc.clone() };
-    state.requests.lock().unwrap().push(seen);
+    state.requests.lock().unwrap().push(Seen { path: path.clone(), client_cn: client_cn.clone(), sni: sni.clone() });
 
     let body = serde_json::json!({
         "upstream": name, "path": path, "client_cn": client_cn, "sni": sni, "xfp": xfp, "xfcc": xfcc,
