@@ -244,9 +244,14 @@ fn server_certificate_rotation_fails_no_request_and_drains_no_listener(mode: Mod
     std::thread::sleep(Duration::from_millis(500));
     let samples = requests.stop();
 
-    let failed: Vec<_> = samples.iter().filter(|s| !matches!(s.result, Ok((200, _)))).take(5).collect();
+    let failed: Vec<String> = samples
+        .iter()
+        .filter(|s| !matches!(s.result, Ok((200, _))))
+        .map(|s| format!("at {:?}: {:?}", s.at, s.result))
+        .collect();
     if !failed.is_empty() || samples.is_empty() {
-        stack.fail(&format!("{} of {} requests failed during the rotation: {failed:?}", failed.len(), samples.len()));
+        let (count, total) = (failed.len(), samples.len());
+        stack.fail(&format!("{count} of {total} requests failed during the rotation: {:?}", &failed[..count.min(5)]));
     }
     let cns: Vec<&str> = samples.iter().map(|s| s.result.as_ref().map(|(_, cn)| cn.as_str()).unwrap()).collect();
     let first_rotated = cns.iter().position(|cn| *cn == "a.example.com rotated").unwrap();
