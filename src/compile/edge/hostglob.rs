@@ -48,11 +48,18 @@ fn prefix_compatible(prefix: &str, other: &str, other_wild: bool) -> bool {
     other.len() > prefix.len() && other.starts_with(prefix)
 }
 
+/// Longest DNS name.
+const MAX_NAME: usize = 253;
+
 /// Whether `hostname` is a glob Envoy's virtual hosts can serve: `*`, a name, or a name with a
-/// leading or trailing `*` (`*.example.com`, `*-api.example.com`, `api.*`).
+/// leading or trailing `*` (`*.example.com`, `*-api.example.com`, `api.*`), at most as long as a
+/// DNS name.
 pub fn is_valid(hostname: &str) -> bool {
     if hostname == "*" {
         return true;
+    }
+    if hostname.len() > MAX_NAME {
+        return false;
     }
     let inner = hostname.strip_prefix('*').or_else(|| hostname.strip_suffix('*')).unwrap_or(hostname);
     !inner.is_empty()
@@ -99,6 +106,8 @@ mod tests {
         for bad in ["", "a.*.com", "*.*", "a b", "a.com:*", "**"] {
             assert!(!is_valid(bad), "{bad}");
         }
+        assert!(is_valid(&format!("{}.com", "a".repeat(249))));
+        assert!(!is_valid(&format!("{}.com", "a".repeat(250))));
     }
 
     #[test]
