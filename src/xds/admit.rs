@@ -6,12 +6,13 @@
 //! - a cluster that fails (or lost its Secret) is dropped, and routes to it fail closed;
 //! - a route that fails becomes a direct 503 under its own name and match; if its match is what
 //!   fails (a regex over the program-size limit, an empty header name), it is dropped;
-//! - a TLS filter chain whose SDS secret is dropped refuses its connections (its names' handshakes
-//!   fail; the listener's other chains keep serving);
+//! - a TLS filter chain whose SDS secret is dropped, or whose TLS settings fail, refuses its
+//!   connections (its names' handshakes fail; the listener's other chains keep serving);
 //! - a listener that fails is dropped.
 //!
 //! Each of these is a diagnostic on the Ambassador resource behind it.
 
+use super::downstream_tls::build_downstream_tls_context;
 use super::provenance::ProvenanceIndex;
 use super::validate::{self, Limits};
 use super::{cluster, listener, route, secret, Resource, Resources, XdsType};
@@ -89,7 +90,7 @@ pub fn admit(ir: &Ir, limits: &Limits) -> Admitted {
 
     let mut listeners = Vec::new();
     for ir_listener in &ir.listeners {
-        let ir_listener = refuse_lost_secrets(ir_listener, &dropped_secrets, &mut out.diagnostics);
+        let ir_listener = refuse_unservable_chains(ir_listener, &dropped_secrets, limits, &mut out.diagnostics);
         let message = listener::build_listener(&ir_listener);
         match validate::check(&message, limits) {
             Ok(()) => {
@@ -134,27 +135,32 @@ pub fn admit(ir: &Ir, limits: &Limits) -> Admitted {
     out
 }
 
-/// The listener with every TLS chain whose certificate or CA secret was dropped turned into a
-/// refusing chain: an SDS name that is not served must never be referenced (Envoy would wait for
-/// it), and another chain's certificate must not answer for these names.
-fn refuse_lost_secrets(
+/// The listener with every TLS chain that cannot be served turned into a refusing chain: one
+/// whose certificate or CA secret was dropped (an SDS name that is not served must never be
+/// referenced: Envoy would wait for it), or whose TLS settings Envoy would reject (a cipher name it
+/// does not know would take the whole listener, every other Host's chain included, with it).
+/// Another chain's certificate must not answer for these names either.
+fn refuse_unservable_chains(
     listener: &HttpListener,
     dropped_secrets: &BTreeMap<&str, String>,
+    limits: &Limits,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> HttpListener {
     let mut listener = listener.clone();
     for chain in &mut listener.chains {
         let ChainTransport::Tls(tls) = &chain.transport else { continue };
         let names = std::iter::once(&tls.certificate_secret).chain(&tls.validation_secret);
-        if let Some((name, problem)) = names.filter_map(|n| Some((n, dropped_secrets.get(n.as_str())?))).next() {
-            let message = format!(
-                "SDS secret {name} is not served ({problem}); TLS connections for {} on listener {} are refused",
-                chain.server_names.first().map_or("any name", String::as_str),
-                listener.name
-            );
-            report(diagnostics, &chain.provenance, message);
-            chain.transport = ChainTransport::Refused;
-        }
+        let problem = match names.filter_map(|n| Some((n, dropped_secrets.get(n.as_str())?))).next() {
+            Some((name, problem)) => format!("SDS secret {name} is not served ({problem})"),
+            None => match validate::check(&build_downstream_tls_context(tls), limits) {
+                Ok(()) => continue,
+                Err(problem) => format!("its TLS settings would be rejected: {problem}"),
+            },
+        };
+        let names = chain.server_names.first().map_or("any name", String::as_str);
+        let message = format!("{problem}; TLS connections for {names} on listener {} are refused", listener.name);
+        report(diagnostics, &chain.provenance, message);
+        chain.transport = ChainTransport::Refused;
     }
     listener
 }

@@ -279,6 +279,21 @@ struct TlsOwner<'h, 'a> {
 }
 
 impl<'a> TlsOwner<'_, 'a> {
+    /// A `tlsSecret` in a namespace the policy does not let this Host use (checked against the
+    /// Host's namespace: the TLSContext it names may live elsewhere).
+    fn refused_secret(
+        &self,
+        certificate: CertificateSource<'_>,
+        terminations: &mut Terminations<'_, '_>,
+    ) -> Option<(HostTls, Option<u16>)> {
+        let CertificateSource::Secret { name, namespace } = certificate else { return None };
+        if terminations.secret_namespaces().allows(self.host.meta.namespace(), namespace) {
+            return None;
+        }
+        let message = format!("Secret {namespace}/{name} is in another namespace, which --secret-namespaces own does not allow (--allow-secret-namespace {namespace} would); TLS for this Host is refused");
+        Some(self.refuse(terminations, message))
+    }
+
     fn refuse(&self, terminations: &mut Terminations<'_, '_>, message: String) -> (HostTls, Option<u16>) {
         let meta = &self.host.meta;
         terminations
@@ -322,6 +337,9 @@ impl<'a> TlsOwner<'_, 'a> {
             }
             (Some((name, namespace)), None) => CertificateSource::Secret { name, namespace },
         };
+        if let Some(refusal) = self.refused_secret(certificate, terminations) {
+            return refusal;
+        }
         let tls = terminations.terminate(context_source(ctx, certificate), &meta.provenance());
         (tls, ctx.spec.redirect_cleartext_from)
     }
@@ -346,11 +364,15 @@ impl<'a> TlsOwner<'_, 'a> {
             );
             return self.refuse(terminations, message);
         }
+        let certificate = CertificateSource::Secret { name, namespace };
+        if let Some(refusal) = self.refused_secret(certificate, terminations) {
+            return refusal;
+        }
         let source = Source {
             owner: meta.provenance(),
             secret_prefix: format!("host/{}/{}", meta.namespace(), meta.name()),
             spec,
-            certificate: CertificateSource::Secret { name, namespace },
+            certificate,
         };
         (terminations.terminate(source, &meta.provenance()), spec.redirect_cleartext_from)
     }

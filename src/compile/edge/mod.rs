@@ -194,6 +194,10 @@ pub struct Terminations<'i, 'd> {
 }
 
 impl Terminations<'_, '_> {
+    pub fn secret_namespaces(&self) -> &crate::compile::SecretNamespaces {
+        self.inputs.secret_namespaces
+    }
+
     /// The TLS of a host that terminates with `source`; `host` is reported against when it is
     /// not the owner and the termination cannot be served.
     pub fn terminate(&mut self, source: Source<'_>, host: &Provenance) -> HostTls {
