@@ -265,3 +265,104 @@ fn variant(route: &Route, xfp: Option<Option<&str>>, action: Option<RouteAction>
     }
     route
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::ir::{PathMatch, RouteMatch};
+    use crate::diagnostic::{Origin, Provenance};
+
+    fn route(name: &str, xfp_header: bool) -> Route {
+        let headers = if xfp_header {
+            vec![HeaderMatch { name: XFP.into(), value: HeaderValueMatch::Exact("http".into()), ignore_case: false }]
+        } else {
+            Vec::new()
+        };
+        Route {
+            name: name.into(),
+            matcher: RouteMatch {
+                path: PathMatch::Prefix("/".into()),
+                case_sensitive: true,
+                headers,
+                runtime_fraction: None,
+            },
+            action: RouteAction::FailClosed { status: 503, body: String::new() },
+            provenance: Vec::new(),
+        }
+    }
+
+    fn host<'a>(labels: &'a Labels, insecure: InsecureAction) -> EdgeHost<'a> {
+        EdgeHost {
+            provenance: Provenance {
+                origin: Origin::file("h.yaml"),
+                resource: ResourceId::new("Host", "default", "h"),
+            },
+            hostname: "A.example.com".into(),
+            namespace: "default",
+            labels,
+            insecure,
+            additional_port: None,
+            redirect_cleartext_from: Some(8081),
+            mapping_selector: None,
+            tls: HostTls::None,
+        }
+    }
+
+    /// Each route of the virtual host as (x-forwarded-proto it needs, redirects?).
+    fn shape(security: SecurityModel, insecure: InsecureAction, port: u16) -> Vec<(Option<String>, bool)> {
+        let labels = Labels::new();
+        let listener = EdgeListener { security, ..EdgeListener::default_http(port) };
+        let attachment = Attachment { glob: None, regex: false, labels: &labels };
+        let routes = vec![(route("r", true), attachment)];
+        let host = host(&labels, insecure);
+        let virtual_host = virtual_host(&listener, &host, &routes);
+        assert_eq!(virtual_host.domains, ["a.example.com"]);
+        virtual_host
+            .routes
+            .iter()
+            .map(|r| {
+                let xfp = r.matcher.headers.iter().find(|h| h.name == XFP).map(|h| match &h.value {
+                    HeaderValueMatch::Exact(value) => value.clone(),
+                    other => format!("{other:?}"),
+                });
+                (xfp, r.action == RouteAction::HttpsRedirect)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn routes_vary_by_security_model_and_insecure_action_as_in_emissary() {
+        use InsecureAction::*;
+        use SecurityModel::*;
+        let https = || Some("https".to_string());
+        // XFP: secure requests route; the rest get the insecure action (the Mapping's own
+        // x-forwarded-proto matcher is replaced).
+        assert_eq!(shape(Xfp, Redirect, 8080), [(https(), false), (None, true)]);
+        assert_eq!(shape(Xfp, Route, 8080), [(None, false)]);
+        assert_eq!(shape(Xfp, Reject, 8080), [(https(), false)]);
+        // SECURE and INSECURE keep the Mapping's matchers and apply one action to everything.
+        assert_eq!(shape(Secure, Reject, 8080), [(Some("http".into()), false)]);
+        assert_eq!(shape(Insecure, Route, 8080), [(Some("http".into()), false)]);
+        assert_eq!(shape(Insecure, Redirect, 8080), [(Some("http".into()), true)]);
+        assert!(shape(Insecure, Reject, 8080).is_empty());
+        // redirect_cleartext_from: that port redirects whatever the Host says.
+        assert_eq!(shape(Xfp, Route, 8081), [(https(), false), (None, true)]);
+    }
+
+    #[test]
+    fn hosts_take_mappings_by_glob_and_selector() {
+        let labels: Labels = [("team".to_string(), "a".to_string())].into();
+        let none = Labels::new();
+        let selector: crate::model::host::LabelSelector = serde_yaml::from_str("matchLabels: {team: a}").unwrap();
+        let mut host = host(&none, InsecureAction::Route);
+        let by = |glob: Option<&str>, regex: bool, labels| Attachment { glob: glob.map(str::to_string), regex, labels };
+        assert!(takes(&host, &by(None, false, &none)), "a Mapping without a host goes to every Host");
+        assert!(takes(&host, &by(Some("*.example.com"), false, &none)));
+        assert!(!takes(&host, &by(Some("b.example.com"), false, &none)));
+        assert!(takes(&host, &by(Some("^b"), true, &none)), "host_regex: every Host");
+        host.mapping_selector = Some(&selector);
+        assert!(!takes(&host, &by(None, false, &none)));
+        assert!(takes(&host, &by(None, false, &labels)));
+        assert!(!takes(&host, &by(Some("b.example.com"), false, &labels)), "both must match");
+    }
+}

@@ -160,9 +160,17 @@ fn read<'a>(listener: &'a Listener, diagnostics: &mut Vec<Diagnostic>) -> Read<'
     if let Some(unknown) = stack.iter().find(|p| !["TLS", "PROXY", "HTTP", "TCP", "UDP"].contains(p)) {
         return error(diagnostics, format!("`protocolStack` has `{unknown}`, not one of TLS, PROXY, HTTP, TCP, UDP"));
     }
-    if stack.last() != Some(&"TCP") || !stack.contains(&"HTTP") || stack.iter().filter(|p| **p == "TCP").count() > 1 {
+    let last = stack.last().copied();
+    if !matches!(last, Some("TCP" | "UDP")) || stack[..stack.len() - 1].iter().any(|p| matches!(*p, "TCP" | "UDP")) {
+        return error(
+            diagnostics,
+            format!("protocol stack {} must end with TCP or UDP (and name it once)", stack.join(";")),
+        );
+    }
+    if last == Some("UDP") || !stack.contains(&"HTTP") {
+        let what = if last == Some("UDP") { "HTTP/3 (UDP)" } else { "TCP and TLS (TCPMappings)" };
         let message = format!(
-            "protocol stack {} is not supported (only HTTP over TCP, with TLS and/or PROXY); listener skipped",
+            "protocol stack {}: {what} is not supported (only HTTP over TCP, with TLS and/or PROXY); listener skipped",
             stack.join(";")
         );
         diagnostics
