@@ -129,12 +129,6 @@ pub struct VirtualHost {
     pub routes: Vec<Route>,
 }
 
-impl VirtualHost {
-    pub fn clone_without_routes(&self) -> VirtualHost {
-        VirtualHost { name: self.name.clone(), domains: self.domains.clone(), routes: Vec::new() }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
     /// `<namespace>/<mapping name>`, so golden diffs point at the Mapping.

@@ -16,10 +16,12 @@ use super::downstream_tls::build_downstream_tls_context;
 use super::provenance::ProvenanceIndex;
 use super::validate::{self, Limits};
 use super::{cluster, listener, route, secret, Resource, Resources, XdsType};
-use crate::compile::ir::{ChainTransport, HttpListener, Ir, Route, RouteAction, RouteTable, VirtualHost};
+use crate::compile::ir::{ChainTransport, HttpListener, Ir, Route, RouteAction};
 use crate::diagnostic::{Diagnostic, Kind, Provenance};
 use bytes::Bytes;
-use std::collections::BTreeMap;
+use prost::Message;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 const REJECTED_STATUS: u32 = 503;
 const REJECTED_BODY: &str = "this route's configuration would be rejected by Envoy\n";
@@ -106,25 +108,25 @@ pub fn admit(ir: &Ir, limits: &Limits) -> Admitted {
     }
 
     let mut routes = Vec::new();
+    let mut verdicts = RouteVerdicts::default();
     for table in &ir.route_configs {
-        let virtual_hosts: Vec<VirtualHost> = table
-            .virtual_hosts
-            .iter()
-            .map(|host| VirtualHost {
-                routes: host
-                    .routes
-                    .iter()
-                    .filter_map(|r| admit_route(r, &dropped_clusters, limits, &mut out.diagnostics))
-                    .collect(),
-                ..host.clone_without_routes()
-            })
-            .collect();
-        let table = RouteTable { name: table.name.clone(), virtual_hosts };
-        let provenance =
-            table.virtual_hosts.iter().map(|host| host.routes.iter().map(|r| r.provenance.clone()).collect()).collect();
+        let mut provenance = Vec::with_capacity(table.virtual_hosts.len());
+        let mut hosts = Vec::with_capacity(table.virtual_hosts.len());
+        for host in &table.virtual_hosts {
+            let mut encoded = Vec::with_capacity(host.routes.len());
+            let mut behind = Vec::with_capacity(host.routes.len());
+            for route in &host.routes {
+                if let Some(bytes) = verdicts.admit(route, &dropped_clusters, limits, &mut out.diagnostics) {
+                    encoded.push(bytes);
+                    behind.push(route.provenance.clone());
+                }
+            }
+            hosts.push((host, encoded));
+            provenance.push(behind);
+        }
         out.provenance.insert_routes(&table.name, provenance);
-        routes
-            .push(Resource { name: table.name.clone(), body: Bytes::from(route::encode_route_configuration(&table)) });
+        let body = route::encode_route_configuration_from(&table.name, &hosts);
+        routes.push(Resource { name: table.name.clone(), body: Bytes::from(body) });
     }
 
     out.resources = Resources::default()
@@ -169,6 +171,38 @@ fn fail_closed(route: &Route) -> Route {
     Route {
         action: RouteAction::FailClosed { status: REJECTED_STATUS, body: REJECTED_BODY.to_string() },
         ..route.clone()
+    }
+}
+
+/// What each route becomes, by its encoding: the same route in many virtual hosts (every Host a
+/// Mapping serves, and its variants per security model) is checked, and reported, once.
+#[derive(Default)]
+struct RouteVerdicts {
+    by_encoding: HashMap<Vec<u8>, Option<Arc<[u8]>>>,
+}
+
+impl RouteVerdicts {
+    /// The encoded route as admitted (itself or a fail-closed copy), or `None` when it is dropped.
+    fn admit(
+        &mut self,
+        route: &Route,
+        dropped_clusters: &BTreeMap<&str, String>,
+        limits: &Limits,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) -> Option<Arc<[u8]>> {
+        let encoded = route::build_route(route).encode_to_vec();
+        if let Some(verdict) = self.by_encoding.get(&encoded) {
+            return verdict.clone();
+        }
+        let admitted = admit_route(route, dropped_clusters, limits, diagnostics).map(|admitted| {
+            if admitted == *route {
+                Arc::from(encoded.as_slice())
+            } else {
+                Arc::from(route::build_route(&admitted).encode_to_vec())
+            }
+        });
+        self.by_encoding.insert(encoded, admitted.clone());
+        admitted
     }
 }
 

@@ -51,6 +51,21 @@ pub fn encode_route_configuration(table: &RouteTable) -> Vec<u8> {
     config
 }
 
+/// The same, from routes already encoded (as admission checked them), for each virtual host.
+pub fn encode_route_configuration_from<R: AsRef<[u8]>>(name: &str, hosts: &[(&IrVirtualHost, Vec<R>)]) -> Vec<u8> {
+    let mut config = RouteConfiguration { name: name.to_string(), ..Default::default() }.encode_to_vec();
+    for (host, routes) in hosts {
+        let mut virtual_host =
+            VirtualHost { name: host.name.clone(), domains: host.domains.clone(), ..Default::default() }
+                .encode_to_vec();
+        for route in routes {
+            append_message_field(&mut virtual_host, VIRTUAL_HOST_ROUTES_FIELD, route.as_ref());
+        }
+        append_message_field(&mut config, ROUTE_CONFIGURATION_VIRTUAL_HOSTS_FIELD, &virtual_host);
+    }
+    config
+}
+
 /// Field numbers in route.proto / route_components.proto.
 const ROUTE_CONFIGURATION_VIRTUAL_HOSTS_FIELD: u32 = 2;
 const VIRTUAL_HOST_ROUTES_FIELD: u32 = 3;
@@ -176,5 +191,11 @@ mod tests {
             ],
         };
         assert_eq!(encode_route_configuration(&table), build_route_configuration(&table).encode_to_vec());
+        let encoded: Vec<(&IrVirtualHost, Vec<Vec<u8>>)> = table
+            .virtual_hosts
+            .iter()
+            .map(|host| (host, host.routes.iter().map(|r| build_route(r).encode_to_vec()).collect()))
+            .collect();
+        assert_eq!(encode_route_configuration_from(&table.name, &encoded), encode_route_configuration(&table));
     }
 }
