@@ -3,6 +3,7 @@
 
 use crate::diagnostic::Provenance;
 use crate::model::Sensitive;
+use std::sync::Arc;
 
 /// One `Ir` is one complete, consistent snapshot: every cluster a route names exists, every
 /// route configuration a listener names exists, and every secret a cluster or listener names exists.
@@ -126,7 +127,53 @@ pub struct VirtualHost {
     pub name: String,
     pub domains: Vec<String>,
     /// In match order: Envoy takes the first route that matches.
-    pub routes: Vec<Route>,
+    pub routes: Vec<HostRoute>,
+}
+
+/// A route of a virtual host: one of the Mappings' routes, shared by every virtual host that
+/// serves it (a Mapping on ten Hosts is one `Route`), as the listener's security model varies it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostRoute {
+    pub route: Arc<Route>,
+    pub variant: RouteVariant,
+}
+
+impl HostRoute {
+    pub fn as_written(route: Arc<Route>) -> HostRoute {
+        HostRoute { route, variant: RouteVariant::default() }
+    }
+
+    /// The route as Envoy gets it.
+    pub fn resolve(&self) -> Route {
+        let mut route = (*self.route).clone();
+        if let Some(value) = self.variant.x_forwarded_proto {
+            route.matcher.headers.retain(|h| !h.name.eq_ignore_ascii_case(X_FORWARDED_PROTO));
+            if let Some(value) = value {
+                let matcher = HeaderValueMatch::Exact(value.to_string());
+                route.matcher.headers.push(HeaderMatch {
+                    name: X_FORWARDED_PROTO.into(),
+                    value: matcher,
+                    ignore_case: false,
+                });
+            }
+        }
+        if self.variant.https_redirect {
+            route.action = RouteAction::HttpsRedirect;
+        }
+        route
+    }
+}
+
+pub const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+
+/// How a virtual host varies a route (Emissary's route variants).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct RouteVariant {
+    /// `Some`: the Mapping's own `x-forwarded-proto` matchers are replaced by one for this value
+    /// (`Some(None)`: by none).
+    pub x_forwarded_proto: Option<Option<&'static str>>,
+    /// Answer 301 to `https://` instead of the route's own action.
+    pub https_redirect: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -189,7 +236,8 @@ pub enum RouteAction {
         status: u32,
         body: String,
     },
-    /// A cleartext request for a Host whose insecure action is `Redirect`: 301 to `https://`.
+    /// A cleartext request for a Host whose insecure action is `Redirect`: 301 to `https://`
+    /// (made by [`RouteVariant::https_redirect`]).
     HttpsRedirect,
 }
 

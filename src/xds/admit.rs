@@ -16,7 +16,7 @@ use super::downstream_tls::build_downstream_tls_context;
 use super::provenance::ProvenanceIndex;
 use super::validate::{self, Limits};
 use super::{cluster, listener, route, secret, Resource, Resources, XdsType};
-use crate::compile::ir::{ChainTransport, HttpListener, Ir, Route, RouteAction};
+use crate::compile::ir::{ChainTransport, HostRoute, HttpListener, Ir, Route, RouteAction, RouteVariant};
 use crate::diagnostic::{Diagnostic, Kind, Provenance};
 use bytes::Bytes;
 use prost::Message;
@@ -118,7 +118,7 @@ pub fn admit(ir: &Ir, limits: &Limits) -> Admitted {
             for route in &host.routes {
                 if let Some(bytes) = verdicts.admit(route, &dropped_clusters, limits, &mut out.diagnostics) {
                     encoded.push(bytes);
-                    behind.push(route.provenance.clone());
+                    behind.push(route.route.provenance.clone());
                 }
             }
             hosts.push((host, encoded));
@@ -174,34 +174,31 @@ fn fail_closed(route: &Route) -> Route {
     }
 }
 
-/// What each route becomes, by its encoding: the same route in many virtual hosts (every Host a
-/// Mapping serves, and its variants per security model) is checked, and reported, once.
+/// What each route of each variant becomes: the same route in many virtual hosts (every Host a
+/// Mapping serves) is built, checked and reported once per variant.
 #[derive(Default)]
 struct RouteVerdicts {
-    by_encoding: HashMap<Vec<u8>, Option<Arc<[u8]>>>,
+    by_route: HashMap<(*const Route, RouteVariant), Option<Arc<[u8]>>>,
 }
 
 impl RouteVerdicts {
     /// The encoded route as admitted (itself or a fail-closed copy), or `None` when it is dropped.
     fn admit(
         &mut self,
-        route: &Route,
+        route: &HostRoute,
         dropped_clusters: &BTreeMap<&str, String>,
         limits: &Limits,
         diagnostics: &mut Vec<Diagnostic>,
     ) -> Option<Arc<[u8]>> {
-        let encoded = route::build_route(route).encode_to_vec();
-        if let Some(verdict) = self.by_encoding.get(&encoded) {
+        // The pointer is only a key: the IR holds every route for as long as this lives.
+        let key = (Arc::as_ptr(&route.route), route.variant);
+        if let Some(verdict) = self.by_route.get(&key) {
             return verdict.clone();
         }
-        let admitted = admit_route(route, dropped_clusters, limits, diagnostics).map(|admitted| {
-            if admitted == *route {
-                Arc::from(encoded.as_slice())
-            } else {
-                Arc::from(route::build_route(&admitted).encode_to_vec())
-            }
-        });
-        self.by_encoding.insert(encoded, admitted.clone());
+        let resolved = route.resolve();
+        let admitted = admit_route(&resolved, dropped_clusters, limits, diagnostics)
+            .map(|admitted| Arc::from(route::build_route(&admitted).encode_to_vec()));
+        self.by_route.insert(key, admitted.clone());
         admitted
     }
 }

@@ -28,7 +28,7 @@ fn build_virtual_host(host: &IrVirtualHost) -> VirtualHost {
     VirtualHost {
         name: host.name.clone(),
         domains: host.domains.clone(),
-        routes: host.routes.iter().map(build_route).collect(),
+        routes: host.routes.iter().map(|route| build_route(&route.resolve())).collect(),
         ..Default::default()
     }
 }
@@ -44,7 +44,8 @@ pub fn encode_route_configuration(table: &RouteTable) -> Vec<u8> {
             VirtualHost { name: host.name.clone(), domains: host.domains.clone(), ..Default::default() }
                 .encode_to_vec();
         for route in &host.routes {
-            append_message_field(&mut virtual_host, VIRTUAL_HOST_ROUTES_FIELD, &build_route(route).encode_to_vec());
+            let encoded = build_route(&route.resolve()).encode_to_vec();
+            append_message_field(&mut virtual_host, VIRTUAL_HOST_ROUTES_FIELD, &encoded);
         }
         append_message_field(&mut config, ROUTE_CONFIGURATION_VIRTUAL_HOSTS_FIELD, &virtual_host);
     }
@@ -156,9 +157,10 @@ pub(super) fn build_route(ir: &IrRoute) -> Route {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compile::ir::{Forward, RouteMatch};
+    use crate::compile::ir::{Forward, HostRoute, RouteMatch};
 
     fn virtual_host(name: &str, routes: Vec<IrRoute>) -> IrVirtualHost {
+        let routes = routes.into_iter().map(|r| HostRoute::as_written(std::sync::Arc::new(r))).collect();
         IrVirtualHost { name: name.into(), domains: vec![name.into()], routes }
     }
 
@@ -194,7 +196,7 @@ mod tests {
         let encoded: Vec<(&IrVirtualHost, Vec<Vec<u8>>)> = table
             .virtual_hosts
             .iter()
-            .map(|host| (host, host.routes.iter().map(|r| build_route(r).encode_to_vec()).collect()))
+            .map(|host| (host, host.routes.iter().map(|r| build_route(&r.resolve()).encode_to_vec()).collect()))
             .collect();
         assert_eq!(encode_route_configuration_from(&table.name, &encoded), encode_route_configuration(&table));
     }

@@ -16,14 +16,13 @@ use super::hosts::{EdgeHost, HostTls, InsecureAction};
 use super::listeners::{Binding, EdgeListener, SecurityModel};
 use super::termination::ResolvedTermination;
 use crate::compile::ir::{
-    ChainTransport, ClientCertForwarding, FilterChain, HeaderMatch, HeaderValueMatch, HttpListener, Route, RouteAction,
-    RouteTable, UnderscoreHeaders, VirtualHost,
+    ChainTransport, ClientCertForwarding, FilterChain, HostRoute, HttpListener, Route, RouteTable, RouteVariant,
+    UnderscoreHeaders, VirtualHost,
 };
 use crate::diagnostic::{Diagnostic, Kind, ResourceId};
 use crate::model::Labels;
 use std::collections::{BTreeSet, HashMap};
-
-const XFP: &str = "x-forwarded-proto";
+use std::sync::Arc;
 
 /// Which hosts a route serves: its Mapping's host glob (`None`: every host), whether that host is
 /// a regex (then every Host takes it, as in Emissary), and its labels.
@@ -37,7 +36,7 @@ pub struct Attachment<'a> {
 pub struct Inputs<'a, 'r> {
     pub hosts: &'r [EdgeHost<'a>],
     /// In route order, each with its attachment.
-    pub routes: &'r [(Route, Attachment<'a>)],
+    pub routes: &'r [(Arc<Route>, Attachment<'a>)],
     pub terminations: &'r HashMap<ResourceId, Result<ResolvedTermination, String>>,
     pub headers_with_underscores: UnderscoreHeaders,
     pub client_certificates: ClientCertForwarding,
@@ -224,61 +223,49 @@ fn takes(host: &EdgeHost<'_>, attachment: &Attachment<'_>) -> bool {
 }
 
 /// The virtual host of `host` on `listener`: its routes as the security model says.
-fn virtual_host(listener: &EdgeListener<'_>, host: &EdgeHost<'_>, routes: &[(Route, Attachment<'_>)]) -> VirtualHost {
+fn virtual_host(
+    listener: &EdgeListener<'_>,
+    host: &EdgeHost<'_>,
+    routes: &[(Arc<Route>, Attachment<'_>)],
+) -> VirtualHost {
     let insecure = host.insecure_action(listener.port);
+    let https = RouteVariant { x_forwarded_proto: Some(Some("https")), https_redirect: false };
+    let any = RouteVariant { x_forwarded_proto: Some(None), https_redirect: false };
+    let redirect = RouteVariant { https_redirect: true, ..any };
+    let variants: &[RouteVariant] = match (listener.security, insecure) {
+        // Both halves would route alike: one route, whatever x-forwarded-proto says.
+        (SecurityModel::Xfp, InsecureAction::Route) => &[any],
+        (SecurityModel::Xfp, InsecureAction::Redirect) => &[https, redirect],
+        (SecurityModel::Xfp, InsecureAction::Reject) => &[https],
+        (SecurityModel::Secure, _) | (SecurityModel::Insecure, InsecureAction::Route) => &[RouteVariant::default()],
+        (SecurityModel::Insecure, InsecureAction::Redirect) => {
+            &[RouteVariant { x_forwarded_proto: None, https_redirect: true }]
+        }
+        (SecurityModel::Insecure, InsecureAction::Reject) => &[],
+    };
     let mut out = Vec::new();
     for (route, _) in routes.iter().filter(|(_, attachment)| takes(host, attachment)) {
-        match (listener.security, insecure) {
-            // Both halves would route alike: one route, whatever x-forwarded-proto says.
-            (SecurityModel::Xfp, InsecureAction::Route) => out.push(variant(route, Some(None), None)),
-            (SecurityModel::Xfp, action) => {
-                out.push(variant(route, Some(Some("https")), None));
-                if action == InsecureAction::Redirect {
-                    out.push(variant(route, Some(None), Some(RouteAction::HttpsRedirect)));
-                }
-            }
-            (SecurityModel::Secure, _) | (SecurityModel::Insecure, InsecureAction::Route) => out.push(route.clone()),
-            (SecurityModel::Insecure, InsecureAction::Redirect) => {
-                out.push(variant(route, None, Some(RouteAction::HttpsRedirect)))
-            }
-            (SecurityModel::Insecure, InsecureAction::Reject) => {}
-        }
+        out.extend(variants.iter().map(|&variant| HostRoute { route: route.clone(), variant }));
     }
     let hostname = host.hostname.to_ascii_lowercase();
     VirtualHost { name: hostname.clone(), domains: vec![hostname], routes: out }
 }
 
-/// A copy of `route`: with `xfp: Some(value)`, its own `x-forwarded-proto` matchers replaced by
-/// one for `value` (or none); with `action`, that action instead of its own.
-fn variant(route: &Route, xfp: Option<Option<&str>>, action: Option<RouteAction>) -> Route {
-    let mut route = route.clone();
-    if let Some(value) = xfp {
-        route.matcher.headers.retain(|h| !h.name.eq_ignore_ascii_case(XFP));
-        if let Some(value) = value {
-            let matcher =
-                HeaderMatch { name: XFP.into(), value: HeaderValueMatch::Exact(value.into()), ignore_case: false };
-            route.matcher.headers.push(matcher);
-        }
-    }
-    if let Some(action) = action {
-        route.action = action;
-    }
-    route
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compile::ir::{PathMatch, RouteMatch};
+    use crate::compile::ir::{
+        HeaderMatch, HeaderValueMatch, PathMatch, RouteAction, RouteMatch, X_FORWARDED_PROTO as XFP,
+    };
     use crate::diagnostic::{Origin, Provenance};
 
-    fn route(name: &str, xfp_header: bool) -> Route {
+    fn route(name: &str, xfp_header: bool) -> Arc<Route> {
         let headers = if xfp_header {
             vec![HeaderMatch { name: XFP.into(), value: HeaderValueMatch::Exact("http".into()), ignore_case: false }]
         } else {
             Vec::new()
         };
-        Route {
+        Arc::new(Route {
             name: name.into(),
             matcher: RouteMatch {
                 path: PathMatch::Prefix("/".into()),
@@ -288,7 +275,7 @@ mod tests {
             },
             action: RouteAction::FailClosed { status: 503, body: String::new() },
             provenance: Vec::new(),
-        }
+        })
     }
 
     fn host<'a>(labels: &'a Labels, insecure: InsecureAction) -> EdgeHost<'a> {
@@ -320,6 +307,7 @@ mod tests {
         virtual_host
             .routes
             .iter()
+            .map(HostRoute::resolve)
             .map(|r| {
                 let xfp = r.matcher.headers.iter().find(|h| h.name == XFP).map(|h| match &h.value {
                     HeaderValueMatch::Exact(value) => value.clone(),

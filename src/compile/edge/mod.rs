@@ -14,8 +14,8 @@ pub mod termination;
 
 use super::host;
 use super::ir::{
-    ChainTransport, ClientCertForwarding, FilterChain, ForwardClientCert, HttpListener, Route, RouteTable, TlsSecret,
-    VirtualHost,
+    ChainTransport, ClientCertForwarding, FilterChain, ForwardClientCert, HostRoute, HttpListener, Route, RouteTable,
+    TlsSecret, VirtualHost,
 };
 use super::select::ContextLookup;
 use super::tls::{self, Unusable};
@@ -26,6 +26,7 @@ use chains::Attachment;
 use hosts::HostTls;
 use listeners::EdgeListener;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use termination::{ResolvedTermination, Source};
 
 /// The one virtual host of `ambassador-routes`.
@@ -83,15 +84,16 @@ pub fn build(
     };
     if hosts.is_empty() {
         edge.listeners = listeners.iter().map(|l| everything_listener(l, options, client_certificates)).collect();
+        let routes = routes.into_iter().map(|route| HostRoute::as_written(Arc::new(route))).collect();
         let virtual_host = VirtualHost { name: ALL_HOSTS_VIRTUAL_HOST.into(), domains: vec!["*".into()], routes };
         edge.route_configs = vec![RouteTable { name: ROUTE_CONFIG_NAME.into(), virtual_hosts: vec![virtual_host] }];
         return edge;
     }
-    let routes: Vec<(Route, Attachment)> = routes
+    let routes: Vec<(Arc<Route>, Attachment)> = routes
         .into_iter()
         .map(|route| {
             let attachment = attachment(mappings[&route.name]);
-            (route, attachment)
+            (Arc::new(route), attachment)
         })
         .collect();
     let chain_inputs = chains::Inputs {
