@@ -13,6 +13,7 @@ pub mod cli;
 pub mod compile;
 pub mod controller;
 pub mod diagnostic;
+pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod render;

@@ -3,6 +3,7 @@
 pub mod bootstrap;
 pub mod diff;
 pub mod serve;
+pub mod status;
 pub mod translate;
 
 use crate::compile::ir::UnderscoreHeaders;
@@ -36,6 +37,9 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Print an Envoy bootstrap that points ADS at ambassador-xds
     Bootstrap(bootstrap::BootstrapArgs),
+    /// Show the Envoys connected to a running `serve` and whether each took the latest
+    /// configuration (exit 1 when any did not)
+    Status(status::StatusArgs),
 }
 
 /// Inputs of the commands that compile from paths.
@@ -167,5 +171,6 @@ pub fn run(cli: Cli) -> i32 {
         Command::Diff(args) => diff::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Bootstrap(args) => bootstrap::run(&args),
+        Command::Status(args) => status::run(&args),
     }
 }

@@ -9,7 +9,8 @@ mod reload;
 pub use debounce::Debounce;
 
 use crate::compile::Options;
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, Provenance};
+use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 use crate::source::files::{LoadOptions, TlsFilePolicy};
 use crate::source::{Changes, FileWatcher, Source};
@@ -29,11 +30,22 @@ pub struct ControllerOptions {
     pub debounce_max: Duration,
 }
 
-/// Where the controller publishes: snapshots, readiness, and the problems of the last reload.
+/// Where the controller publishes: snapshots, readiness, what the last reload found, and the
+/// reload counters.
 pub struct Outputs {
     pub snapshots: watch::Sender<Arc<Snapshot>>,
     pub ready: watch::Sender<bool>,
-    pub diagnostics: watch::Sender<Arc<Vec<Diagnostic>>>,
+    pub report: watch::Sender<Arc<ReloadReport>>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// What the last reload found, for operators.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReloadReport {
+    /// Reading and compiling problems, as logged.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Every resource read from the sources, and where from.
+    pub inventory: Vec<Provenance>,
 }
 
 pub struct Controller {
@@ -101,6 +113,7 @@ impl Controller {
     async fn reload(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<(), ShuttingDown> {
         let mut compiler = self.compiler.take().expect("one reload at a time");
         let previous = self.outputs.snapshots.borrow().clone();
+        let started = std::time::Instant::now();
         let task = tokio::task::spawn_blocking(move || {
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| compiler.reload(&previous)));
             (compiler, outcome)
@@ -110,24 +123,30 @@ impl Controller {
             _ = shutdown.wait_for(|stop| *stop) => return Err(ShuttingDown),
         };
         self.compiler = Some(compiler);
+        let metrics = &self.outputs.metrics;
+        metrics.reload_duration.observe(started.elapsed());
         match outcome {
             Ok(outcome) => {
                 for dir in &outcome.tls_dirs {
                     self.tls_watcher.watch(dir, false);
                 }
+                metrics.reloads.inc(if outcome.snapshot.is_some() { "published" } else { "unchanged" });
                 if let Some(snapshot) = outcome.snapshot {
                     self.outputs.snapshots.send_replace(Arc::new(snapshot));
                 }
-                self.outputs.diagnostics.send_if_modified(|current| {
-                    let changed = **current != outcome.diagnostics;
+                self.outputs.report.send_if_modified(|current| {
+                    let changed = **current != outcome.report;
                     if changed {
-                        *current = Arc::new(outcome.diagnostics);
+                        *current = Arc::new(outcome.report);
                     }
                     changed
                 });
             }
             // A bug, not bad input: keep serving the last snapshot and say so.
-            Err(_) => tracing::error!("the reload panicked; the previous configuration stays in service"),
+            Err(_) => {
+                metrics.reloads.inc("failed");
+                tracing::error!("the reload panicked; the previous configuration stays in service");
+            }
         }
         Ok(())
     }

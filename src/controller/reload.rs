@@ -2,7 +2,7 @@
 //! read at all), put back the last good version of whatever is broken, read the files
 //! TLSContexts name, compile (falling back to last good versions), and build the snapshot.
 
-use super::ControllerOptions;
+use super::{ControllerOptions, ReloadReport};
 use crate::compile::LastGood;
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::pipeline;
@@ -39,7 +39,7 @@ pub(super) struct Outcome {
     /// `None` when the configuration did not change.
     pub snapshot: Option<Snapshot>,
     pub tls_dirs: BTreeSet<PathBuf>,
-    pub diagnostics: Vec<Diagnostic>,
+    pub report: ReloadReport,
 }
 
 impl Compiler {
@@ -80,15 +80,19 @@ impl Compiler {
         let read = |paths: &[PathBuf]| self.tls_reader.read_all(paths, MAX_TLS_FILE_BYTES);
         loaded.tls_files = files::read_tls_files(&loaded.model, load, policy, &compile.ambassador_id, read);
         let tls_dirs = files::tls_file_dirs(&loaded.tls_files, load, policy);
+        let inventory = loaded.model.inventory();
         let (translation, last_good) = pipeline::translate_with(loaded, compile, &self.last_good);
         self.last_good = last_good;
         self.log_new_diagnostics(&translation.diagnostics);
 
-        let diagnostics = translation.diagnostics;
-        let snapshot = Snapshot::new(translation.resources, previous.serial + 1, Some(previous));
-        if snapshot.same_content(previous) && previous.serial > 0 {
+        let report = ReloadReport { diagnostics: translation.diagnostics, inventory };
+        let snapshot = Snapshot::new(translation.resources, previous.serial + 1, Some(previous))
+            .with_provenance(translation.provenance);
+        // Same resources from other files still publish: a NACK must name where they are now.
+        let same_sources = snapshot.provenance() == previous.provenance();
+        if snapshot.same_content(previous) && same_sources && previous.serial > 0 {
             tracing::debug!(elapsed = ?started.elapsed(), "configuration unchanged");
-            return Outcome { snapshot: None, tls_dirs, diagnostics };
+            return Outcome { snapshot: None, tls_dirs, report };
         }
         let counts: Vec<String> =
             snapshot.resources.counts().map(|(t, n)| format!("{}={n}", t.golden_field())).collect();
@@ -98,7 +102,7 @@ impl Compiler {
             elapsed = ?started.elapsed(),
             "publishing configuration"
         );
-        Outcome { snapshot: Some(snapshot), tls_dirs, diagnostics }
+        Outcome { snapshot: Some(snapshot), tls_dirs, report }
     }
 
     /// Logs diagnostics not seen in the previous reload.
