@@ -35,7 +35,10 @@ fn crds_define_the_kinds_the_source_watches() {
     let crds = find(&docs, "CustomResourceDefinition");
     let kinds: BTreeSet<String> =
         crds.iter().map(|c| c["spec"]["names"]["kind"].as_str().unwrap().to_string()).collect();
-    assert_eq!(kinds, set(&["Host", "Listener", "Mapping", "Module", "TLSContext"]));
+    assert_eq!(
+        kinds,
+        set(&["AuthService", "Host", "Listener", "Mapping", "Module", "RateLimitService", "TCPMapping", "TLSContext"])
+    );
     for crd in crds {
         assert_eq!(crd["spec"]["group"], "getambassador.io");
         let plural = crd["spec"]["names"]["plural"].as_str().unwrap();
@@ -65,6 +68,9 @@ fn rbac_grants_exactly_read_access_to_what_is_watched() {
         "getambassador.io/listeners",
         "getambassador.io/hosts",
         "getambassador.io/modules",
+        "getambassador.io/tcpmappings",
+        "getambassador.io/authservices",
+        "getambassador.io/ratelimitservices",
         "/services",
         "/secrets",
     ]);

@@ -8,9 +8,10 @@
 //!    ([`Rejected`]: a syntax error, a value of the wrong type, an unreadable file) gets the last
 //!    good version of the resource it held put back, or of every resource its file held when the
 //!    document does not even say which resource it is.
-//! 2. [`compile_with`]: a Mapping, Listener or Host that reads fine but does not compile (a bad
-//!    `service`, a regex Envoy would refuse, a canary group pushed over 100%) is compiled again from
-//!    its last good version; one that never compiled is dropped, so it cannot take a group down.
+//! 2. [`compile_with`]: a Mapping, TCPMapping, Module, Listener or Host that reads fine but does
+//!    not compile (a bad `service`, a regex Envoy would refuse, a canary group pushed over 100%)
+//!    is compiled again from its last good version; one that never compiled is dropped, so it
+//!    cannot take a group down.
 //! 3. TLS material (in `compile_pass` and `edge`): a context or termination whose certificate,
 //!    key, CA or CRL is unusable for now keeps its last good resolution; one whose material is
 //!    gone ([`Kind::Reference`]) fails closed.
@@ -31,6 +32,7 @@ pub struct LastGood {
     hosts: HashMap<ResourceId, Resource<crate::model::HostSpec>>,
     modules: HashMap<ResourceId, Resource<crate::model::ModuleSpec>>,
     secrets: HashMap<ResourceId, Resource<crate::model::SecretData>>,
+    tcp_mappings: HashMap<ResourceId, Resource<crate::model::TcpMappingSpec>>,
     /// Resolved TLS (settings, certificate, CA, CRL): origination by context id, termination by
     /// owner id.
     resolutions: Resolutions,
@@ -52,6 +54,7 @@ impl LastGood {
         restore_kind(&mut model.hosts, &self.hosts, &rejected, &mut diagnostics);
         restore_kind(&mut model.modules, &self.modules, &rejected, &mut diagnostics);
         restore_kind(&mut model.secrets, &self.secrets, &rejected, &mut diagnostics);
+        restore_kind(&mut model.tcp_mappings, &self.tcp_mappings, &rejected, &mut diagnostics);
         model.rejected = rejected;
         diagnostics
     }
@@ -75,14 +78,19 @@ impl LastGood {
             tls_contexts: by_id(&model.tls_contexts, &none),
             listeners: by_id(&model.listeners, &pass.rejected),
             hosts: by_id(&model.hosts, &pass.rejected),
-            modules: by_id(&model.modules, &none),
+            modules: by_id(&model.modules, &pass.rejected),
             secrets: by_id(&model.secrets, &none),
+            tcp_mappings: by_id(&model.tcp_mappings, &pass.rejected),
             resolutions: pass.resolved.clone(),
         }
     }
 
     fn has(&self, id: &ResourceId) -> bool {
-        self.mappings.contains_key(id) || self.listeners.contains_key(id) || self.hosts.contains_key(id)
+        self.mappings.contains_key(id)
+            || self.listeners.contains_key(id)
+            || self.hosts.contains_key(id)
+            || self.modules.contains_key(id)
+            || self.tcp_mappings.contains_key(id)
     }
 }
 
@@ -140,6 +148,8 @@ pub fn compile_with(model: &Model, files: &TlsFiles, options: &Options, last: &L
     substitute(&mut retry.mappings, &last.mappings, &first.rejected, &mut notes);
     substitute(&mut retry.listeners, &last.listeners, &first.rejected, &mut notes);
     substitute(&mut retry.hosts, &last.hosts, &first.rejected, &mut notes);
+    substitute(&mut retry.modules, &last.modules, &first.rejected, &mut notes);
+    substitute(&mut retry.tcp_mappings, &last.tcp_mappings, &first.rejected, &mut notes);
     let mut second = compile_pass(&retry, files, options, &last.resolutions);
     // The errors that explain the fallback stay visible.
     let explained = first

@@ -7,17 +7,25 @@
 
 mod cluster;
 mod edge;
+mod error_response;
+pub mod format;
+mod group;
 mod host;
 pub mod ir;
 mod last_good;
 mod mapping;
 pub mod matching;
 mod material;
+mod module;
 pub mod names;
 pub mod order;
+mod policy;
+mod redirect;
 mod select;
 pub mod service;
+mod tcp;
 pub mod tls;
+mod upstream;
 
 pub use edge::{listener_name, ALL_HOSTS_VIRTUAL_HOST};
 pub use last_good::{compile_with, LastGood};
@@ -43,8 +51,11 @@ pub struct Options {
     pub max_regex_program_size: u32,
     /// Which namespaces' Secrets a TLSContext may name.
     pub secret_namespaces: SecretNamespaces,
-    /// What listeners do with request headers whose names contain `_`.
+    /// What listeners do with request headers whose names contain `_` (unless the Module says).
     pub headers_with_underscores: ir::UnderscoreHeaders,
+    /// `host:port` at which Envoy reaches the admin endpoint, which answers Emissary's probe
+    /// routes (`/ambassador/v0/check_alive`, `check_ready`).
+    pub diagnostics_service: String,
 }
 
 impl Default for Options {
@@ -57,6 +68,7 @@ impl Default for Options {
             max_regex_program_size: 100,
             secret_namespaces: SecretNamespaces::Any,
             headers_with_underscores: ir::UnderscoreHeaders::Allow,
+            diagnostics_service: "127.0.0.1:8877".into(),
         }
     }
 }
@@ -115,9 +127,11 @@ struct Pass {
 }
 
 /// The steps, in order: select this instance's resources, resolve TLSContexts for origination
-/// (falling back to `last` while their material is unusable), turn Mappings into route
-/// candidates (creating their clusters), name clusters, order routes, collect the secrets of the
-/// contexts in use, build the edge (listeners, Hosts, termination, route tables).
+/// (falling back to `last` while their material is unusable), compile the Module, turn Mappings
+/// (Emissary's probe Mappings first) into route candidates (creating their clusters), read the
+/// Listeners and Hosts and resolve their TLS, build the TCPMappings' listeners, name clusters,
+/// group and order routes, collect the secrets in use, build the edge (listeners, Hosts,
+/// termination, route tables).
 fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resolutions) -> Pass {
     let last_contexts = &last.contexts;
     let mut diagnostics = Vec::new();
@@ -125,7 +139,6 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
     let contexts = unique(select(&model.tls_contexts, options), &mut diagnostics);
     let listeners = unique(select(&model.listeners, options), &mut diagnostics);
     let hosts = unique(select(&model.hosts, options), &mut diagnostics);
-    let modules = unique(select(&model.modules, options), &mut diagnostics);
     let secrets = unique(model.secrets.iter().collect(), &mut diagnostics);
 
     let secret_index: SecretIndex<'_> = secrets.iter().map(|s| ((s.meta.namespace(), s.meta.name()), *s)).collect();
@@ -153,22 +166,35 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
         resolved.insert(id, result);
     }
 
+    let modules = unique(select(&model.modules, options), &mut diagnostics);
+    let tcp_mappings = unique(select(&model.tcp_mappings, options), &mut diagnostics);
+    let skipped_kinds: BTreeSet<String> = model
+        .skipped
+        .iter()
+        .filter(|meta| meta.belongs_to(&options.ambassador_id))
+        .map(|meta| meta.id.kind.clone())
+        .collect();
+    let mut rejected = BTreeSet::new();
+    let settings = module::settings(&modules, &skipped_kinds, options, &mut diagnostics, &mut rejected);
+
     let lookup = ContextLookup::new(&contexts);
     let mut builder = MappingCompiler {
         options,
-        contexts: ContextLookup::new(&contexts),
+        settings: &settings,
+        skipped_kinds: &skipped_kinds,
+        contexts: lookup.clone(),
         resolved: &resolved,
         clusters: Default::default(),
         used_contexts: BTreeSet::new(),
         diagnostics: &mut diagnostics,
     };
     // Emissary processes Mappings in the order of their `name.namespace` keys; route order ties
-    // depend on it, so we do the same.
+    // depend on it, so we do the same. Its probe Mappings come first.
     let mut ordered = mappings;
     ordered.sort_by_cached_key(|m| format!("{}.{}", m.meta.name(), m.meta.namespace()));
-    let mut rejected = BTreeSet::new();
-    let mut candidates = Vec::with_capacity(ordered.len());
-    for mapping in &ordered {
+    let all_mappings: Vec<&Mapping> = settings.probes.iter().chain(ordered.iter().copied()).collect();
+    let mut candidates = Vec::with_capacity(all_mappings.len());
+    for mapping in &all_mappings {
         match builder.candidate(mapping) {
             Some(candidate) => candidates.push(candidate),
             None => {
@@ -176,7 +202,37 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
             }
         }
     }
-    let MappingCompiler { clusters, used_contexts, .. } = builder;
+    let MappingCompiler { mut clusters, mut used_contexts, .. } = builder;
+
+    let tcp_hosts: BTreeSet<&str> = tcp_mappings.iter().filter_map(|m| m.spec.host.as_deref()).collect();
+    let edge_inputs = edge::Inputs {
+        listeners: &listeners,
+        hosts: &hosts,
+        contexts: &contexts,
+        tcp_hosts: &tcp_hosts,
+        lookup: &lookup,
+        tls: &inputs,
+        last_terminations: &last.terminations,
+        options,
+    };
+    let prepared = edge::prepare(&edge_inputs, &mut diagnostics, &mut rejected);
+    let http_ports = prepared.ports();
+    let tcp_inputs = tcp::TcpInputs {
+        options,
+        settings: &settings,
+        contexts: &lookup,
+        all_contexts: &contexts,
+        resolved: &resolved,
+        http_ports: &http_ports,
+    };
+    let mut tcp_listeners = tcp::tcp_listeners(
+        &tcp_mappings,
+        &tcp_inputs,
+        &mut clusters,
+        &mut used_contexts,
+        &mut diagnostics,
+        &mut rejected,
+    );
 
     let (clusters, envoy_names) = clusters.finish(&mut diagnostics);
     for candidate in &mut candidates {
@@ -185,9 +241,15 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
             candidate.runtime_key = forward.cluster.clone();
         }
     }
+    for chain in tcp_listeners.iter_mut().flat_map(|l| l.chains.iter_mut()) {
+        for (cluster, _) in &mut chain.clusters {
+            *cluster = envoy_names[cluster.as_str()].clone();
+        }
+    }
 
-    let origins: HashMap<String, &Mapping> = ordered.iter().map(|m| (route_name(m), *m)).collect();
-    let (routes, rejected_groups) = order::order_routes(candidates);
+    let origins: HashMap<String, &Mapping> = all_mappings.iter().map(|m| (route_name(m), *m)).collect();
+    let groups = group::group(candidates, &mut diagnostics, &mut rejected);
+    let (routes, rejected_groups) = order::order_routes(groups, &settings.defaults, &mut diagnostics);
     for group in rejected_groups {
         for member in &group.members {
             let meta = &origins[member].meta;
@@ -200,17 +262,11 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
         }
     }
 
-    let edge_inputs = edge::Inputs {
-        listeners: &listeners,
-        hosts: &hosts,
-        contexts: &contexts,
-        lookup: &lookup,
-        modules: &modules,
-        tls: &inputs,
-        last_terminations: &last.terminations,
-        options,
-    };
-    let edge = edge::build(&edge_inputs, routes, &origins, &mut diagnostics, &mut rejected);
+    let mut http = settings.http.clone();
+    if routes.iter().any(|r| !matches!(r.policy.error_responses, ir::ErrorResponses::Inherit)) {
+        http.error_responses.get_or_insert_with(Vec::new);
+    }
+    let edge = edge::build(prepared, &http, routes, &origins, &mut diagnostics);
 
     let mut secrets_out: Vec<_> = used_contexts
         .iter()
@@ -222,7 +278,14 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
     // A termination several Hosts share is listed once per chain.
     secrets_out.dedup_by(|a, b| a.name == b.name);
 
-    let ir = Ir { listeners: edge.listeners, route_configs: edge.route_configs, clusters, secrets: secrets_out };
+    let ir = Ir {
+        listeners: edge.listeners,
+        tcp_listeners,
+        route_configs: edge.route_configs,
+        clusters,
+        secrets: secrets_out,
+        regex_max_size: settings.regex_max_size,
+    };
     diagnostic::normalize(&mut diagnostics);
     let contexts = resolved.into_iter().filter_map(|(id, r)| Some((id.clone(), r.ok()?))).collect();
     let resolved = Resolutions { contexts, terminations: edge.terminations };

@@ -4,14 +4,17 @@
 //!
 //! Parsing never fails as a whole: a bad document becomes a [`Diagnostic`] and is skipped.
 
+pub mod fields;
 pub mod host;
 pub mod listener;
 pub mod mapping;
 pub mod module;
 mod parse;
+pub mod policy;
 pub mod secret;
 mod sensitive;
 mod service;
+pub mod tcp_mapping;
 pub mod tls_context;
 mod yaml;
 
@@ -22,6 +25,7 @@ pub use module::ModuleSpec;
 pub use parse::{parse_documents, parse_object};
 pub use secret::SecretData;
 pub use sensitive::Sensitive;
+pub use tcp_mapping::TcpMappingSpec;
 pub use tls_context::TlsContextSpec;
 pub use yaml::limits::DocumentLimits;
 pub use yaml::{DOCUMENT_LIMITS, MAX_DOCUMENTS, MAX_DOCUMENT_BYTES, MAX_STREAM_BYTES};
@@ -77,6 +81,7 @@ pub type Listener = Resource<ListenerSpec>;
 pub type Host = Resource<HostSpec>;
 pub type Module = Resource<ModuleSpec>;
 pub type Secret = Resource<SecretData>;
+pub type TcpMapping = Resource<TcpMappingSpec>;
 
 /// Contents of the files TLSContexts name (`cert_chain_file`, ...), keyed by the path as written;
 /// `Err` holds why the file could not be read. Read by the sources, so that compiling stays pure.
@@ -108,15 +113,22 @@ pub struct Model {
     pub tls_contexts: Vec<TlsContext>,
     pub listeners: Vec<Listener>,
     pub hosts: Vec<Host>,
-    pub modules: Vec<Module>,
     pub secrets: Vec<Secret>,
+    /// `ambassador` Modules (one is used; the others are reported).
+    pub modules: Vec<Module>,
+    pub tcp_mappings: Vec<TcpMapping>,
+    /// Ambassador resources of kinds that are not translated (an `AuthService`, a
+    /// `RateLimitService`, ...): what decides whether fields that only matter with them are safe
+    /// to ignore.
+    pub skipped: Vec<Meta>,
     /// Inputs that exist but could not be read into resources (each also reported as a
     /// diagnostic): what lets the last good version of their resources stay in service.
     pub rejected: Vec<Rejected>,
 }
 
 impl Model {
-    /// Every resource read, and where from (operators' inventory), in source order by kind.
+    /// Every resource read, and where from (operators' inventory), in source order by kind; the
+    /// kinds read but not translated (`skipped`, each with its own diagnostic) come last.
     pub fn inventory(&self) -> Vec<crate::diagnostic::Provenance> {
         let metas = self
             .mappings
@@ -125,8 +137,10 @@ impl Model {
             .chain(self.tls_contexts.iter().map(|r| &r.meta))
             .chain(self.listeners.iter().map(|r| &r.meta))
             .chain(self.hosts.iter().map(|r| &r.meta))
+            .chain(self.secrets.iter().map(|r| &r.meta))
             .chain(self.modules.iter().map(|r| &r.meta))
-            .chain(self.secrets.iter().map(|r| &r.meta));
+            .chain(self.tcp_mappings.iter().map(|r| &r.meta))
+            .chain(self.skipped.iter());
         metas.map(Meta::provenance).collect()
     }
 
@@ -135,8 +149,10 @@ impl Model {
         self.tls_contexts.extend(other.tls_contexts);
         self.listeners.extend(other.listeners);
         self.hosts.extend(other.hosts);
-        self.modules.extend(other.modules);
         self.secrets.extend(other.secrets);
+        self.modules.extend(other.modules);
+        self.tcp_mappings.extend(other.tcp_mappings);
+        self.skipped.extend(other.skipped);
         self.rejected.extend(other.rejected);
     }
 }

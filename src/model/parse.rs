@@ -1,13 +1,10 @@
 //! Documents → typed resources: dispatch on `apiVersion` and `kind`, the CRD and flat forms of
 //! Ambassador resources, and the Kubernetes kinds that carry them (`Secret`, `Service`, `List`).
 
+use super::module::AMBASSADOR_MODULE;
 use super::yaml::{self, Document};
-use super::{
-    secret, service, HostSpec, Labels, ListenerSpec, MappingSpec, Meta, Model, ModuleSpec, OneOrMany, Rejected,
-    Resource, TlsContextSpec,
-};
+use super::{secret, service, Labels, Meta, Model, OneOrMany, Rejected, Resource};
 use crate::diagnostic::{self, Diagnostic, Kind, Origin, ResourceId};
-use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping as YamlMap, Value};
 use std::sync::Arc;
 
@@ -208,61 +205,40 @@ impl Parser {
             }
         };
         let id = ResourceId::new(kind, namespace, name);
-        let prefix = match form {
+        let field_prefix = match form {
             Form::Crd => "spec.",
             Form::Flat => "",
         };
-        let at = (origin, id, labels, prefix);
-        match kind {
-            "Mapping" => self.typed(at, spec, |s: &MappingSpec| s.ambassador_id.clone(), |m| &mut m.mappings),
-            "TLSContext" => self.typed(at, spec, |s: &TlsContextSpec| s.ambassador_id.clone(), |m| &mut m.tls_contexts),
-            "Listener" => self.typed(at, spec, |s: &ListenerSpec| s.ambassador_id.clone(), |m| &mut m.listeners),
-            "Host" => self.typed(at, spec, |s: &HostSpec| s.ambassador_id.clone(), |m| &mut m.hosts),
-            "Module" => self.typed(at, spec, |s: &ModuleSpec| s.ambassador_id.clone(), |m| &mut m.modules),
-            _ => self.push(
-                Diagnostic::warning(
-                    Some(origin),
-                    Some(&at.1),
-                    format!("kind {kind} is not supported by ambassador-xds; skipped"),
-                )
-                .with_kind(Kind::UnsupportedKind),
-            ),
-        }
-    }
-
-    /// Deserializes a spec into the model, reporting every field it does not know as a warning
-    /// (not an error: Emissary has many fields this tool does not translate, and configs should
-    /// still load).
-    fn typed<S: DeserializeOwned>(
-        &mut self,
-        (origin, id, labels, field_prefix): (&Origin, ResourceId, Labels, &str),
-        spec: Value,
-        ambassador_id: impl Fn(&S) -> Option<OneOrMany>,
-        slot: impl FnOnce(&mut Model) -> &mut Vec<Resource<S>>,
-    ) {
-        let mut ignored = Vec::new();
-        let parsed: Result<S, _> = serde_ignored::deserialize(spec, |path| ignored.push(path.to_string()));
-        match parsed {
-            Ok(spec) => {
-                for field in ignored {
-                    self.push(
-                        Diagnostic::warning(
-                            Some(origin),
-                            Some(&id),
-                            format!("field `{field_prefix}{field}` is not supported by ambassador-xds; ignored"),
-                        )
-                        .with_kind(Kind::IgnoredField),
-                    );
+        macro_rules! typed {
+            ($slot:ident) => {
+                if let Some((spec, meta)) = self.typed_spec(origin, id, labels, spec, field_prefix) {
+                    self.model.$slot.push(Resource { meta, spec });
                 }
-                let ambassador_id = ambassador_id(&spec).map(OneOrMany::into_vec);
-                let meta = Meta { id, origin: origin.clone(), ambassador_id, labels };
-                slot(&mut self.model).push(Resource { meta, spec });
+            };
+        }
+        match kind {
+            "Mapping" => typed!(mappings),
+            "TCPMapping" => typed!(tcp_mappings),
+            "TLSContext" => typed!(tls_contexts),
+            "Listener" => typed!(listeners),
+            "Host" => typed!(hosts),
+            "Module" if id.name == AMBASSADOR_MODULE => typed!(modules),
+            _ => {
+                let message = match kind {
+                    "Module" => format!(
+                        "only the `{AMBASSADOR_MODULE}` Module is read (Module {} is not supported by ambassador-xds); skipped",
+                        id.name
+                    ),
+                    _ => format!("kind {kind} is not supported by ambassador-xds; skipped"),
+                };
+                self.push(Diagnostic::warning(Some(origin), Some(&id), message).with_kind(Kind::UnsupportedKind));
+                // Whether such a resource is there decides about fields that only matter with it.
+                let ambassador_id = spec
+                    .get("ambassador_id")
+                    .and_then(|value| serde_yaml::from_value::<OneOrMany>(value.clone()).ok())
+                    .map(OneOrMany::into_vec);
+                self.model.skipped.push(Meta { id, origin: origin.clone(), ambassador_id, labels });
             }
-            Err(err) => self.error(
-                origin,
-                Some(&id),
-                format!("invalid {}: {err}", if field_prefix.is_empty() { "fields" } else { "spec" }),
-            ),
         }
     }
 
@@ -364,6 +340,8 @@ pub(super) fn take_string(map: &mut YamlMap, key: &str) -> Result<Option<String>
         Some(other) => Err(format!("`{key}` must be a string, found {}", yaml::type_name(&other))),
     }
 }
+
+mod spec;
 
 #[cfg(test)]
 mod tests;

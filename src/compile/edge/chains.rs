@@ -16,8 +16,7 @@ use super::hosts::{EdgeHost, HostTls, InsecureAction};
 use super::listeners::{Binding, EdgeListener, SecurityModel};
 use super::termination::ResolvedTermination;
 use crate::compile::ir::{
-    ChainTransport, ClientCertForwarding, FilterChain, HostRoute, HttpListener, Route, RouteTable, RouteVariant,
-    UnderscoreHeaders, VirtualHost,
+    ChainTransport, FilterChain, HostRoute, HttpListener, HttpOptions, Route, RouteTable, RouteVariant, VirtualHost,
 };
 use crate::diagnostic::{Diagnostic, Kind, ResourceId};
 use crate::model::Labels;
@@ -38,8 +37,8 @@ pub struct Inputs<'a, 'r> {
     /// In route order, each with its attachment.
     pub routes: &'r [(Arc<Route>, Attachment<'a>)],
     pub terminations: &'r HashMap<ResourceId, Result<ResolvedTermination, String>>,
-    pub headers_with_underscores: UnderscoreHeaders,
-    pub client_certificates: ClientCertForwarding,
+    /// The Module's connection-manager settings.
+    pub http: &'r HttpOptions,
 }
 
 #[derive(Debug, Default)]
@@ -110,11 +109,9 @@ pub fn build(
             port: listener.port,
             stat_prefix: listener.stat_prefix.clone(),
             provenance: listener.provenance.clone(),
-            headers_with_underscores: inputs.headers_with_underscores,
-            trusted_hops: listener.trusted_hops,
+            options: listener.http_options(inputs.http),
             proxy_protocol: listener.proxy_protocol,
             inspects_tls: listener.tls,
-            client_certificates: inputs.client_certificates,
             chains,
         });
     }
@@ -271,9 +268,11 @@ mod tests {
                 path: PathMatch::Prefix("/".into()),
                 case_sensitive: true,
                 headers,
+                query_parameters: Vec::new(),
                 runtime_fraction: None,
             },
             action: RouteAction::FailClosed { status: 503, body: String::new() },
+            policy: Default::default(),
             provenance: Vec::new(),
         })
     }

@@ -75,6 +75,7 @@ impl EdgeHost<'_> {
 pub fn edge_hosts<'a>(
     hosts: &[&'a Host],
     contexts: &[&'a TlsContext],
+    tcp_hosts: &BTreeSet<&str>,
     lookup: &ContextLookup<'a>,
     terminations: &mut Terminations<'_, '_>,
     rejected: &mut BTreeSet<ResourceId>,
@@ -90,10 +91,11 @@ pub fn edge_hosts<'a>(
         }
     }
     if hosts.is_empty() {
-        // No Host at all: a TLSContext's `hosts` are what it terminates (Emissary 1.x). With
-        // Hosts, they only say which Host a context belongs to (Emissary 2+).
+        // No Host at all: a TLSContext's `hosts` are what it terminates (Emissary 1.x), except
+        // the names TCPMappings terminate with it on their own listeners. With Hosts, they only
+        // say which Host a context belongs to (Emissary 2+).
         for ctx in &termination_contexts {
-            for name in ctx.spec.hosts.iter().flatten() {
+            for name in ctx.spec.hosts.iter().flatten().filter(|name| !tcp_hosts.contains(name.as_str())) {
                 let Some(hostname) = checked_hostname(name, &ctx.meta.origin, &ctx.meta.id, terminations.diagnostics)
                 else {
                     continue;
@@ -116,7 +118,7 @@ pub fn edge_hosts<'a>(
         }
     } else {
         for ctx in &termination_contexts {
-            for name in ctx.spec.hosts.iter().flatten() {
+            for name in ctx.spec.hosts.iter().flatten().filter(|name| !tcp_hosts.contains(name.as_str())) {
                 let served = out.iter().any(|h| h.hostname.eq_ignore_ascii_case(name) || h.id().name == *name);
                 if !served {
                     let message = format!("`hosts` lists {name}, which no Host serves; TLS is not terminated for it (add a Host with `hostname: {name}`)");

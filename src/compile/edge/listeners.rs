@@ -1,8 +1,10 @@
 //! `Listener` resources as Emissary reads them: the protocol stack (`protocol` is shorthand for
 //! one), the security model, which Hosts it binds, `l7Depth` and `statsPrefix`. Listeners Envoy
 //! can serve here speak HTTP over TCP, optionally with TLS and/or the PROXY protocol; raw TCP
-//! and TLS (TCPMappings) and UDP (HTTP/3) are reported as not supported.
+//! and TLS Listeners are skipped (each TCPMapping gets a listener of its own on its `port`) and
+//! UDP (HTTP/3) is reported as not supported.
 
+use crate::compile::ir::HttpOptions;
 use crate::compile::listener_name;
 use crate::diagnostic::{Diagnostic, Kind, Provenance, ResourceId};
 use crate::model::host::LabelSelector;
@@ -40,11 +42,19 @@ pub struct EdgeListener<'a> {
     pub security: SecurityModel,
     pub binding: Binding<'a>,
     pub stat_prefix: String,
-    pub trusted_hops: u32,
+    /// `l7Depth`: the proxies in front of Envoy whose `X-Forwarded-For` and `X-Forwarded-Proto`
+    /// are believed; without it, the Module's `xff_num_trusted_hops` (default 0: the connection
+    /// itself says who the client is and whether it is TLS).
+    pub trusted_hops: Option<u32>,
     pub provenance: Vec<Provenance>,
 }
 
 impl EdgeListener<'_> {
+    /// The Module's connection-manager settings as this listener applies them.
+    pub fn http_options(&self, http: &HttpOptions) -> HttpOptions {
+        HttpOptions { xff_num_trusted_hops: self.trusted_hops.unwrap_or(http.xff_num_trusted_hops), ..http.clone() }
+    }
+
     /// The listener used when no `Listener` is given (and when none given can be served):
     /// cleartext HTTP, `XFP`, every Host.
     pub fn default_http(port: u16) -> EdgeListener<'static> {
@@ -56,7 +66,7 @@ impl EdgeListener<'_> {
             security: SecurityModel::Xfp,
             binding: Binding::Hosts { namespace: None, selector: None },
             stat_prefix: "ingress_http".into(),
-            trusted_hops: 0,
+            trusted_hops: None,
             provenance: Vec::new(),
         }
     }
@@ -168,11 +178,17 @@ fn read<'a>(listener: &'a Listener, diagnostics: &mut Vec<Diagnostic>) -> Read<'
         );
     }
     if last == Some("UDP") || !stack.contains(&"HTTP") {
-        let what = if last == Some("UDP") { "HTTP/3 (UDP)" } else { "TCP and TLS (TCPMappings)" };
-        let message = format!(
-            "protocol stack {}: {what} is not supported (only HTTP over TCP, with TLS and/or PROXY); listener skipped",
-            stack.join(";")
-        );
+        let message = if last == Some("UDP") {
+            format!(
+                "protocol stack {}: HTTP/3 (UDP) is not supported (only HTTP over TCP, with TLS and/or PROXY); listener skipped",
+                stack.join(";")
+            )
+        } else {
+            format!(
+                "protocol stack {}: not HTTP; TCPMappings get a listener of their own on their `port`; listener skipped",
+                stack.join(";")
+            )
+        };
         diagnostics
             .push(Diagnostic::warning(Some(&meta.origin), Some(&meta.id), message).with_kind(Kind::IgnoredField));
         return Read::Unsupported;
@@ -223,7 +239,7 @@ fn read<'a>(listener: &'a Listener, diagnostics: &mut Vec<Diagnostic>) -> Read<'
         security,
         binding: Binding::Hosts { namespace, selector: binding.selector.as_ref() },
         stat_prefix,
-        trusted_hops: spec.l7_depth.unwrap_or(0),
+        trusted_hops: spec.l7_depth,
         provenance: vec![meta.provenance()],
     })
 }

@@ -14,16 +14,15 @@ pub mod termination;
 
 use super::host;
 use super::ir::{
-    ChainTransport, ClientCertForwarding, FilterChain, ForwardClientCert, HostRoute, HttpListener, Route, RouteTable,
-    TlsSecret, VirtualHost,
+    ChainTransport, FilterChain, HostRoute, HttpListener, HttpOptions, Route, RouteTable, TlsSecret, VirtualHost,
 };
 use super::select::ContextLookup;
 use super::tls::{self, Unusable};
 use super::{Options, ROUTE_CONFIG_NAME};
 use crate::diagnostic::{Diagnostic, Kind, Provenance, ResourceId};
-use crate::model::{Host, Listener, Mapping, Module, TlsContext};
+use crate::model::{Host, Listener, Mapping, TlsContext};
 use chains::Attachment;
-use hosts::HostTls;
+use hosts::{EdgeHost, HostTls};
 use listeners::EdgeListener;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -40,12 +39,31 @@ pub struct Inputs<'a, 'r> {
     pub listeners: &'r [&'a Listener],
     pub hosts: &'r [&'a Host],
     pub contexts: &'r [&'a TlsContext],
+    /// The `host`s of TCPMappings: TLSContext `hosts` they terminate are not HTTP hosts.
+    pub tcp_hosts: &'r BTreeSet<&'a str>,
     pub lookup: &'r ContextLookup<'a>,
-    pub modules: &'r [&'a Module],
     pub tls: &'r tls::Inputs<'r>,
     /// Terminations of the last reload, by owner (TLSContext or Host).
     pub last_terminations: &'r HashMap<ResourceId, ResolvedTermination>,
     pub options: &'r Options,
+}
+
+/// The Listeners and Hosts, read, with their TLS resolved: what is known before the routes are.
+pub struct Prepared<'a> {
+    listeners: Vec<EdgeListener<'a>>,
+    hosts: Vec<EdgeHost<'a>>,
+    resolved: HashMap<ResourceId, Result<ResolvedTermination, String>>,
+}
+
+impl Prepared<'_> {
+    /// The ports HTTP listeners may hold: the Listeners', and the cleartext ports Hosts ask for.
+    pub fn ports(&self) -> BTreeSet<u16> {
+        let mut ports: BTreeSet<u16> = self.listeners.iter().map(|l| l.port).collect();
+        if !self.hosts.is_empty() {
+            ports.extend(self.hosts.iter().flat_map(|h| [h.additional_port, h.redirect_cleartext_from]).flatten());
+        }
+        ports
+    }
 }
 
 #[derive(Debug, Default)]
@@ -58,32 +76,41 @@ pub struct Edge {
     pub terminations: HashMap<ResourceId, ResolvedTermination>,
 }
 
-/// Builds the edge for `routes` (in route order), whose Mappings `mappings` holds by route name.
-pub fn build(
-    inputs: &Inputs<'_, '_>,
-    routes: Vec<Route>,
-    mappings: &HashMap<String, &Mapping>,
+/// Reads the Listeners and Hosts and resolves the TLS Hosts terminate with.
+pub fn prepare<'a>(
+    inputs: &Inputs<'a, '_>,
     diagnostics: &mut Vec<Diagnostic>,
     rejected: &mut BTreeSet<ResourceId>,
-) -> Edge {
-    let options = inputs.options;
-    let listeners = listeners::listeners(inputs.listeners, options.listener_port, diagnostics, rejected);
-    let client_certificates = client_certificates(inputs.modules, diagnostics);
+) -> Prepared<'a> {
+    let listeners = listeners::listeners(inputs.listeners, inputs.options.listener_port, diagnostics, rejected);
     let mut terminations = Terminations {
         inputs: inputs.tls,
         last: inputs.last_terminations,
         resolved: HashMap::new(),
         diagnostics: &mut *diagnostics,
     };
-    let hosts = hosts::edge_hosts(inputs.hosts, inputs.contexts, inputs.lookup, &mut terminations, rejected);
-    let resolved: HashMap<ResourceId, Result<ResolvedTermination, String>> =
-        terminations.resolved.into_iter().map(|(id, (_, result))| (id, result)).collect();
+    let hosts =
+        hosts::edge_hosts(inputs.hosts, inputs.contexts, inputs.tcp_hosts, inputs.lookup, &mut terminations, rejected);
+    let resolved = terminations.resolved.into_iter().map(|(id, (_, result))| (id, result)).collect();
+    Prepared { listeners, hosts, resolved }
+}
+
+/// Builds the edge for `routes` (in route order), whose Mappings `mappings` holds by route name;
+/// every HTTP connection manager gets the Module's settings `http`.
+pub fn build(
+    prepared: Prepared<'_>,
+    http: &HttpOptions,
+    routes: Vec<Route>,
+    mappings: &HashMap<String, &Mapping>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Edge {
+    let Prepared { listeners, hosts, resolved } = prepared;
     let mut edge = Edge {
         terminations: resolved.iter().filter_map(|(id, r)| Some((id.clone(), r.as_ref().ok()?.clone()))).collect(),
         ..Edge::default()
     };
     if hosts.is_empty() {
-        edge.listeners = listeners.iter().map(|l| everything_listener(l, options, client_certificates)).collect();
+        edge.listeners = listeners.iter().map(|l| everything_listener(l, http)).collect();
         let routes = routes.into_iter().map(|route| HostRoute::as_written(Arc::new(route))).collect();
         let virtual_host = VirtualHost { name: ALL_HOSTS_VIRTUAL_HOST.into(), domains: vec!["*".into()], routes };
         edge.route_configs = vec![RouteTable { name: ROUTE_CONFIG_NAME.into(), virtual_hosts: vec![virtual_host] }];
@@ -96,13 +123,7 @@ pub fn build(
             (Arc::new(route), attachment)
         })
         .collect();
-    let chain_inputs = chains::Inputs {
-        hosts: &hosts,
-        routes: &routes,
-        terminations: &resolved,
-        headers_with_underscores: options.headers_with_underscores,
-        client_certificates,
-    };
+    let chain_inputs = chains::Inputs { hosts: &hosts, routes: &routes, terminations: &resolved, http };
     let built = chains::build(listeners, &chain_inputs, diagnostics);
     edge.listeners = built.listeners;
     edge.route_configs = built.route_configs;
@@ -116,21 +137,15 @@ pub fn build(
 }
 
 /// A listener without Hosts: one cleartext chain taking `ambassador-routes`.
-fn everything_listener(
-    listener: &EdgeListener<'_>,
-    options: &Options,
-    client_certificates: ClientCertForwarding,
-) -> HttpListener {
+fn everything_listener(listener: &EdgeListener<'_>, http: &HttpOptions) -> HttpListener {
     HttpListener {
         name: listener.name.clone(),
         port: listener.port,
         stat_prefix: listener.stat_prefix.clone(),
         provenance: listener.provenance.clone(),
-        headers_with_underscores: options.headers_with_underscores,
-        trusted_hops: listener.trusted_hops,
+        options: listener.http_options(http),
         proxy_protocol: listener.proxy_protocol,
         inspects_tls: listener.tls,
-        client_certificates,
         chains: vec![FilterChain {
             name: String::new(),
             server_names: Vec::new(),
@@ -142,47 +157,14 @@ fn everything_listener(
 }
 
 /// Which hosts a Mapping's route serves: its host as written (`hostname` glob, `host`, an exact
-/// `:authority`), or every host when it names none.
+/// `:authority`; without a port, as Hosts' names are), or every host when it names none.
 fn attachment<'a>(mapping: &'a Mapping) -> Attachment<'a> {
     let written = host::host(&mapping.spec, &mut Vec::new()).ok().flatten();
     Attachment {
         regex: written.as_ref().is_some_and(|h| h.regex),
-        glob: written.map(|h| h.written),
+        glob: written.map(|h| if h.regex { h.written } else { host::strip_port(&h.written).to_string() }),
         labels: &mapping.meta.labels,
     }
-}
-
-/// `forward_client_cert_details` and `set_current_client_cert_details` of the `ambassador` Module.
-fn client_certificates(modules: &[&Module], diagnostics: &mut Vec<Diagnostic>) -> ClientCertForwarding {
-    let mut out = ClientCertForwarding::default();
-    for module in modules {
-        let (origin, id) = (&module.meta.origin, &module.meta.id);
-        if module.meta.name() != "ambassador" {
-            let message = "only the Module named `ambassador` is read; this one is ignored";
-            diagnostics.push(Diagnostic::warning(Some(origin), Some(id), message).with_kind(Kind::IgnoredField));
-            continue;
-        }
-        let config = &module.spec.config;
-        out.mode = match config.forward_client_cert_details.as_deref() {
-            None | Some("SANITIZE") => ForwardClientCert::Sanitize,
-            Some("FORWARD_ONLY") => ForwardClientCert::ForwardOnly,
-            Some("APPEND_FORWARD") => ForwardClientCert::AppendForward,
-            Some("SANITIZE_SET") => ForwardClientCert::SanitizeSet,
-            Some("ALWAYS_FORWARD_ONLY") => ForwardClientCert::AlwaysForwardOnly,
-            Some(other) => {
-                let message = format!("`forward_client_cert_details: {other}` is not one of SANITIZE, FORWARD_ONLY, APPEND_FORWARD, SANITIZE_SET, ALWAYS_FORWARD_ONLY; client certificates are not forwarded");
-                diagnostics.push(Diagnostic::error(Some(origin), Some(id), message));
-                ForwardClientCert::Sanitize
-            }
-        };
-        if let Some(details) = &config.set_current_client_cert_details {
-            let on = |flag: Option<bool>| flag.unwrap_or(false);
-            (out.subject, out.cert, out.chain, out.dns, out.uri) =
-                (on(details.subject), on(details.cert), on(details.chain), on(details.dns), on(details.uri));
-        }
-        break;
-    }
-    out
 }
 
 /// Terminations, resolved once per owner (a TLSContext several Hosts use is one termination),

@@ -136,6 +136,30 @@ const KINDS: &[KindInfo] = &[
         singular: "module",
         short_names: &[],
     },
+    KindInfo {
+        group: AMBASSADOR_GROUP,
+        version: None,
+        kind: "TCPMapping",
+        plural: "tcpmappings",
+        singular: "tcpmapping",
+        short_names: &[],
+    },
+    KindInfo {
+        group: AMBASSADOR_GROUP,
+        version: None,
+        kind: "AuthService",
+        plural: "authservices",
+        singular: "authservice",
+        short_names: &[],
+    },
+    KindInfo {
+        group: AMBASSADOR_GROUP,
+        version: None,
+        kind: "RateLimitService",
+        plural: "ratelimitservices",
+        singular: "ratelimitservice",
+        short_names: &[],
+    },
     // Emissary's Listener CRD exists only in v3alpha1.
     KindInfo {
         group: AMBASSADOR_GROUP,
