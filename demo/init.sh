@@ -3,7 +3,8 @@
 #
 #   demo/init.sh CONFIG_DIR STATE_DIR
 #
-# STATE_DIR/certs/  a demo CA, the upstream's server certificate and Envoy's client certificate
+# STATE_DIR/certs/  a demo CA, the upstream's server certificate, Envoy's client certificate and
+#                   Envoy's own server certificate for its HTTPS front door (localhost)
 #                   (EC P-256, made once; kept while the files exist)
 # STATE_DIR/upstream-envoy.yaml
 #                   the upstream's Envoy config, rendered from upstream-envoy.yaml.in beside this
@@ -15,6 +16,13 @@
 #   tls-context.yaml  TLSContext `upstream-context`: hosts: [], secret: upstream-certs
 #   mapping.yaml      Mapping `upstream-mapping`: prefix /upstream/ -> DEMO_UPSTREAM_SERVICE with
 #                     tls: upstream-context (written only when missing, so your edits survive)
+#   listeners.yaml    the HTTPS front door: Listeners for cleartext HTTP on DEMO_LISTENER_PORT and
+#                     HTTPS on DEMO_HTTPS_PORT (rewritten on every run, from the environment)
+#   front-door-secret.yaml
+#                     kubernetes.io/tls Secret `front-door-cert`: Envoy's server certificate
+#                     (rewritten on every run)
+#   host.yaml         Host `front-door`: every host name, the certificate front-door-cert, cleartext
+#                     requests routed too (written only when missing)
 #
 # Every file is world-readable: the control plane and the upstream run as other users (in Docker,
 # non-root users of their images). These are throwaway demo keys; never use them for anything real.
@@ -32,6 +40,8 @@ upstream_service=${DEMO_UPSTREAM_SERVICE:-upstream:8443}
 upstream_address=${DEMO_UPSTREAM_ADDRESS:-0.0.0.0}
 upstream_port=${DEMO_UPSTREAM_PORT:-8443}
 upstream_admin_port=${DEMO_UPSTREAM_ADMIN_PORT:-9901}
+listener_port=${DEMO_LISTENER_PORT:-8080}
+https_port=${DEMO_HTTPS_PORT:-8443}
 days=825
 
 umask 022
@@ -54,12 +64,17 @@ if [ -s "$certs/ca.crt" ] && [ -s "$certs/upstream.crt" ] && [ -s "$certs/client
   echo "demo-init: keeping the certificates in $certs"
 else
   echo "demo-init: making a demo CA, the upstream's server certificate and Envoy's client certificate in $certs"
+  rm -f "$certs/front-door.crt"
   key "$certs/ca.key"
   openssl req -x509 -new -key "$certs/ca.key" -subj "/CN=ambassador-xds demo CA" -days $days \
     -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
     -out "$certs/ca.crt"
   leaf upstream "/CN=upstream" "DNS:upstream,DNS:localhost,IP:127.0.0.1" serverAuth
   leaf client "/O=ambassador-xds demo/CN=envoy-client" "DNS:envoy-client" clientAuth
+fi
+if [ ! -s "$certs/front-door.crt" ]; then
+  echo "demo-init: making Envoy's server certificate for the HTTPS front door in $certs"
+  leaf front-door "/CN=localhost" "DNS:localhost,DNS:envoy,IP:127.0.0.1" serverAuth
 fi
 chmod 0644 "$certs"/*
 
@@ -95,6 +110,65 @@ data:
   tls.crt: $(b64 "$certs/client.crt")
   tls.key: $(b64 "$certs/client.key")
 YAML
+
+write_config front-door-secret.yaml <<YAML
+# Envoy's server certificate for the HTTPS front door (made by demo/init.sh; rewritten on every run).
+apiVersion: v1
+kind: Secret
+metadata:
+  name: front-door-cert
+type: kubernetes.io/tls
+data:
+  tls.crt: $(b64 "$certs/front-door.crt")
+  tls.key: $(b64 "$certs/front-door.key")
+YAML
+
+write_config listeners.yaml <<YAML
+# Envoy's front door, as Emissary's quick start writes it: cleartext HTTP and HTTPS (rewritten on
+# every run from DEMO_LISTENER_PORT and DEMO_HTTPS_PORT).
+---
+apiVersion: getambassador.io/v3alpha1
+kind: Listener
+metadata:
+  name: front-door-http
+spec:
+  port: $listener_port
+  protocol: HTTP
+  securityModel: XFP
+  hostBinding:
+    namespace:
+      from: ALL
+---
+apiVersion: getambassador.io/v3alpha1
+kind: Listener
+metadata:
+  name: front-door-https
+spec:
+  port: $https_port
+  protocol: HTTPS
+  securityModel: XFP
+  hostBinding:
+    namespace:
+      from: ALL
+YAML
+
+if [ ! -e "$config_dir/host.yaml" ]; then
+  write_config host.yaml <<'YAML'
+# Every host name, over HTTPS with the certificate in Secret front-door-cert; cleartext requests
+# are routed too (set `action: Redirect` to send them to https:// instead).
+apiVersion: getambassador.io/v3alpha1
+kind: Host
+metadata:
+  name: front-door
+spec:
+  hostname: "*"
+  tlsSecret:
+    name: front-door-cert
+  requestPolicy:
+    insecure:
+      action: Route
+YAML
+fi
 
 if [ ! -e "$config_dir/tls-context.yaml" ]; then
   write_config tls-context.yaml <<'YAML'

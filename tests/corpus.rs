@@ -72,10 +72,12 @@ fn route_fates(translation: &Translation) -> Vec<(Vec<Provenance>, bool)> {
     for resource in translation.resources.of(XdsType::Route) {
         let config: RouteConfiguration = resource.decode();
         let provenance = translation.provenance.routes(&resource.name);
-        let routes = config.virtual_hosts.iter().flat_map(|vh| &vh.routes);
-        for (index, route) in routes.enumerate() {
-            let forwards = !matches!(route.action, Some(route::Action::DirectResponse(_)));
-            out.push((provenance.get(index).cloned().unwrap_or_default(), forwards));
+        for (host, virtual_host) in config.virtual_hosts.iter().enumerate() {
+            for (index, route) in virtual_host.routes.iter().enumerate() {
+                let forwards = !matches!(route.action, Some(route::Action::DirectResponse(_)));
+                let behind = provenance.get(host).and_then(|routes| routes.get(index));
+                out.push((behind.cloned().unwrap_or_default(), forwards));
+            }
         }
     }
     out
@@ -128,6 +130,7 @@ fn check_case(case: &Path) -> CaseReport {
     let metas = metas
         .chain(model.tls_contexts.iter().map(|r| &r.meta))
         .chain(model.listeners.iter().map(|r| &r.meta))
+        .chain(model.hosts.iter().map(|r| &r.meta))
         .chain(model.secrets.iter().map(|r| &r.meta))
         .chain(model.modules.iter().map(|r| &r.meta))
         .chain(model.skipped.iter());

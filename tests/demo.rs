@@ -1,8 +1,9 @@
 //! The demo (README § Demo), both ways it can run:
 //!
 //! - `scripts/demo`, the docker-compose topology as local processes, really runs: Envoy must
-//!   originate mTLS with the demo client certificate, follow an edit of the Mapping, and everything
-//!   must be gone after Ctrl-C.
+//!   originate mTLS with the demo client certificate, serve the same route through its HTTPS front
+//!   door (curl verifying the demo CA), follow an edit of the Mapping, and everything must be gone
+//!   after Ctrl-C.
 //! - `docker-compose.yml` cannot run here (no Docker engine), so it is checked statically: every
 //!   service, file, volume, port and Dockerfile stage it names exists and agrees with the others,
 //!   the Envoy bootstrap it mounts is what `ambassador-xds bootstrap` prints, and what its
@@ -105,6 +106,7 @@ impl Drop for Demo {
 
 struct Ports {
     listener: u16,
+    https: u16,
     xds: u16,
     admin: u16,
     envoy_admin: u16,
@@ -113,9 +115,10 @@ struct Ports {
 }
 
 impl Ports {
-    fn all(&self) -> [(&'static str, u16); 6] {
+    fn all(&self) -> [(&'static str, u16); 7] {
         [
             ("Envoy listener", self.listener),
+            ("Envoy HTTPS listener", self.https),
             ("xDS", self.xds),
             ("control-plane admin", self.admin),
             ("Envoy admin", self.envoy_admin),
@@ -133,6 +136,7 @@ fn start_demo(dir: &Path, ports: &Ports) -> Demo {
     command
         .env("DEMO_DIR", dir)
         .env("DEMO_LISTENER_PORT", ports.listener.to_string())
+        .env("DEMO_HTTPS_PORT", ports.https.to_string())
         .env("DEMO_XDS_PORT", ports.xds.to_string())
         .env("DEMO_ADMIN_PORT", ports.admin.to_string())
         .env("DEMO_ENVOY_ADMIN_PORT", ports.envoy_admin.to_string())
@@ -194,6 +198,20 @@ fn upstream_answer(listener: u16, path: &str) -> Result<serde_json::Value, Strin
     response.json()
 }
 
+/// The upstream's JSON answer through Envoy's HTTPS front door (curl, verifying the demo CA).
+fn https_answer(port: u16, ca: &Path, path: &str) -> Result<serde_json::Value, String> {
+    let output = Command::new("curl")
+        .args(["-sS", "--max-time", "5", "--resolve", &format!("localhost:{port}:127.0.0.1"), "--cacert"])
+        .arg(ca)
+        .arg(format!("https://localhost:{port}{path}"))
+        .output()
+        .map_err(|err| format!("running curl: {err}"))?;
+    if !output.status.success() {
+        return Err(format!("curl {path}: {}", String::from_utf8_lossy(&output.stderr)));
+    }
+    serde_json::from_slice(&output.stdout).map_err(|err| format!("{err}: {}", String::from_utf8_lossy(&output.stdout)))
+}
+
 fn pid_alive(pid: libc::pid_t) -> bool {
     // SAFETY: kill(2) with signal 0 only checks for existence.
     let result = unsafe { libc::kill(pid, 0) };
@@ -205,6 +223,7 @@ fn local_demo_originates_mtls_follows_mapping_edits_and_stops_cleanly() {
     let tmp = tempfile::Builder::new().prefix("ambassador-xds-demo-").tempdir().unwrap();
     let ports = Ports {
         listener: free_port(),
+        https: free_port(),
         xds: free_port(),
         admin: free_port(),
         envoy_admin: free_port(),
@@ -228,13 +247,18 @@ fn local_demo_originates_mtls_follows_mapping_edits_and_stops_cleanly() {
     if names != BTreeSet::from(["control-plane", "envoy", "upstream"]) {
         demo.fail(&format!("expected `started NAME (pid N)` for upstream, control-plane and envoy, got {pids:?}"));
     }
-    let curl_line = format!("curl localhost:{}/upstream/", ports.listener);
-    if !output.contains(&curl_line) {
-        demo.fail(&format!("the script does not print `{curl_line}`"));
+    let certs = tmp.path().join("certs");
+    let curl_lines = [
+        format!("curl localhost:{}/upstream/", ports.listener),
+        format!("curl --cacert {} https://localhost:{}/upstream/", certs.join("ca.crt").display(), ports.https),
+    ];
+    for curl_line in &curl_lines {
+        if !output.contains(curl_line) {
+            demo.fail(&format!("the script does not print `{curl_line}`"));
+        }
     }
 
     // The upstream (which requires a client certificate from the demo CA) saw Envoy's demo certificate.
-    let certs = tmp.path().join("certs");
     let client_subject = openssl_name(&certs.join("client.crt"), "subject");
     let ca_subject = openssl_name(&certs.join("ca.crt"), "subject");
     assert!(client_subject.contains("CN=envoy-client"), "demo client certificate subject {client_subject:?}");
@@ -248,6 +272,14 @@ fn local_demo_originates_mtls_follows_mapping_edits_and_stops_cleanly() {
     });
     if answer != expected {
         demo.fail(&format!("the upstream answered {answer}, expected {expected}"));
+    }
+    // The same through the HTTPS front door, whose certificate the demo CA signed for localhost.
+    let ca = certs.join("ca.crt");
+    let answer = demo.eventually("GET https://localhost/upstream/ through Envoy", POLL, || {
+        https_answer(ports.https, &ca, "/upstream/")
+    });
+    if answer != expected {
+        demo.fail(&format!("through HTTPS the upstream answered {answer}, expected {expected}"));
     }
 
     // Edit the Mapping live: a new prefix, written the way editors do (temporary file + rename).
@@ -561,13 +593,16 @@ fn compose_services_files_volumes_and_ports_are_consistent() {
     assert_eq!(mounted_at(control_plane, "control-plane", &serve_config_dir), host_config_dir);
     assert_eq!(healthcheck_port(control_plane, "control-plane"), port_of(&flag(&serve, "--admin-address")));
 
-    // Envoy's listener, published on the host, is the one the control plane creates.
+    // Envoy's Listeners (cleartext and HTTPS), published on the host, are the ones demo-init
+    // writes; the control plane's default listener (used without Listeners) is the cleartext one.
     let listener_port: u16 = flag(&serve, "--listener-port").parse().unwrap();
+    let init_port = |key: &str| -> u16 { init["environment"][key].as_str().unwrap().parse().unwrap() };
+    assert_eq!(init_port("DEMO_LISTENER_PORT"), listener_port);
     let envoy = service(&compose, "envoy");
     assert_eq!(
         published_ports(envoy, "envoy"),
-        vec![(8080, listener_port)],
-        "curl localhost:8080 reaches Envoy's listener"
+        vec![(8080, listener_port), (8443, init_port("DEMO_HTTPS_PORT"))],
+        "curl localhost:8080 and https://localhost:8443 reach Envoy's Listeners"
     );
 
     // The upstream runs the config demo-init renders into the shared volume.
@@ -737,7 +772,28 @@ fn compose_demo_init_output_is_translated_and_accepted_by_envoy() {
     let cluster = clusters.iter().find(|c| c["transport_socket"].is_object()).expect("a TLS cluster");
     let tls = &cluster["transport_socket"]["typed_config"];
     assert_eq!(tls["sni"], host, "{cluster}");
-    assert_eq!(tls["common_tls_context"]["tls_certificate_sds_secret_configs"][0]["name"], json["secrets"][0]["name"]);
+    let secret_names: Vec<&str> =
+        json["secrets"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    let client_secret = tls["common_tls_context"]["tls_certificate_sds_secret_configs"][0]["name"].as_str().unwrap();
+    assert!(secret_names.contains(&client_secret), "{secret_names:?}");
+
+    // The front door: Envoy listens where the compose file publishes, HTTPS with the certificate
+    // demo-init made for it.
+    let listener_ports: Vec<String> = json["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["address"]["socket_address"]["port_value"].to_string())
+        .collect();
+    assert_eq!(listener_ports, [env("DEMO_LISTENER_PORT"), env("DEMO_HTTPS_PORT")]);
+    assert!(secret_names.contains(&"host/default/front-door/server-cert"), "{secret_names:?}");
+    let front_door = std::fs::read_to_string(state_dir.join("certs/front-door.crt")).unwrap();
+    let front_door_secret: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(config_dir.join("front-door-secret.yaml")).unwrap()).unwrap();
+    let in_secret = base64::engine::general_purpose::STANDARD
+        .decode(front_door_secret["data"]["tls.crt"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(String::from_utf8(in_secret).unwrap(), front_door, "the Secret holds Envoy's server certificate");
 
     // The upstream's rendered config listens where the Mapping sends, and a real Envoy 1.40 accepts
     // it (run from the state dir, as the compose file's working_dir does).
@@ -816,5 +872,6 @@ fn docker_compose_config_accepts_the_file() {
     let services: BTreeSet<&str> = resolved["services"].as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(services, BTreeSet::from(["control-plane", "demo-init", "envoy", "upstream"]));
     assert_eq!(resolved["services"]["envoy"]["ports"][0]["published"], "8080");
+    assert_eq!(resolved["services"]["envoy"]["ports"][1]["published"], "8443");
     assert_eq!(resolved["services"]["control-plane"]["build"]["target"], "runtime");
 }

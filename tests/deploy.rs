@@ -37,7 +37,7 @@ fn crds_define_the_kinds_the_source_watches() {
         crds.iter().map(|c| c["spec"]["names"]["kind"].as_str().unwrap().to_string()).collect();
     assert_eq!(
         kinds,
-        set(&["AuthService", "Listener", "Mapping", "Module", "RateLimitService", "TCPMapping", "TLSContext"])
+        set(&["AuthService", "Host", "Listener", "Mapping", "Module", "RateLimitService", "TCPMapping", "TLSContext"])
     );
     for crd in crds {
         assert_eq!(crd["spec"]["group"], "getambassador.io");
@@ -66,6 +66,7 @@ fn rbac_grants_exactly_read_access_to_what_is_watched() {
         "getambassador.io/mappings",
         "getambassador.io/tlscontexts",
         "getambassador.io/listeners",
+        "getambassador.io/hosts",
         "getambassador.io/modules",
         "getambassador.io/tcpmappings",
         "getambassador.io/authservices",

@@ -230,6 +230,17 @@ struct Served {
 }
 
 fn serve(files: &[(&str, String)], flags: &[&str], max_open_files: Option<u64>) -> Served {
+    serve_within(files, flags, max_open_files, PATIENCE)
+}
+
+/// [`serve`], waiting up to `ready_within` for the first snapshot (a readiness wait, not a timing
+/// assertion: a big config in a debug build on a loaded machine takes a while).
+fn serve_within(
+    files: &[(&str, String)],
+    flags: &[&str],
+    max_open_files: Option<u64>,
+    ready_within: Duration,
+) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config");
     std::fs::create_dir(&config).unwrap();
@@ -261,10 +272,16 @@ fn serve(files: &[(&str, String)], flags: &[&str], max_open_files: Option<u64>) 
     }
     let process = Process::spawn("ambassador-xds serve", command, &log).unwrap();
     let served = Served { process, xds, admin, dir, log };
-    let ready = (0..400).any(|_| {
+    let deadline = Instant::now() + ready_within;
+    let ready = loop {
         std::thread::sleep(Duration::from_millis(25));
-        admin_get(served.admin, "/readyz").is_ok_and(|(status, _)| status == 200)
-    });
+        if admin_get(served.admin, "/readyz").is_ok_and(|(status, _)| status == 200) {
+            break true;
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+    };
     assert!(ready, "serve never became ready:\n{}", harness::process::log_tail(&served.log, 30));
     served
 }
@@ -317,7 +334,15 @@ async fn a_nack_names_the_mapping_behind_the_rejected_resource() {
         metrics.contains("ambassador_xds_nacks_by_resource_total{type=\"CDS\",culprit=\"Mapping default/a\"} 1"),
         "{metrics}"
     );
-    let log = harness::process::read_log(&served.log);
+    // The log line is written beside the metric, not before it: wait for it (bounded).
+    let deadline = Instant::now() + PATIENCE;
+    let log = loop {
+        let log = harness::process::read_log(&served.log);
+        if (log.contains("NACK") && log.contains("Mapping default/a")) || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert!(log.contains("NACK") && log.contains("Mapping default/a"), "the log names the culprit:\n{log}");
 }
 
@@ -425,7 +450,8 @@ fn many_mappings(count: usize) -> String {
 // Blocking HTTP and socket checks run beside the tonic client: it needs a thread of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_is_never_lost_during_a_reload_or_with_clients_that_do_not_read() {
-    let served = serve(&[("big.yaml", many_mappings(5000))], &["--debounce-ms", "10"], None);
+    let served =
+        serve_within(&[("big.yaml", many_mappings(5000))], &["--debounce-ms", "10"], None, Duration::from_secs(60));
     // Ten streams that ask for everything and never read what comes.
     let mut stuck = Vec::new();
     for _ in 0..10 {

@@ -73,6 +73,15 @@ pub fn host(spec: &MappingSpec, warnings: &mut Vec<String>) -> Result<Option<Hos
 
 /// `example.com:8080` → `example.com` (with a warning): the listener strips request ports.
 fn without_port(field: &str, host: &str, warnings: &mut Vec<String>) -> String {
+    let name = strip_port(host);
+    if name.len() != host.len() {
+        warnings.push(format!("`{field}: {host}`: hosts match without their port; matching `{name}`"));
+    }
+    name.to_string()
+}
+
+/// `host` without a `:<port>` suffix, as the listeners strip it before routing.
+pub fn strip_port(host: &str) -> &str {
     match host.rsplit_once(':') {
         Some((name, port))
             if !name.is_empty()
@@ -80,10 +89,9 @@ fn without_port(field: &str, host: &str, warnings: &mut Vec<String>) -> String {
                 && !port.is_empty()
                 && port.bytes().all(|b| b.is_ascii_digit()) =>
         {
-            warnings.push(format!("`{field}: {host}`: hosts match without their port; matching `{name}`"));
-            name.to_string()
+            name
         }
-        _ => host.to_string(),
+        _ => host,
     }
 }
 

@@ -8,16 +8,17 @@
 //!    ([`Rejected`]: a syntax error, a value of the wrong type, an unreadable file) gets the last
 //!    good version of the resource it held put back, or of every resource its file held when the
 //!    document does not even say which resource it is.
-//! 2. [`compile_with`]: a Mapping, TCPMapping, Module or Listener that reads fine but does not compile (a bad
-//!    `service`, a regex Envoy would refuse, a canary group pushed over 100%) is compiled again from
-//!    its last good version; one that never compiled is dropped, so it cannot take a group down.
-//! 3. TLS material (in `compile_pass`): a context whose certificate, key or CA is unusable for now
-//!    keeps its last good resolution; one whose material is gone ([`Kind::Reference`]) fails closed.
+//! 2. [`compile_with`]: a Mapping, TCPMapping, Module, Listener or Host that reads fine but does
+//!    not compile (a bad `service`, a regex Envoy would refuse, a canary group pushed over 100%)
+//!    is compiled again from its last good version; one that never compiled is dropped, so it
+//!    cannot take a group down.
+//! 3. TLS material (in `compile_pass` and `edge`): a context or termination whose certificate,
+//!    key, CA or CRL is unusable for now keeps its last good resolution; one whose material is
+//!    gone ([`Kind::Reference`]) fails closed.
 //!
 //! Everything is keyed by resource id, so a later incremental compile can reuse it as is.
 
-use super::tls::ResolvedContext;
-use super::{compile_pass, Compiled, Options, Pass};
+use super::{compile_pass, Compiled, Options, Pass, Resolutions};
 use crate::diagnostic::{self, Diagnostic, Kind, ResourceId};
 use crate::model::{Model, Rejected, Resource, TlsFiles};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -28,11 +29,13 @@ pub struct LastGood {
     mappings: HashMap<ResourceId, Resource<crate::model::MappingSpec>>,
     tls_contexts: HashMap<ResourceId, Resource<crate::model::TlsContextSpec>>,
     listeners: HashMap<ResourceId, Resource<crate::model::ListenerSpec>>,
-    secrets: HashMap<ResourceId, Resource<crate::model::SecretData>>,
+    hosts: HashMap<ResourceId, Resource<crate::model::HostSpec>>,
     modules: HashMap<ResourceId, Resource<crate::model::ModuleSpec>>,
+    secrets: HashMap<ResourceId, Resource<crate::model::SecretData>>,
     tcp_mappings: HashMap<ResourceId, Resource<crate::model::TcpMappingSpec>>,
-    /// Resolved TLS contexts (settings, certificate, CA), by context id.
-    pub(super) contexts: HashMap<ResourceId, ResolvedContext>,
+    /// Resolved TLS (settings, certificate, CA, CRL): origination by context id, termination by
+    /// owner id.
+    resolutions: Resolutions,
 }
 
 const STALE: &str =
@@ -48,8 +51,9 @@ impl LastGood {
         restore_kind(&mut model.mappings, &self.mappings, &rejected, &mut diagnostics);
         restore_kind(&mut model.tls_contexts, &self.tls_contexts, &rejected, &mut diagnostics);
         restore_kind(&mut model.listeners, &self.listeners, &rejected, &mut diagnostics);
-        restore_kind(&mut model.secrets, &self.secrets, &rejected, &mut diagnostics);
+        restore_kind(&mut model.hosts, &self.hosts, &rejected, &mut diagnostics);
         restore_kind(&mut model.modules, &self.modules, &rejected, &mut diagnostics);
+        restore_kind(&mut model.secrets, &self.secrets, &rejected, &mut diagnostics);
         restore_kind(&mut model.tcp_mappings, &self.tcp_mappings, &rejected, &mut diagnostics);
         model.rejected = rejected;
         diagnostics
@@ -73,16 +77,18 @@ impl LastGood {
             mappings: by_id(&model.mappings, &pass.rejected),
             tls_contexts: by_id(&model.tls_contexts, &none),
             listeners: by_id(&model.listeners, &pass.rejected),
-            secrets: by_id(&model.secrets, &none),
+            hosts: by_id(&model.hosts, &pass.rejected),
             modules: by_id(&model.modules, &pass.rejected),
+            secrets: by_id(&model.secrets, &none),
             tcp_mappings: by_id(&model.tcp_mappings, &pass.rejected),
-            contexts: pass.resolved.clone(),
+            resolutions: pass.resolved.clone(),
         }
     }
 
     fn has(&self, id: &ResourceId) -> bool {
         self.mappings.contains_key(id)
             || self.listeners.contains_key(id)
+            || self.hosts.contains_key(id)
             || self.modules.contains_key(id)
             || self.tcp_mappings.contains_key(id)
     }
@@ -129,7 +135,7 @@ fn restore_kind<S: Clone>(
 /// [`super::compile`], falling back to `last` for whatever does not compile now; returns what
 /// the next reload falls back to.
 pub fn compile_with(model: &Model, files: &TlsFiles, options: &Options, last: &LastGood) -> (Compiled, LastGood) {
-    let first = compile_pass(model, files, options, &last.contexts);
+    let first = compile_pass(model, files, options, &last.resolutions);
     let replaced: Vec<&ResourceId> = first.rejected.iter().filter(|id| last.has(id)).collect();
     if replaced.is_empty() {
         let next = LastGood::record(model, &first);
@@ -141,9 +147,10 @@ pub fn compile_with(model: &Model, files: &TlsFiles, options: &Options, last: &L
     let mut notes = Vec::new();
     substitute(&mut retry.mappings, &last.mappings, &first.rejected, &mut notes);
     substitute(&mut retry.listeners, &last.listeners, &first.rejected, &mut notes);
+    substitute(&mut retry.hosts, &last.hosts, &first.rejected, &mut notes);
     substitute(&mut retry.modules, &last.modules, &first.rejected, &mut notes);
     substitute(&mut retry.tcp_mappings, &last.tcp_mappings, &first.rejected, &mut notes);
-    let mut second = compile_pass(&retry, files, options, &last.contexts);
+    let mut second = compile_pass(&retry, files, options, &last.resolutions);
     // The errors that explain the fallback stay visible.
     let explained = first
         .compiled

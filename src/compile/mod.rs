@@ -6,13 +6,13 @@
 //! one cluster per (service, context), and fail-closed routes when TLS cannot be provided.
 
 mod cluster;
+mod edge;
 mod error_response;
 pub mod format;
 mod group;
 mod host;
 pub mod ir;
 mod last_good;
-mod listener;
 mod mapping;
 pub mod matching;
 mod material;
@@ -27,13 +27,14 @@ mod tcp;
 pub mod tls;
 mod upstream;
 
+pub use edge::{listener_name, ALL_HOSTS_VIRTUAL_HOST};
 pub use last_good::{compile_with, LastGood};
-pub use listener::listener_name;
 
 use crate::diagnostic::{self, Diagnostic, Kind, ResourceId};
-use crate::model::{Meta, Model, TlsFiles};
-use ir::{Ir, RouteAction, RouteTable};
-use mapping::MappingCompiler;
+use crate::model::{Mapping, Model, TlsFiles};
+use edge::termination::ResolvedTermination;
+use ir::{Ir, RouteAction};
+use mapping::{route_name, MappingCompiler};
 use select::{select, unique, ContextLookup};
 use std::collections::{BTreeSet, HashMap};
 use tls::{ResolvedContext, SecretIndex};
@@ -99,37 +100,45 @@ pub struct Compiled {
     pub diagnostics: Vec<Diagnostic>,
 }
 
-/// Name of the one RouteConfiguration every HTTP listener takes over RDS.
+/// Name of the RouteConfiguration every HTTP listener takes over RDS when no Host is given.
 pub const ROUTE_CONFIG_NAME: &str = "ambassador-routes";
 
 /// Compiles everything as it is now (what `translate` does): no earlier version to fall back to.
 pub fn compile(model: &Model, files: &TlsFiles, options: &Options) -> Compiled {
-    compile_pass(model, files, options, &HashMap::new()).compiled
+    compile_pass(model, files, options, &Resolutions::default()).compiled
+}
+
+/// TLS resolved by a pass, and what the next one falls back to while material is unusable.
+#[derive(Debug, Clone, Default)]
+struct Resolutions {
+    /// Origination contexts, by TLSContext.
+    contexts: HashMap<ResourceId, ResolvedContext>,
+    /// Terminations, by owner (TLSContext or Host).
+    terminations: HashMap<ResourceId, ResolvedTermination>,
 }
 
 /// One compile, and what the last-good bookkeeping needs to know about it.
 struct Pass {
     compiled: Compiled,
-    /// Mappings and Listeners of this instance that produced nothing.
+    /// Mappings, Listeners and Hosts of this instance that produced nothing.
     rejected: BTreeSet<ResourceId>,
-    /// Contexts in use now, resolved (or their last good resolution).
-    resolved: HashMap<ResourceId, ResolvedContext>,
+    /// TLS in use now, resolved (or its last good resolution).
+    resolved: Resolutions,
 }
 
-/// The steps, in order: select this instance's resources, resolve TLSContexts (falling back to
-/// `last_contexts` while their material is unusable), turn Mappings into route candidates
-/// (creating their clusters), name clusters, order routes, collect the secrets of the contexts in
-/// use, build listeners.
-fn compile_pass(
-    model: &Model,
-    files: &TlsFiles,
-    options: &Options,
-    last_contexts: &HashMap<ResourceId, ResolvedContext>,
-) -> Pass {
+/// The steps, in order: select this instance's resources, resolve TLSContexts for origination
+/// (falling back to `last` while their material is unusable), compile the Module, turn Mappings
+/// (Emissary's probe Mappings first) into route candidates (creating their clusters), read the
+/// Listeners and Hosts and resolve their TLS, build the TCPMappings' listeners, name clusters,
+/// group and order routes, collect the secrets in use, build the edge (listeners, Hosts,
+/// termination, route tables).
+fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resolutions) -> Pass {
+    let last_contexts = &last.contexts;
     let mut diagnostics = Vec::new();
     let mappings = unique(select(&model.mappings, options), &mut diagnostics);
     let contexts = unique(select(&model.tls_contexts, options), &mut diagnostics);
     let listeners = unique(select(&model.listeners, options), &mut diagnostics);
+    let hosts = unique(select(&model.hosts, options), &mut diagnostics);
     let secrets = unique(model.secrets.iter().collect(), &mut diagnostics);
 
     let secret_index: SecretIndex<'_> = secrets.iter().map(|s| ((s.meta.namespace(), s.meta.name()), *s)).collect();
@@ -139,6 +148,9 @@ fn compile_pass(
         let (origin, id) = (&ctx.meta.origin, &ctx.meta.id);
         let result = match tls::resolve_context(ctx, &inputs, &mut diagnostics) {
             Ok(context) => Ok(context),
+            // A termination context's problems are reported by its termination (below); here it
+            // matters only to the Mappings that use it for origination, which say so.
+            Err(unusable) if ctx.spec.terminates() => Err(unusable.message),
             Err(unusable) => {
                 diagnostics.push(Diagnostic::error(Some(origin), Some(id), &unusable.message).with_kind(unusable.kind));
                 match last_contexts.get(id).filter(|_| unusable.is_transient()) {
@@ -165,12 +177,12 @@ fn compile_pass(
     let mut rejected = BTreeSet::new();
     let settings = module::settings(&modules, &skipped_kinds, options, &mut diagnostics, &mut rejected);
 
-    let context_lookup = ContextLookup::new(&contexts);
+    let lookup = ContextLookup::new(&contexts);
     let mut builder = MappingCompiler {
         options,
         settings: &settings,
         skipped_kinds: &skipped_kinds,
-        contexts: context_lookup.clone(),
+        contexts: lookup.clone(),
         resolved: &resolved,
         clusters: Default::default(),
         used_contexts: BTreeSet::new(),
@@ -180,8 +192,9 @@ fn compile_pass(
     // depend on it, so we do the same. Its probe Mappings come first.
     let mut ordered = mappings;
     ordered.sort_by_cached_key(|m| format!("{}.{}", m.meta.name(), m.meta.namespace()));
-    let mut candidates = Vec::with_capacity(ordered.len() + settings.probes.len());
-    for mapping in settings.probes.iter().chain(ordered.iter().copied()) {
+    let all_mappings: Vec<&Mapping> = settings.probes.iter().chain(ordered.iter().copied()).collect();
+    let mut candidates = Vec::with_capacity(all_mappings.len());
+    for mapping in &all_mappings {
         match builder.candidate(mapping) {
             Some(candidate) => candidates.push(candidate),
             None => {
@@ -191,12 +204,23 @@ fn compile_pass(
     }
     let MappingCompiler { mut clusters, mut used_contexts, .. } = builder;
 
-    let listeners = listener::http_listeners(&listeners, options, &settings.http, &mut diagnostics, &mut rejected);
-    let http_ports: BTreeSet<u16> = listeners.iter().map(|l| l.port).collect();
+    let tcp_hosts: BTreeSet<&str> = tcp_mappings.iter().filter_map(|m| m.spec.host.as_deref()).collect();
+    let edge_inputs = edge::Inputs {
+        listeners: &listeners,
+        hosts: &hosts,
+        contexts: &contexts,
+        tcp_hosts: &tcp_hosts,
+        lookup: &lookup,
+        tls: &inputs,
+        last_terminations: &last.terminations,
+        options,
+    };
+    let prepared = edge::prepare(&edge_inputs, &mut diagnostics, &mut rejected);
+    let http_ports = prepared.ports();
     let tcp_inputs = tcp::TcpInputs {
         options,
         settings: &settings,
-        contexts: &context_lookup,
+        contexts: &lookup,
         all_contexts: &contexts,
         resolved: &resolved,
         http_ports: &http_ports,
@@ -223,12 +247,12 @@ fn compile_pass(
         }
     }
 
-    let origins: HashMap<String, Meta> = candidates.iter().map(|c| (c.name.clone(), c.meta.clone())).collect();
+    let origins: HashMap<String, &Mapping> = all_mappings.iter().map(|m| (route_name(m), *m)).collect();
     let groups = group::group(candidates, &mut diagnostics, &mut rejected);
     let (routes, rejected_groups) = order::order_routes(groups, &settings.defaults, &mut diagnostics);
     for group in rejected_groups {
         for member in &group.members {
-            let meta = &origins[member];
+            let meta = &origins[member].meta;
             rejected.insert(meta.id.clone());
             diagnostics.push(Diagnostic::error(
                 Some(&meta.origin),
@@ -238,29 +262,32 @@ fn compile_pass(
         }
     }
 
+    let mut http = settings.http.clone();
+    if routes.iter().any(|r| !matches!(r.policy.error_responses, ir::ErrorResponses::Inherit)) {
+        http.error_responses.get_or_insert_with(Vec::new);
+    }
+    let edge = edge::build(prepared, &http, routes, &origins, &mut diagnostics);
+
     let mut secrets_out: Vec<_> = used_contexts
         .iter()
         .filter_map(|id| resolved.get(id).and_then(|r| r.as_ref().ok()))
         .flat_map(|ctx| ctx.secrets.iter().cloned())
+        .chain(edge.secrets)
         .collect();
     secrets_out.sort_by(|a, b| a.name.cmp(&b.name));
+    // A termination several Hosts share is listed once per chain.
+    secrets_out.dedup_by(|a, b| a.name == b.name);
 
-    let mut listeners = listeners;
-    let uses_error_responses = routes.iter().any(|r| !matches!(r.policy.error_responses, ir::ErrorResponses::Inherit));
-    for listener in &mut listeners {
-        if uses_error_responses && listener.options.error_responses.is_none() {
-            listener.options.error_responses = Some(Vec::new());
-        }
-    }
     let ir = Ir {
-        listeners,
+        listeners: edge.listeners,
         tcp_listeners,
-        route_configs: vec![RouteTable { name: ROUTE_CONFIG_NAME.to_string(), routes }],
+        route_configs: edge.route_configs,
         clusters,
         secrets: secrets_out,
         regex_max_size: settings.regex_max_size,
     };
     diagnostic::normalize(&mut diagnostics);
-    let resolved = resolved.into_iter().filter_map(|(id, r)| Some((id.clone(), r.ok()?))).collect();
+    let contexts = resolved.into_iter().filter_map(|(id, r)| Some((id.clone(), r.ok()?))).collect();
+    let resolved = Resolutions { contexts, terminations: edge.terminations };
     Pass { compiled: Compiled { ir, diagnostics }, rejected, resolved }
 }

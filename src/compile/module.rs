@@ -143,7 +143,7 @@ fn probe_mapping(name: &str, path: &str, probe: &Probe, origin: &Origin, options
         ..MappingSpec::default()
     };
     let id = ResourceId::new("InternalMapping", options.ambassador_namespace.clone(), name);
-    Resource::new(Meta { id, origin: origin.clone(), ambassador_id: None }, spec)
+    Resource::new(Meta { id, origin: origin.clone(), ambassador_id: None, labels: Default::default() }, spec)
 }
 
 fn configure(

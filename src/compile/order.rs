@@ -197,7 +197,7 @@ mod tests {
         let id = ResourceId::new("Mapping", "default", name);
         Candidate {
             name: name.into(),
-            meta: Meta { id, origin: Origin::file("t.yaml"), ambassador_id: None },
+            meta: Meta { id, origin: Origin::file("t.yaml"), ambassador_id: None, labels: Default::default() },
             matcher,
             role,
             action: RouteAction::Forward(Forward::to(format!("cluster_{name}"))),

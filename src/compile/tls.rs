@@ -1,13 +1,14 @@
-//! TLSContext → upstream TLS settings plus the SDS secrets that carry its certificate and CA.
+//! TLSContext → upstream TLS settings plus the SDS secrets that carry its certificate and CA, and
+//! the material and settings termination (`edge::termination`) shares with origination.
 //!
 //! A context that cannot be resolved is reported once and marked broken; every Mapping that names
 //! it then fails closed (503) instead of falling back to plaintext as Emissary does (#4476).
 
 use super::ir::{SecretContent, TlsSecret, TlsVersion, UpstreamTls};
-use super::material::{check_ca_bundle, check_certificate};
+use super::material::{check_ca_bundle, check_certificate, CertifiedPem};
 use super::SecretNamespaces;
-use crate::diagnostic::{Diagnostic, Kind, ResourceId};
-use crate::model::{Secret, SecretData, TlsContext, TlsFileError, TlsFiles};
+use crate::diagnostic::{Diagnostic, Kind, Provenance, ResourceId};
+use crate::model::{Secret, SecretData, TlsContext, TlsContextSpec, TlsFileError, TlsFiles};
 use std::collections::HashMap;
 
 /// A context ready to be attached to clusters. `tls.sni` is only the explicit `sni`; the
@@ -31,15 +32,15 @@ pub struct Unusable {
 }
 
 impl Unusable {
-    fn gone(message: String) -> Unusable {
+    pub fn gone(message: String) -> Unusable {
         Unusable { kind: Kind::Reference, message }
     }
 
-    fn invalid(message: impl Into<String>) -> Unusable {
+    pub fn invalid(message: impl Into<String>) -> Unusable {
         Unusable { kind: Kind::Invalid, message: message.into() }
     }
 
-    fn material(message: String) -> Unusable {
+    pub fn material(message: String) -> Unusable {
         Unusable { kind: Kind::Material, message }
     }
 
@@ -65,31 +66,101 @@ pub fn validation_secret_name(ctx: &ResourceId) -> String {
     format!("tlscontext/{}/{}/ca", ctx.namespace, ctx.name)
 }
 
-/// Resolves one context. Warnings go to `diagnostics`; the error, if any, is returned and the
-/// caller reports it.
+/// Where a context's certificate comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum CertificateSource<'a> {
+    /// The context's own `secret` or `cert_chain_file`/`private_key_file` (none is fine).
+    Spec,
+    /// A Secret named outright, in a namespace (a Host's `tlsSecret`: never split on `.`).
+    Secret { name: &'a str, namespace: &'a str },
+}
+
+/// A context's certificate and CA, checked to load in Envoy, and the resources they came from
+/// (the context first, then every Secret read).
+pub struct Material {
+    pub certificate: Option<CertifiedPem>,
+    pub trusted_ca: Option<Vec<u8>>,
+    pub provenance: Vec<Provenance>,
+}
+
+/// TLS settings shared by origination and termination, checked.
+pub struct Params {
+    pub alpn_protocols: Vec<String>,
+    pub min_version: Option<TlsVersion>,
+    pub max_version: Option<TlsVersion>,
+}
+
+/// Resolves one origination context. Warnings go to `diagnostics`; the error, if any, is
+/// returned and the caller reports it.
 pub fn resolve_context(
     ctx: &TlsContext,
     inputs: &Inputs<'_>,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Result<ResolvedContext, Unusable> {
-    let Inputs { secrets, files, secret_namespaces } = inputs;
     let spec = &ctx.spec;
     let id = &ctx.meta.id;
-    let warn = |diagnostics: &mut Vec<Diagnostic>, message: String| {
-        diagnostics.push(Diagnostic::warning(Some(&ctx.meta.origin), Some(id), message));
+    // A termination context's own fields are reported by its termination; here it may also
+    // serve as an origination context, and those fields simply do not apply.
+    if !spec.terminates() {
+        let warn = |diagnostics: &mut Vec<Diagnostic>, message: &str| {
+            diagnostics.push(Diagnostic::warning(Some(&ctx.meta.origin), Some(id), message));
+        };
+        if spec.cert_required.is_some() {
+            warn(
+                diagnostics,
+                "`cert_required` applies to TLS termination and has no meaning for upstream origination; ignored",
+            );
+        }
+        if spec.redirect_cleartext_from.is_some() {
+            warn(diagnostics, "`redirect_cleartext_from` applies to TLS termination; ignored");
+        }
+        if spec.crl_secret.is_some() || spec.crl_file.is_some() {
+            warn(diagnostics, "`crl_secret`/`crl_file` apply to client certificates (TLS termination); ignored");
+        }
+    }
+    let material = resolve_material(ctx.meta.provenance(), spec, CertificateSource::Spec, inputs)?;
+    let params = resolve_params(spec)?;
+    let mut secrets_out = Vec::new();
+    let mut tls = UpstreamTls {
+        sni: spec.sni.clone().filter(|sni| !sni.is_empty()),
+        alpn_protocols: params.alpn_protocols,
+        min_version: params.min_version,
+        max_version: params.max_version,
+        cipher_suites: spec.cipher_suites.clone(),
+        ecdh_curves: spec.ecdh_curves.clone(),
+        ..Default::default()
     };
-    if spec.hosts.as_ref().is_some_and(|hosts| !hosts.is_empty()) {
-        warn(diagnostics, "`hosts` asks for TLS termination, which ambassador-xds does not serve yet; the context is used for upstream origination only".into());
+    let provenance = material.provenance;
+    if let Some(certificate) = material.certificate {
+        let name = client_certificate_secret_name(id);
+        tls.client_certificate_secret = Some(name.clone());
+        secrets_out.push(TlsSecret {
+            name,
+            content: SecretContent::Certificate { chain: certificate.chain, private_key: certificate.private_key },
+            provenance: provenance.clone(),
+        });
     }
-    if spec.cert_required.is_some() {
-        warn(
-            diagnostics,
-            "`cert_required` applies to TLS termination and has no meaning for upstream origination; ignored".into(),
-        );
+    if let Some(trusted_ca) = material.trusted_ca {
+        let name = validation_secret_name(id);
+        tls.validation_secret = Some(name.clone());
+        secrets_out.push(TlsSecret {
+            name,
+            content: SecretContent::ValidationContext { trusted_ca, crl: None },
+            provenance,
+        });
     }
-    if spec.redirect_cleartext_from.is_some() {
-        warn(diagnostics, "`redirect_cleartext_from` applies to TLS termination; ignored".into());
-    }
+    Ok(ResolvedContext { tls, secrets: secrets_out })
+}
+
+/// The certificate and CA of a context whose namespace and identity `first` gives.
+pub fn resolve_material(
+    first: Provenance,
+    spec: &TlsContextSpec,
+    source: CertificateSource<'_>,
+    inputs: &Inputs<'_>,
+) -> Result<Material, Unusable> {
+    let Inputs { secrets, files, secret_namespaces } = inputs;
+    let id = first.resource.clone();
     if spec.secret.is_some() && (spec.cert_chain_file.is_some() || spec.private_key_file.is_some()) {
         return Err(Unusable::invalid("set either `secret` or `cert_chain_file`/`private_key_file`, not both"));
     }
@@ -100,10 +171,18 @@ pub fn resolve_context(
 
     let mut ca_from_secret = None;
     // The context, then every Secret it reads: what a rejected SDS secret is reported against.
-    let mut provenance = vec![ctx.meta.provenance()];
-    let certificate = match (&spec.secret, &spec.cert_chain_file, &spec.private_key_file) {
-        (Some(reference), _, _) => {
-            let secret = find_secret(reference, namespacing, id, secrets, secret_namespaces)?;
+    let mut provenance = vec![first];
+    let named_secret = match (source, &spec.secret) {
+        (CertificateSource::Secret { name, namespace }, _) => {
+            Some(find_secret_in(name, namespace, &id, secrets, secret_namespaces)?)
+        }
+        (CertificateSource::Spec, Some(reference)) => {
+            Some(find_secret(reference, namespacing, &id, secrets, secret_namespaces)?)
+        }
+        (CertificateSource::Spec, None) => None,
+    };
+    let certificate = match (named_secret, &spec.cert_chain_file, &spec.private_key_file) {
+        (Some(secret), _, _) => {
             provenance.push(secret.meta.provenance());
             let data = &secret.spec;
             let (chain_key, chain) = data.cert_chain().ok_or_else(|| {
@@ -118,8 +197,8 @@ pub fn resolve_context(
                     secret.meta.id
                 ))
             })?;
-            // Istio's root certificate is the mesh CA its upstreams present; `ca.crt` in a plain
-            // TLS secret is the client certificate's own issuer and is not trusted implicitly.
+            // Istio's root certificate is the mesh CA its peers present; `ca.crt` in a plain
+            // TLS secret is the certificate's own issuer and is not trusted implicitly.
             ca_from_secret = data.entries.get("root-cert.pem").cloned();
             Some(
                 check_certificate(chain, key)
@@ -143,7 +222,7 @@ pub fn resolve_context(
         let bundle = read(files, "cacert_chain_file", ca_file)?;
         Some(check_ca_bundle(bundle).map_err(|err| Unusable::material(format!("`{ca_file}`: {err}")))?)
     } else if let Some(reference) = &spec.ca_secret {
-        let secret = find_secret(reference, namespacing, id, secrets, secret_namespaces)?;
+        let secret = find_secret(reference, namespacing, &id, secrets, secret_namespaces)?;
         provenance.push(secret.meta.provenance());
         let (_, bundle) = ca_of(&secret.spec).ok_or_else(|| {
             Unusable::material(format!(
@@ -157,7 +236,12 @@ pub fn resolve_context(
     } else {
         None
     };
+    Ok(Material { certificate, trusted_ca, provenance })
+}
 
+/// ALPN protocols and TLS versions, checked (ciphers and curves are checked by name where every
+/// resource is validated, `xds::validate`).
+pub fn resolve_params(spec: &TlsContextSpec) -> Result<Params, Unusable> {
     let version = |field, value: &Option<String>| {
         value.as_deref().map(|v| tls_version(field, v)).transpose().map_err(Unusable::invalid)
     };
@@ -168,32 +252,8 @@ pub fn resolve_context(
             return Err(Unusable::invalid("`min_tls_version` is newer than `max_tls_version`"));
         }
     }
-
-    let mut secrets_out = Vec::new();
-    let mut tls = UpstreamTls {
-        sni: spec.sni.clone().filter(|sni| !sni.is_empty()),
-        alpn_protocols: split_alpn(spec.alpn_protocols.clone().map(|a| a.into_vec()).unwrap_or_default()),
-        min_version,
-        max_version,
-        cipher_suites: spec.cipher_suites.clone(),
-        ecdh_curves: spec.ecdh_curves.clone(),
-        ..Default::default()
-    };
-    if let Some(certificate) = certificate {
-        let name = client_certificate_secret_name(id);
-        tls.client_certificate_secret = Some(name.clone());
-        secrets_out.push(TlsSecret {
-            name,
-            content: SecretContent::Certificate { chain: certificate.chain, private_key: certificate.private_key },
-            provenance: provenance.clone(),
-        });
-    }
-    if let Some(trusted_ca) = trusted_ca {
-        let name = validation_secret_name(id);
-        tls.validation_secret = Some(name.clone());
-        secrets_out.push(TlsSecret { name, content: SecretContent::ValidationContext { trusted_ca }, provenance });
-    }
-    Ok(ResolvedContext { tls, secrets: secrets_out })
+    let alpn_protocols = split_alpn(spec.alpn_protocols.clone().map(|a| a.into_vec()).unwrap_or_default());
+    Ok(Params { alpn_protocols, min_version, max_version })
 }
 
 /// `secret: name` lives in the context's namespace; `secret: name.ns` names another namespace
@@ -205,7 +265,7 @@ pub fn split_secret_reference<'a>(reference: &'a str, namespacing: bool, ctx_nam
     }
 }
 
-fn find_secret<'a>(
+pub fn find_secret<'a>(
     reference: &str,
     namespacing: bool,
     ctx: &ResourceId,
@@ -213,28 +273,42 @@ fn find_secret<'a>(
     allowed: &SecretNamespaces,
 ) -> Result<&'a Secret, Unusable> {
     let (name, namespace) = split_secret_reference(reference, namespacing, &ctx.namespace);
+    find_secret_in(name, namespace, ctx, secrets, allowed).map_err(|unusable| {
+        if name != reference && unusable.kind == Kind::Reference && !unusable.message.contains("--secret-namespaces") {
+            Unusable::gone(format!(
+                "{} (`{reference}` was read as name.namespace; set `secret_namespacing: false` to use it as one name)",
+                unusable.message
+            ))
+        } else {
+            unusable
+        }
+    })
+}
+
+/// The Secret `namespace/name`, if it exists and the policy lets `ctx` (by its namespace) use it.
+pub fn find_secret_in<'a>(
+    name: &str,
+    namespace: &str,
+    ctx: &ResourceId,
+    secrets: &SecretIndex<'a>,
+    allowed: &SecretNamespaces,
+) -> Result<&'a Secret, Unusable> {
     if !allowed.allows(&ctx.namespace, namespace) {
         return Err(Unusable::gone(format!(
             "Secret {namespace}/{name} is in another namespace, which --secret-namespaces own does not allow (--allow-secret-namespace {namespace} would)"
         )));
     }
-    secrets.get(&(namespace, name)).copied().ok_or_else(|| {
-        let hint = if name != reference {
-            format!(
-                " (`{reference}` was read as name.namespace; set `secret_namespacing: false` to use it as one name)"
-            )
-        } else {
-            String::new()
-        };
-        Unusable::gone(format!("Secret {namespace}/{name} not found{hint}"))
-    })
+    secrets
+        .get(&(namespace, name))
+        .copied()
+        .ok_or_else(|| Unusable::gone(format!("Secret {namespace}/{name} not found")))
 }
 
 fn ca_of(data: &SecretData) -> Option<(&'static str, &[u8])> {
     data.ca_bundle().or_else(|| data.cert_chain())
 }
 
-fn read<'a>(files: &'a TlsFiles, field: &str, path: &str) -> Result<&'a [u8], Unusable> {
+pub fn read<'a>(files: &'a TlsFiles, field: &str, path: &str) -> Result<&'a [u8], Unusable> {
     match files.get(path) {
         Some(Ok(bytes)) => Ok(bytes),
         Some(Err(TlsFileError::Refused(why))) => Err(Unusable::gone(format!("{field} `{path}` is refused: {why}"))),

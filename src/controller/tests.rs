@@ -403,3 +403,76 @@ fn reloads_after_random_edits_serve_what_a_fresh_translation_serves() {
         }
     }
 }
+
+const EDGE: &str = "---\napiVersion: getambassador.io/v3alpha1\nkind: Listener\nmetadata: {name: https}\nspec: {port: 8443, protocol: HTTPS, securityModel: XFP, hostBinding: {namespace: {from: ALL}}}\n---\napiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {name: m}\nspec: {prefix: /m/, service: upstream}\n";
+
+fn edge_host(action: &str) -> String {
+    format!("---\napiVersion: getambassador.io/v3alpha1\nkind: Host\nmetadata: {{name: h}}\nspec: {{hostname: h.example.com, tlsSecret: {{name: certs}}, requestPolicy: {{insecure: {{action: {action}}}}}}}\n")
+}
+
+/// Filter chain name → what it does with TLS: the SDS secret it serves, `refused`, or `cleartext`.
+fn chains(served: &Value) -> Vec<(String, String)> {
+    let chains = &served["listeners"][0]["filter_chains"];
+    chains
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|chain| {
+            let tls = &chain["transport_socket"]["typed_config"]["common_tls_context"];
+            let what = match (&tls["tls_certificate_sds_secret_configs"][0]["name"], &chain["filters"][0]["name"]) {
+                (Value::String(secret), _) => secret.clone(),
+                (_, Value::String(filter)) if filter.ends_with("direct_response") => "refused".into(),
+                _ => "cleartext".into(),
+            };
+            (chain["name"].as_str().unwrap_or_default().to_string(), what)
+        })
+        .collect()
+}
+
+#[test]
+fn a_server_certificate_rotated_in_two_steps_keeps_the_last_consistent_one() {
+    let mut world = World::new();
+    world.write("edge.yaml", &(EDGE.to_string() + &edge_host("Route")));
+    world.write("secret.yaml", &secret("a-example.crt", "a-example.key"));
+    let (served, diagnostics) = world.reload();
+    let serving = [("https/h.example.com", "host/default/h/server-cert"), ("http", "cleartext")];
+    let serving: Vec<(String, String)> = serving.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    assert_eq!(chains(&served), serving, "{diagnostics:?}");
+    assert_eq!(served_chain(&served).unwrap().as_bytes(), cert("a-example.crt"));
+
+    world.write("secret.yaml", &secret("a-example-rotated.crt", "a-example.key"));
+    let (served, diagnostics) = world.reload();
+    assert_eq!(chains(&served), serving);
+    assert_eq!(served_chain(&served).unwrap().as_bytes(), cert("a-example.crt"), "the last good certificate stays");
+    assert_eq!(stale(&diagnostics), ["Host default/h"]);
+
+    world.write("secret.yaml", &secret("a-example-rotated.crt", "a-example-rotated.key"));
+    let (served, diagnostics) = world.reload();
+    assert_eq!(served_chain(&served).unwrap().as_bytes(), cert("a-example-rotated.crt"));
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+
+    // Deleted is gone: TLS for the name is refused, its cleartext still routed.
+    world.remove("secret.yaml");
+    let (served, diagnostics) = world.reload();
+    assert_eq!(chains(&served)[0], ("https/h.example.com".to_string(), "refused".to_string()));
+    assert_eq!(chains(&served)[1].1, "cleartext");
+    assert!(served["secrets"].as_array().is_none_or(|s| s.is_empty()), "{served}");
+    assert!(
+        diagnostics.iter().any(|d| d.kind == Kind::Reference && d.message.contains("not found")),
+        "{diagnostics:?}"
+    );
+}
+
+#[test]
+fn a_host_that_stops_compiling_keeps_its_last_good_version() {
+    let mut world = World::new();
+    world.write("edge.yaml", &(EDGE.to_string() + &edge_host("Route")));
+    world.write("secret.yaml", &secret("a-example.crt", "a-example.key"));
+    let (before, _) = world.reload();
+    world.write("edge.yaml", &(EDGE.to_string() + &edge_host("Drop")));
+    let (served, diagnostics) = world.reload();
+    assert_eq!(chains(&served), chains(&before));
+    assert_eq!(served["routes"], before["routes"]);
+    assert_eq!(stale(&diagnostics), ["Host default/h"]);
+    assert!(diagnostics.iter().any(|d| d.is_error() && d.message.contains("Drop")), "{diagnostics:?}");
+}

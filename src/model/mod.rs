@@ -5,6 +5,7 @@
 //! Parsing never fails as a whole: a bad document becomes a [`Diagnostic`] and is skipped.
 
 pub mod fields;
+pub mod host;
 pub mod listener;
 pub mod mapping;
 pub mod module;
@@ -17,6 +18,7 @@ pub mod tcp_mapping;
 pub mod tls_context;
 mod yaml;
 
+pub use host::HostSpec;
 pub use listener::ListenerSpec;
 pub use mapping::MappingSpec;
 pub use module::ModuleSpec;
@@ -38,7 +40,12 @@ pub struct Meta {
     pub origin: Origin,
     /// `ambassador_id` as written; `None` means the resource belongs to the `default` instance.
     pub ambassador_id: Option<Vec<String>>,
+    /// `metadata.labels` (CRD form) or `metadata_labels` (flat form): what Hosts select
+    /// Mappings by, and Listeners Hosts.
+    pub labels: Labels,
 }
+
+pub type Labels = std::collections::BTreeMap<String, String>;
 
 impl Meta {
     pub fn name(&self) -> &str {
@@ -79,8 +86,9 @@ impl<S> Resource<S> {
 pub type Mapping = Resource<MappingSpec>;
 pub type TlsContext = Resource<TlsContextSpec>;
 pub type Listener = Resource<ListenerSpec>;
-pub type Secret = Resource<SecretData>;
+pub type Host = Resource<HostSpec>;
 pub type Module = Resource<ModuleSpec>;
+pub type Secret = Resource<SecretData>;
 pub type TcpMapping = Resource<TcpMappingSpec>;
 
 /// Contents of the files TLSContexts name (`cert_chain_file`, ...), keyed by the path as written;
@@ -112,6 +120,7 @@ pub struct Model {
     pub mappings: Vec<Mapping>,
     pub tls_contexts: Vec<TlsContext>,
     pub listeners: Vec<Listener>,
+    pub hosts: Vec<Host>,
     pub secrets: Vec<Secret>,
     /// `ambassador` Modules (one is used; the others are reported).
     pub modules: Vec<Module>,
@@ -135,6 +144,7 @@ impl Model {
             .map(|r| &r.meta)
             .chain(self.tls_contexts.iter().map(|r| &r.meta))
             .chain(self.listeners.iter().map(|r| &r.meta))
+            .chain(self.hosts.iter().map(|r| &r.meta))
             .chain(self.secrets.iter().map(|r| &r.meta))
             .chain(self.modules.iter().map(|r| &r.meta))
             .chain(self.tcp_mappings.iter().map(|r| &r.meta))
@@ -146,6 +156,7 @@ impl Model {
         self.mappings.extend(other.mappings);
         self.tls_contexts.extend(other.tls_contexts);
         self.listeners.extend(other.listeners);
+        self.hosts.extend(other.hosts);
         self.secrets.extend(other.secrets);
         self.modules.extend(other.modules);
         self.tcp_mappings.extend(other.tcp_mappings);

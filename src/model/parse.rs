@@ -3,7 +3,7 @@
 
 use super::module::AMBASSADOR_MODULE;
 use super::yaml::{self, Document};
-use super::{secret, service, Meta, Model, OneOrMany, Rejected, Resource};
+use super::{secret, service, Labels, Meta, Model, OneOrMany, Rejected, Resource};
 use crate::diagnostic::{self, Diagnostic, Kind, Origin, ResourceId};
 use serde_yaml::{Mapping as YamlMap, Value};
 use std::sync::Arc;
@@ -168,7 +168,7 @@ impl Parser {
 
     fn parse_ambassador(&mut self, origin: &Origin, kind: &str, mut doc: YamlMap, default_namespace: Option<&str>) {
         let form = if doc.contains_key("metadata") || doc.contains_key("spec") { Form::Crd } else { Form::Flat };
-        let (name, namespace, spec) = match form {
+        let (name, namespace, labels, spec) = match form {
             Form::Crd => {
                 let metadata = match take_metadata(&mut doc, default_namespace) {
                     Ok(metadata) => metadata,
@@ -183,7 +183,7 @@ impl Parser {
                         return self.error(origin, Some(&id), format!("`spec` must be a mapping, found {found}"));
                     }
                 };
-                (metadata.name, metadata.namespace, spec)
+                (metadata.name, metadata.namespace, metadata.labels, spec)
             }
             Form::Flat => {
                 let name = match take_string(&mut doc, "name") {
@@ -197,9 +197,11 @@ impl Parser {
                     }
                     Err(msg) => return self.error(origin, None, msg),
                 };
-                // Emissary's annotation form also carries these; they do not affect translation.
-                doc.remove("metadata_labels");
-                (name, namespace, Value::Mapping(doc))
+                let labels = match take_labels(&mut doc, "metadata_labels") {
+                    Ok(labels) => labels,
+                    Err(msg) => return self.error(origin, Some(&ResourceId::new(kind, namespace, name)), msg),
+                };
+                (name, namespace, labels, Value::Mapping(doc))
             }
         };
         let id = ResourceId::new(kind, namespace, name);
@@ -207,32 +209,20 @@ impl Parser {
             Form::Crd => "spec.",
             Form::Flat => "",
         };
+        macro_rules! typed {
+            ($slot:ident) => {
+                if let Some((spec, meta)) = self.typed_spec(origin, id, labels, spec, field_prefix) {
+                    self.model.$slot.push(Resource::new(meta, spec));
+                }
+            };
+        }
         match kind {
-            "Mapping" => {
-                if let Some((spec, meta)) = self.typed_spec(origin, id, spec, field_prefix) {
-                    self.model.mappings.push(Resource::new(meta, spec));
-                }
-            }
-            "TCPMapping" => {
-                if let Some((spec, meta)) = self.typed_spec(origin, id, spec, field_prefix) {
-                    self.model.tcp_mappings.push(Resource::new(meta, spec));
-                }
-            }
-            "TLSContext" => {
-                if let Some((spec, meta)) = self.typed_spec(origin, id, spec, field_prefix) {
-                    self.model.tls_contexts.push(Resource::new(meta, spec));
-                }
-            }
-            "Listener" => {
-                if let Some((spec, meta)) = self.typed_spec(origin, id, spec, field_prefix) {
-                    self.model.listeners.push(Resource::new(meta, spec));
-                }
-            }
-            "Module" if id.name == AMBASSADOR_MODULE => {
-                if let Some((spec, meta)) = self.typed_spec(origin, id, spec, field_prefix) {
-                    self.model.modules.push(Resource::new(meta, spec));
-                }
-            }
+            "Mapping" => typed!(mappings),
+            "TCPMapping" => typed!(tcp_mappings),
+            "TLSContext" => typed!(tls_contexts),
+            "Listener" => typed!(listeners),
+            "Host" => typed!(hosts),
+            "Module" if id.name == AMBASSADOR_MODULE => typed!(modules),
             _ => {
                 let message = match kind {
                     "Module" => format!(
@@ -247,7 +237,7 @@ impl Parser {
                     .get("ambassador_id")
                     .and_then(|value| serde_yaml::from_value::<OneOrMany>(value.clone()).ok())
                     .map(OneOrMany::into_vec);
-                self.model.skipped.push(Meta { id, origin: origin.clone(), ambassador_id });
+                self.model.skipped.push(Meta { id, origin: origin.clone(), ambassador_id, labels });
             }
         }
     }
@@ -260,7 +250,7 @@ impl Parser {
         let id = ResourceId::new("Secret", metadata.namespace, metadata.name);
         match secret::decode(doc) {
             Ok(data) => {
-                let meta = Meta { id, origin: origin.clone(), ambassador_id: None };
+                let meta = Meta { id, origin: origin.clone(), ambassador_id: None, labels: metadata.labels };
                 self.model.secrets.push(Resource::new(meta, data));
             }
             Err(err) => self.error(origin, Some(&id), err.to_string()),
@@ -304,6 +294,7 @@ impl Parser {
 struct Metadata {
     name: String,
     namespace: String,
+    labels: Labels,
 }
 
 fn take_metadata(doc: &mut YamlMap, default_namespace: Option<&str>) -> Result<Metadata, String> {
@@ -315,7 +306,31 @@ fn take_metadata(doc: &mut YamlMap, default_namespace: Option<&str>) -> Result<M
     let name = take_string(&mut metadata, "name")?.ok_or("missing required field `metadata.name`")?;
     let namespace = take_string(&mut metadata, "namespace")?
         .unwrap_or_else(|| default_namespace.unwrap_or(DEFAULT_NAMESPACE).to_string());
-    Ok(Metadata { name, namespace })
+    let labels = take_labels(&mut metadata, "labels").map_err(|msg| format!("metadata: {msg}"))?;
+    Ok(Metadata { name, namespace, labels })
+}
+
+/// Labels: a mapping of names to strings (numbers and booleans, which YAML writers leave
+/// unquoted, are read as the strings they spell).
+fn take_labels(map: &mut YamlMap, key: &str) -> Result<Labels, String> {
+    let entries = match map.remove(key) {
+        None | Some(Value::Null) => return Ok(Labels::new()),
+        Some(Value::Mapping(entries)) => entries,
+        Some(other) => return Err(format!("`{key}` must be a mapping, found {}", yaml::type_name(&other))),
+    };
+    let scalar = |value: &Value| match value {
+        Value::String(text) => Some(text.clone()),
+        Value::Number(number) => Some(number.to_string()),
+        Value::Bool(flag) => Some(flag.to_string()),
+        _ => None,
+    };
+    entries
+        .iter()
+        .map(|(name, value)| match (scalar(name), scalar(value)) {
+            (Some(name), Some(value)) => Ok((name, value)),
+            _ => Err(format!("`{key}` must map label names to strings")),
+        })
+        .collect()
 }
 
 pub(super) fn take_string(map: &mut YamlMap, key: &str) -> Result<Option<String>, String> {

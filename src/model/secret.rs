@@ -21,6 +21,8 @@ pub struct SecretData {
 const CERT_KEYS: &[&str] = &["tls.crt", "cert-chain.pem"];
 const KEY_KEYS: &[&str] = &["tls.key", "key.pem"];
 const CA_KEYS: &[&str] = &["ca.crt", "root-cert.pem"];
+/// Emissary's key for a certificate revocation list (`crl_secret`).
+const CRL_KEYS: &[&str] = &["crl.pem"];
 
 impl SecretData {
     fn first(&self, keys: &[&'static str]) -> Option<(&'static str, &[u8])> {
@@ -40,6 +42,11 @@ impl SecretData {
     /// A CA bundle: `ca.crt` (cert-manager and most TLS secrets) or `root-cert.pem` (Istio).
     pub fn ca_bundle(&self) -> Option<(&'static str, &[u8])> {
         self.first(CA_KEYS)
+    }
+
+    /// A certificate revocation list: `crl.pem`.
+    pub fn crl(&self) -> Option<(&'static str, &[u8])> {
+        self.first(CRL_KEYS)
     }
 }
 

@@ -153,10 +153,10 @@ pub fn resolve_tls_path(path: &str, options: &LoadOptions, policy: &TlsFilePolic
     }
 }
 
-/// Reads every file a TLSContext of this instance (`ambassador_id`) names, with `read` (which
-/// reads regular files of at most [`MAX_TLS_FILE_BYTES`] without blocking, see
-/// [`read_regular_file`] and [`super::deadline`]); failures are kept for `compile` to report
-/// against the context that needs the file.
+/// Reads every file a TLSContext (or a Host's inline `tls`) of this instance (`ambassador_id`)
+/// names, with `read` (which reads regular files of at most [`MAX_TLS_FILE_BYTES`] without
+/// blocking, see [`read_regular_file`] and [`super::deadline`]); failures are kept for `compile`
+/// to report against the context that needs the file.
 pub fn read_tls_files(
     model: &Model,
     options: &LoadOptions,
@@ -166,8 +166,12 @@ pub fn read_tls_files(
 ) -> TlsFiles {
     let mut files = TlsFiles::new();
     let mut to_read: Vec<(String, PathBuf)> = Vec::new();
-    for ctx in model.tls_contexts.iter().filter(|ctx| ctx.meta.belongs_to(ambassador_id)) {
-        for path in ctx.spec.files() {
+    let contexts = model.tls_contexts.iter().filter(|ctx| ctx.meta.belongs_to(ambassador_id)).map(|ctx| &*ctx.spec);
+    // A Host's inline `tls` may name CA and CRL files too.
+    let inline =
+        model.hosts.iter().filter(|host| host.meta.belongs_to(ambassador_id)).filter_map(|h| h.spec.tls.as_ref());
+    for spec in contexts.chain(inline) {
+        for path in spec.files() {
             if files.contains_key(path) || to_read.iter().any(|(written, _)| written == path) {
                 continue;
             }

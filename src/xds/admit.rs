@@ -6,17 +6,21 @@
 //! - a cluster that fails (or lost its Secret) is dropped, and routes to it fail closed;
 //! - a route that fails becomes a direct 503 under its own name and match; if its match is what
 //!   fails (a regex over the program-size limit, an empty header name), it is dropped;
+//! - a TLS filter chain whose SDS secret is dropped, or whose TLS settings fail, refuses its
+//!   connections (its names' handshakes fail; the listener's other chains keep serving);
 //! - a listener that fails is dropped.
 //!
 //! Each of these is a diagnostic on the Ambassador resource behind it.
 
+use super::downstream_tls::build_downstream_tls_context;
 use super::provenance::ProvenanceIndex;
 use super::validate::{self, Limits};
 use super::{cluster, listener, route, secret, tcp_listener, Resource, Resources, XdsType};
-use crate::compile::ir::{Ir, Route, RouteAction, RouteTable};
+use crate::compile::ir::{ChainTransport, HostRoute, HttpListener, Ir, Route, RouteAction, RouteVariant};
 use crate::diagnostic::{Diagnostic, Kind, Provenance};
 use bytes::Bytes;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 const REJECTED_STATUS: u32 = 503;
 const REJECTED_BODY: &str = "this route's configuration would be rejected by Envoy\n";
@@ -87,7 +91,8 @@ pub fn admit(ir: &Ir, limits: &Limits) -> Admitted {
 
     let mut listeners = Vec::new();
     for ir_listener in &ir.listeners {
-        let message = listener::build_listener(ir_listener);
+        let ir_listener = refuse_unservable_chains(ir_listener, &dropped_secrets, limits, &mut out.diagnostics);
+        let message = listener::build_listener(&ir_listener);
         match validate::check(&message, limits) {
             Ok(()) => {
                 out.provenance.insert(XdsType::Listener, &ir_listener.name, ir_listener.provenance.clone());
@@ -128,16 +133,25 @@ pub fn admit(ir: &Ir, limits: &Limits) -> Admitted {
     }
 
     let mut routes = Vec::new();
+    let mut verdicts = RouteVerdicts::default();
     for table in &ir.route_configs {
-        let admitted: Vec<Route> = table
-            .routes
-            .iter()
-            .filter_map(|r| admit_route(r, &dropped_clusters, limits, &mut out.diagnostics))
-            .collect();
-        let table = RouteTable { name: table.name.clone(), routes: admitted };
-        out.provenance.insert_routes(&table.name, table.routes.iter().map(|r| r.provenance.clone()).collect());
-        routes
-            .push(Resource { name: table.name.clone(), body: Bytes::from(route::encode_route_configuration(&table)) });
+        let mut provenance = Vec::with_capacity(table.virtual_hosts.len());
+        let mut hosts = Vec::with_capacity(table.virtual_hosts.len());
+        for host in &table.virtual_hosts {
+            let mut encoded = Vec::with_capacity(host.routes.len());
+            let mut behind = Vec::with_capacity(host.routes.len());
+            for route in &host.routes {
+                if let Some(bytes) = verdicts.admit(route, &dropped_clusters, limits, &mut out.diagnostics) {
+                    encoded.push(bytes);
+                    behind.push(route.route.provenance.clone());
+                }
+            }
+            hosts.push((host, encoded));
+            provenance.push(behind);
+        }
+        out.provenance.insert_routes(&table.name, provenance);
+        let body = route::encode_route_configuration_from(&table.name, &hosts);
+        routes.push(Resource { name: table.name.clone(), body: Bytes::from(body) });
     }
 
     out.resources = Resources::default()
@@ -148,10 +162,69 @@ pub fn admit(ir: &Ir, limits: &Limits) -> Admitted {
     out
 }
 
+/// The listener with every TLS chain that cannot be served turned into a refusing chain: one
+/// whose certificate or CA secret was dropped (an SDS name that is not served must never be
+/// referenced: Envoy would wait for it), or whose TLS settings Envoy would reject (a cipher name it
+/// does not know would take the whole listener, every other Host's chain included, with it).
+/// Another chain's certificate must not answer for these names either.
+fn refuse_unservable_chains(
+    listener: &HttpListener,
+    dropped_secrets: &BTreeMap<&str, String>,
+    limits: &Limits,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> HttpListener {
+    let mut listener = listener.clone();
+    for chain in &mut listener.chains {
+        let ChainTransport::Tls(tls) = &chain.transport else { continue };
+        let names = std::iter::once(&tls.certificate_secret).chain(&tls.validation_secret);
+        let problem = match names.filter_map(|n| Some((n, dropped_secrets.get(n.as_str())?))).next() {
+            Some((name, problem)) => format!("SDS secret {name} is not served ({problem})"),
+            None => match validate::check(&build_downstream_tls_context(tls), limits) {
+                Ok(()) => continue,
+                Err(problem) => format!("its TLS settings would be rejected: {problem}"),
+            },
+        };
+        let names = chain.server_names.first().map_or("any name", String::as_str);
+        let message = format!("{problem}; TLS connections for {names} on listener {} are refused", listener.name);
+        report(diagnostics, &chain.provenance, message);
+        chain.transport = ChainTransport::Refused;
+    }
+    listener
+}
+
 fn fail_closed(route: &Route) -> Route {
     Route {
         action: RouteAction::FailClosed { status: REJECTED_STATUS, body: REJECTED_BODY.to_string() },
         ..route.clone()
+    }
+}
+
+/// What each route of each variant becomes: the same route in many virtual hosts (every Host a
+/// Mapping serves) is built, checked and reported once per variant.
+#[derive(Default)]
+struct RouteVerdicts {
+    by_route: HashMap<(*const Route, RouteVariant), Option<Arc<[u8]>>>,
+}
+
+impl RouteVerdicts {
+    /// The encoded route as admitted (itself or a fail-closed copy), or `None` when it is dropped.
+    fn admit(
+        &mut self,
+        route: &HostRoute,
+        dropped_clusters: &BTreeMap<&str, String>,
+        limits: &Limits,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) -> Option<Arc<[u8]>> {
+        // The pointer is only a key: the IR holds every route for as long as this lives.
+        let key = (Arc::as_ptr(&route.route), route.variant);
+        if let Some(verdict) = self.by_route.get(&key) {
+            return verdict.clone();
+        }
+        let resolved = route.resolve();
+        let admitted = admit_route(&resolved, dropped_clusters, limits, diagnostics)
+            .map(|admitted| Arc::from(route::encode_route(&route::build_route(&admitted))));
+        self.by_route.insert(key, admitted.clone());
+        admitted
     }
 }
 

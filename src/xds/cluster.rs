@@ -129,11 +129,11 @@ fn protocol_options(options: &ClusterOptions) -> Option<HttpProtocolOptions> {
     })
 }
 
-fn sds(name: &str) -> SdsSecretConfig {
+pub(super) fn sds(name: &str) -> SdsSecretConfig {
     SdsSecretConfig { name: name.to_string(), sds_config: Some(ads_config_source()) }
 }
 
-fn protocol(version: Option<TlsVersion>) -> i32 {
+pub(super) fn protocol(version: Option<TlsVersion>) -> i32 {
     (match version {
         None => TlsProtocol::TlsAuto,
         Some(TlsVersion::V1_0) => TlsProtocol::TlSv10,

@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProvenanceIndex {
     by_name: PerType<BTreeMap<String, Vec<Provenance>>>,
-    /// Per route configuration, the provenance of each route in order: Envoy's messages name a
-    /// failing route by its index (`Routes[3]`).
-    routes: BTreeMap<String, Vec<Vec<Provenance>>>,
+    /// Per route configuration and virtual host, the provenance of each route in order: Envoy's
+    /// messages name a failing route by its indexes (`VirtualHosts[1]...Routes[3]`).
+    routes: BTreeMap<String, Vec<Vec<Vec<Provenance>>>>,
 }
 
 impl ProvenanceIndex {
@@ -19,13 +19,18 @@ impl ProvenanceIndex {
         self.by_name[xds_type].entry(name.to_string()).or_default().extend(provenance);
     }
 
-    pub fn insert_routes(&mut self, config: &str, routes: Vec<Vec<Provenance>>) {
-        self.insert(XdsType::Route, config, routes.iter().flatten().cloned().collect());
+    /// `routes[v][r]`: the resources behind route `r` of virtual host `v`.
+    pub fn insert_routes(&mut self, config: &str, routes: Vec<Vec<Vec<Provenance>>>) {
+        let mut all: Vec<Provenance> = routes.iter().flatten().flatten().cloned().collect();
+        all.sort();
+        all.dedup();
+        self.insert(XdsType::Route, config, all);
         self.routes.insert(config.to_string(), routes);
     }
 
-    /// The resources behind each route of a route configuration, in route order.
-    pub fn routes(&self, config: &str) -> &[Vec<Provenance>] {
+    /// The resources behind each route of a route configuration: `[v][r]` for route `r` of
+    /// virtual host `v`.
+    pub fn routes(&self, config: &str) -> &[Vec<Vec<Provenance>>] {
         self.routes.get(config).map(Vec::as_slice).unwrap_or_default()
     }
 
@@ -43,7 +48,7 @@ impl ProvenanceIndex {
             let pointed = (xds_type == XdsType::Route)
                 .then(|| route_index(error_detail))
                 .flatten()
-                .and_then(|index| self.routes.get(name)?.get(index));
+                .and_then(|(host, index)| self.routes.get(name)?.get(host)?.get(index));
             match pointed {
                 Some(route) => out.extend(route.iter().cloned()),
                 None => out.extend(self.of(xds_type, name).iter().cloned()),
@@ -55,11 +60,17 @@ impl ProvenanceIndex {
     }
 }
 
-/// `Routes[N]` (Envoy's PGV messages) or `routes[N]` in an error detail.
-fn route_index(detail: &str) -> Option<usize> {
-    let at = detail.find("Routes[").or_else(|| detail.find("routes["))?;
-    let rest = &detail[at + "Routes[".len()..];
-    rest[..rest.find(']')?].parse().ok()
+/// `(virtual host, route)` from `VirtualHosts[V]...Routes[R]` (Envoy's PGV messages; the
+/// lowercase spellings too) in an error detail; a detail without the host index names host 0.
+fn route_index(detail: &str) -> Option<(usize, usize)> {
+    let index_after = |text: &str, upper: &str, lower: &str| -> Option<(usize, usize)> {
+        let at = text.find(upper).or_else(|| text.find(lower))?;
+        let rest = &text[at + upper.len()..];
+        Some((rest[..rest.find(']')?].parse().ok()?, at + upper.len()))
+    };
+    let (host, after) = index_after(detail, "VirtualHosts[", "virtual_hosts[").unwrap_or((0, 0));
+    let (route, _) = index_after(&detail[after..], "Routes[", "routes[")?;
+    Some((host, route))
 }
 
 #[cfg(test)]
@@ -74,11 +85,16 @@ mod tests {
     #[test]
     fn a_nack_naming_a_route_blames_its_mapping_only() {
         let mut index = ProvenanceIndex::default();
-        index.insert_routes("ambassador-routes", vec![vec![mapping("a")], vec![mapping("b")]]);
+        index.insert_routes(
+            "ambassador-routes",
+            vec![vec![vec![mapping("a")], vec![mapping("b")]], vec![vec![mapping("c")], vec![mapping("a")]]],
+        );
         let names = ["ambassador-routes".to_string()];
         let detail = "Proto constraint validation failed (RouteConfigurationValidationError.VirtualHosts[0]: embedded message failed validation | caused by VirtualHostValidationError.Routes[1]: ...)";
         assert_eq!(index.culprits(XdsType::Route, &names, detail), [mapping("b")]);
-        assert_eq!(index.culprits(XdsType::Route, &names, "something else").len(), 2);
+        let second_host = detail.replace("VirtualHosts[0]", "VirtualHosts[1]").replace("Routes[1]", "Routes[0]");
+        assert_eq!(index.culprits(XdsType::Route, &names, &second_host), [mapping("c")]);
+        assert_eq!(index.culprits(XdsType::Route, &names, "something else").len(), 3);
         assert!(index.culprits(XdsType::Cluster, &["nope".into()], "").is_empty());
     }
 }

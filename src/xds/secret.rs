@@ -1,4 +1,5 @@
-//! SDS `Secret`s: client certificates and CA bundles, delivered by name, never as file paths.
+//! SDS `Secret`s: client and server certificates, CA bundles and CRLs, delivered by name, never
+//! as file paths.
 
 use crate::compile::ir::{SecretContent, TlsSecret};
 use envoy_types::pb::envoy::config::core::v3::{data_source::Specifier, DataSource};
@@ -23,9 +24,10 @@ pub fn build_secret(tls_secret: &TlsSecret) -> Secret {
             private_key: inline(private_key.expose()),
             ..Default::default()
         }),
-        SecretContent::ValidationContext { trusted_ca } => {
+        SecretContent::ValidationContext { trusted_ca, crl } => {
             secret::Type::ValidationContext(CertificateValidationContext {
                 trusted_ca: inline(trusted_ca),
+                crl: crl.as_deref().and_then(inline),
                 ..Default::default()
             })
         }

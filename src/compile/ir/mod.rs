@@ -12,8 +12,8 @@ pub use route::*;
 use crate::diagnostic::Provenance;
 use crate::model::Sensitive;
 
-/// One `Ir` is one complete, consistent snapshot: every cluster a route names exists, and every
-/// secret a cluster names exists.
+/// One `Ir` is one complete, consistent snapshot: every cluster a route names exists, every
+/// route configuration a listener names exists, and every secret a cluster or listener names exists.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Ir {
     pub listeners: Vec<HttpListener>,
@@ -40,8 +40,15 @@ pub struct TlsSecret {
 /// PEM material, already checked to load in Envoy (and, for certificates, to match its key).
 #[derive(Clone, PartialEq, Eq)]
 pub enum SecretContent {
-    Certificate { chain: Vec<u8>, private_key: Sensitive },
-    ValidationContext { trusted_ca: Vec<u8> },
+    Certificate {
+        chain: Vec<u8>,
+        private_key: Sensitive,
+    },
+    /// A CA bundle, and for client certificates optionally a revocation list.
+    ValidationContext {
+        trusted_ca: Vec<u8>,
+        crl: Option<Vec<u8>>,
+    },
 }
 
 impl std::fmt::Debug for SecretContent {
@@ -52,9 +59,11 @@ impl std::fmt::Debug for SecretContent {
                 .field("chain", &String::from_utf8_lossy(chain))
                 .field("private_key", private_key)
                 .finish(),
-            SecretContent::ValidationContext { trusted_ca } => {
-                f.debug_struct("ValidationContext").field("trusted_ca", &String::from_utf8_lossy(trusted_ca)).finish()
-            }
+            SecretContent::ValidationContext { trusted_ca, crl } => f
+                .debug_struct("ValidationContext")
+                .field("trusted_ca", &String::from_utf8_lossy(trusted_ca))
+                .field("crl", &crl.as_deref().map(String::from_utf8_lossy))
+                .finish(),
         }
     }
 }

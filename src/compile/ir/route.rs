@@ -2,12 +2,68 @@
 //! it goes (an upstream, a redirect, or a fail-closed answer).
 
 use crate::diagnostic::Provenance;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteTable {
     pub name: String,
+    /// Envoy picks one by the request's host: exact names, then `*.` suffixes, then `.*`
+    /// prefixes, then `*`.
+    pub virtual_hosts: Vec<VirtualHost>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct VirtualHost {
+    pub name: String,
+    pub domains: Vec<String>,
     /// In match order: Envoy takes the first route that matches.
-    pub routes: Vec<Route>,
+    pub routes: Vec<HostRoute>,
+}
+
+/// A route of a virtual host: one of the Mappings' routes, shared by every virtual host that
+/// serves it (a Mapping on ten Hosts is one `Route`), as the listener's security model varies it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostRoute {
+    pub route: Arc<Route>,
+    pub variant: RouteVariant,
+}
+
+impl HostRoute {
+    pub fn as_written(route: Arc<Route>) -> HostRoute {
+        HostRoute { route, variant: RouteVariant::default() }
+    }
+
+    /// The route as Envoy gets it.
+    pub fn resolve(&self) -> Route {
+        let mut route = (*self.route).clone();
+        if let Some(value) = self.variant.x_forwarded_proto {
+            route.matcher.headers.retain(|h| !h.name.eq_ignore_ascii_case(X_FORWARDED_PROTO));
+            if let Some(value) = value {
+                let matcher = HeaderValueMatch::Exact(value.to_string());
+                route.matcher.headers.push(HeaderMatch {
+                    name: X_FORWARDED_PROTO.into(),
+                    value: matcher,
+                    ignore_case: false,
+                });
+            }
+        }
+        if self.variant.https_redirect {
+            route.action = RouteAction::HttpsRedirect;
+        }
+        route
+    }
+}
+
+pub const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+
+/// How a virtual host varies a route (Emissary's route variants).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct RouteVariant {
+    /// `Some`: the Mapping's own `x-forwarded-proto` matchers are replaced by one for this value
+    /// (`Some(None)`: by none).
+    pub x_forwarded_proto: Option<Option<&'static str>>,
+    /// Answer 301 to `https://` instead of the route's own action.
+    pub https_redirect: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -81,6 +137,9 @@ pub enum RouteAction {
         status: u32,
         body: String,
     },
+    /// A cleartext request for a Host whose insecure action is `Redirect`: 301 to `https://`
+    /// (made by [`RouteVariant::https_redirect`]).
+    HttpsRedirect,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

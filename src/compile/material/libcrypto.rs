@@ -6,7 +6,7 @@
 //! chain is read as Envoy's `TlsContext::loadCertificateChain` reads it (first block with
 //! `PEM_read_bio_X509_AUX`, the rest with `PEM_read_bio_X509`, then "did it stop at the end?"),
 //! the key as `loadPrivateKey` does (`PEM_read_bio_PrivateKey` without a password), and a CA
-//! bundle as `DefaultCertValidator` does (`PEM_X509_INFO_read_bio`).
+//! bundle and a CRL as `DefaultCertValidator` does (`PEM_X509_INFO_read_bio`).
 
 use aws_lc_sys as ffi;
 use std::os::raw::{c_char, c_int, c_void};
@@ -133,9 +133,15 @@ pub fn read_private_key(pem: &[u8]) -> Option<Key> {
     NonNull::new(key).map(Key)
 }
 
-/// Reads a CA bundle as Envoy does and returns how many certificates it holds (`None` when the
-/// bundle does not parse at all).
-pub fn count_bundle_certificates(pem: &[u8]) -> Option<usize> {
+/// What a PEM bundle read as Envoy reads CA bundles and CRLs (`PEM_X509_INFO_read_bio`) holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BundleCounts {
+    pub certificates: usize,
+    pub crls: usize,
+}
+
+/// Reads a CA bundle or a CRL file as Envoy does (`None` when it does not parse at all).
+pub fn count_bundle(pem: &[u8]) -> Option<BundleCounts> {
     clear_errors();
     let bio = Bio::new(pem);
     // SAFETY: valid BIO; a null stack asks for a new one.
@@ -144,21 +150,21 @@ pub fn count_bundle_certificates(pem: &[u8]) -> Option<usize> {
     clear_errors();
     let list = NonNull::new(list)?;
     let stack = list.as_ptr().cast::<ffi::OPENSSL_STACK>();
+    let mut counts = BundleCounts::default();
     // SAFETY: `stack` is the X509_INFO stack just returned; items are X509_INFO pointers.
-    let count = unsafe {
+    unsafe {
         let len = ffi::OPENSSL_sk_num(stack);
-        let mut certificates = 0;
         for i in 0..len {
             let info = ffi::OPENSSL_sk_value(stack, i).cast::<ffi::X509_INFO>();
-            if !info.is_null() && !(*info).x509.is_null() {
-                certificates += 1;
+            if !info.is_null() {
+                counts.certificates += usize::from(!(*info).x509.is_null());
+                counts.crls += usize::from(!(*info).crl.is_null());
             }
             ffi::X509_INFO_free(info);
         }
         ffi::OPENSSL_sk_free(stack);
-        certificates
-    };
-    Some(count)
+    }
+    Some(counts)
 }
 
 impl Certificate {

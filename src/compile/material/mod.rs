@@ -12,7 +12,8 @@
 //!
 //! Nothing else is checked: Envoy loads expired, not-yet-valid, X.509 v1 and unknown-critical-
 //! extension certificates, chains in any order behind the leaf, and bundles of v1 CAs.
-//! `tests/material_oracle.rs` holds these rules against real Envoys.
+//! `tests/material_oracle.rs` holds these rules against real Envoys. CRLs (termination only) load
+//! as Envoy loads them: any PEM that `PEM_X509_INFO_read_bio` reads, CRL blocks or not.
 
 mod libcrypto;
 
@@ -50,6 +51,8 @@ pub enum MaterialError {
     EmptyBundle,
     /// A CA bundle with a block that does not parse.
     CorruptBundle,
+    /// A CRL file with a block that does not parse.
+    CorruptCrl,
 }
 
 impl fmt::Display for MaterialError {
@@ -74,6 +77,7 @@ impl fmt::Display for MaterialError {
             MaterialError::KeyMismatch => f.write_str("the private key does not match the certificate"),
             MaterialError::EmptyBundle => f.write_str("the CA bundle holds no PEM certificate"),
             MaterialError::CorruptBundle => f.write_str("the CA bundle holds a PEM block that does not parse"),
+            MaterialError::CorruptCrl => f.write_str("the CRL is not PEM that parses"),
         }
     }
 }
@@ -121,9 +125,23 @@ pub fn check_certificate(chain: &[u8], key: &[u8]) -> Result<CertifiedPem, Mater
 
 /// Checks a CA bundle the way Envoy's default certificate validator loads it.
 pub fn check_ca_bundle(bundle: &[u8]) -> Result<Vec<u8>, MaterialError> {
-    match libcrypto::count_bundle_certificates(bundle) {
+    match libcrypto::count_bundle(bundle) {
         None => Err(MaterialError::CorruptBundle),
-        Some(0) => Err(MaterialError::EmptyBundle),
+        Some(counts) if counts.certificates == 0 => Err(MaterialError::EmptyBundle),
         Some(_) => Ok(bundle.to_vec()),
     }
+}
+
+/// A certificate revocation list Envoy loads, and how many CRLs it holds (Envoy also loads a
+/// file with none, which revokes nothing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedCrl {
+    pub pem: Vec<u8>,
+    pub crls: usize,
+}
+
+/// Checks a CRL file the way Envoy's default certificate validator loads it.
+pub fn check_crl(pem: &[u8]) -> Result<CheckedCrl, MaterialError> {
+    let counts = libcrypto::count_bundle(pem).ok_or(MaterialError::CorruptCrl)?;
+    Ok(CheckedCrl { pem: pem.to_vec(), crls: counts.crls })
 }

@@ -6,7 +6,9 @@
 use super::Parser;
 use crate::diagnostic::{Diagnostic, Kind, Origin, ResourceId};
 use crate::model::fields::{self, Support, Table, Unimplemented};
-use crate::model::{ListenerSpec, MappingSpec, Meta, ModuleSpec, OneOrMany, TcpMappingSpec, TlsContextSpec};
+use crate::model::{
+    HostSpec, Labels, ListenerSpec, MappingSpec, Meta, ModuleSpec, OneOrMany, TcpMappingSpec, TlsContextSpec,
+};
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
@@ -66,6 +68,12 @@ impl Spec for ListenerSpec {
     }
 }
 
+impl Spec for HostSpec {
+    fn ambassador_id(&self) -> Option<OneOrMany> {
+        self.ambassador_id.clone()
+    }
+}
+
 /// What to do with one field the spec type did not take.
 enum Verdict {
     Ignored(String),
@@ -94,6 +102,7 @@ impl Parser {
         &mut self,
         origin: &Origin,
         id: ResourceId,
+        labels: Labels,
         spec: Value,
         field_prefix: &str,
     ) -> Option<(S, Meta)> {
@@ -124,7 +133,7 @@ impl Parser {
                     self.push(Diagnostic::warning(Some(origin), Some(&id), message).with_kind(Kind::IgnoredField));
                 }
                 let ambassador_id = spec.ambassador_id().map(OneOrMany::into_vec);
-                Some((spec, Meta { id, origin: origin.clone(), ambassador_id }))
+                Some((spec, Meta { id, origin: origin.clone(), ambassador_id, labels }))
             }
             Err(err) => {
                 self.error(

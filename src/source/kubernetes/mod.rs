@@ -1,7 +1,7 @@
 //! The Kubernetes API as a source: one watcher per watched kind (and namespace), feeding the
 //! same parse/compile pipeline as files.
 //!
-//! * `getambassador.io` Mapping, TLSContext, Module and TCPMapping in the version the cluster
+//! * `getambassador.io` Mapping, TLSContext, Host, Module and TCPMapping in the version the cluster
 //!   serves (v3alpha1 preferred, else v2), Listener (v3alpha1), and AuthService and
 //!   RateLimitService (not translated, but whether one exists decides whether Mappings that
 //!   depend on them are served); a missing CRD is a warning, not a failure;
@@ -30,10 +30,11 @@ use tokio::sync::watch;
 
 const GROUP: &str = "getambassador.io";
 /// Versions used for each kind, in order of preference.
-const AMBASSADOR_KINDS: [(&str, &[&str]); 7] = [
+const AMBASSADOR_KINDS: [(&str, &[&str]); 8] = [
     ("Mapping", &["v3alpha1", "v2"]),
     ("TLSContext", &["v3alpha1", "v2"]),
     ("Listener", &["v3alpha1"]),
+    ("Host", &["v3alpha1", "v2"]),
     ("Module", &["v3alpha1", "v2"]),
     ("TCPMapping", &["v3alpha1", "v2"]),
     ("AuthService", &["v3alpha1", "v2"]),

@@ -16,7 +16,7 @@ pub const SECRET_FIELD_SELECTOR: &str =
 /// Secret types a TLSContext can read (`Opaque` is also what a Secret without a type is).
 const SECRET_TYPES: &[&str] = &["kubernetes.io/tls", "Opaque", "istio.io/key-and-cert"];
 /// The keys of those Secrets the translator reads (`model::secret`).
-const SECRET_KEYS: &[&str] = &["tls.crt", "tls.key", "ca.crt", "cert-chain.pem", "key.pem", "root-cert.pem"];
+const SECRET_KEYS: &[&str] = &["tls.crt", "tls.key", "ca.crt", "cert-chain.pem", "key.pem", "root-cert.pem", "crl.pem"];
 const AMBASSADOR_ANNOTATION: &str = "getambassador.io/config";
 
 /// Trims an object of `kind` (as watched) to what the translator reads.

@@ -1,5 +1,6 @@
 //! What a route does with a request: forward it to a cluster (rewrites, timeouts, retries,
-//! upgrades, a mirror), redirect it, or answer directly (fail closed).
+//! upgrades, a mirror), redirect it (as the Mapping says, or to `https://` for a Host's insecure
+//! action), or answer directly (fail closed).
 
 use super::matcher::regex;
 use crate::compile::ir::{Forward, Redirect, RedirectCode, RedirectPath, RegexRewrite, RouteAction as IrAction};
@@ -16,6 +17,10 @@ pub fn build_action(ir: &IrAction) -> route::Action {
     match ir {
         IrAction::Forward(forward) => route::Action::Route(build_forward(forward)),
         IrAction::Redirect(redirect) => route::Action::Redirect(build_redirect(redirect)),
+        IrAction::HttpsRedirect => route::Action::Redirect(RedirectAction {
+            scheme_rewrite_specifier: Some(redirect_action::SchemeRewriteSpecifier::HttpsRedirect(true)),
+            ..Default::default()
+        }),
         IrAction::FailClosed { status, body } => route::Action::DirectResponse(DirectResponseAction {
             status: *status,
             body: Some(DataSource {

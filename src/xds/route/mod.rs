@@ -1,30 +1,29 @@
-//! RouteConfigurations: one virtual host matching every authority (Mappings without a host match
-//! every host; `host`/`hostname` become `:authority` header matches, as in Emissary). One builder
-//! per part of a route: its match, its action, and its policy (headers, CORS, error responses).
+//! RouteConfigurations: virtual hosts by domain (one matching every authority when no `Host`
+//! is given; one per Host hostname otherwise), each holding the routes of the Mappings it serves
+//! (`host`/`hostname` also become `:authority` header matches, as in Emissary). One builder per
+//! part of a route: its match, its action, and its policy (headers, CORS, error responses).
 
 mod action;
 mod matcher;
 pub mod policy;
 
-use crate::compile::ir::{Route as IrRoute, RouteTable};
+use crate::compile::ir::{Route as IrRoute, RouteTable, VirtualHost as IrVirtualHost};
 use envoy_types::pb::envoy::config::route::v3::{Route, RouteConfiguration, VirtualHost};
 use prost::Message;
-
-const VIRTUAL_HOST: &str = "ambassador-all-hosts";
 
 pub fn build_route_configuration(table: &RouteTable) -> RouteConfiguration {
     RouteConfiguration {
         name: table.name.clone(),
-        virtual_hosts: vec![build_virtual_host(table)],
+        virtual_hosts: table.virtual_hosts.iter().map(build_virtual_host).collect(),
         ..Default::default()
     }
 }
 
-fn build_virtual_host(table: &RouteTable) -> VirtualHost {
+fn build_virtual_host(host: &IrVirtualHost) -> VirtualHost {
     VirtualHost {
-        name: VIRTUAL_HOST.into(),
-        domains: vec!["*".into()],
-        routes: table.routes.iter().map(build_route).collect(),
+        name: host.name.clone(),
+        domains: host.domains.clone(),
+        routes: host.routes.iter().map(|route| build_route(&route.resolve())).collect(),
         ..Default::default()
     }
 }
@@ -34,16 +33,32 @@ fn build_virtual_host(table: &RouteTable) -> VirtualHost {
 /// (each is several hundred bytes as a struct, a few dozen encoded). Byte-identical to
 /// `build_route_configuration(table).encode_to_vec()`.
 pub fn encode_route_configuration(table: &RouteTable) -> Vec<u8> {
-    let mut virtual_host = VirtualHost {
-        routes: Vec::new(),
-        ..build_virtual_host(&RouteTable { name: String::new(), routes: Vec::new() })
-    }
-    .encode_to_vec();
-    for route in &table.routes {
-        append_message_field(&mut virtual_host, VIRTUAL_HOST_ROUTES_FIELD, &encode_route(&build_route(route)));
-    }
     let mut config = RouteConfiguration { name: table.name.clone(), ..Default::default() }.encode_to_vec();
-    append_message_field(&mut config, ROUTE_CONFIGURATION_VIRTUAL_HOSTS_FIELD, &virtual_host);
+    for host in &table.virtual_hosts {
+        let mut virtual_host =
+            VirtualHost { name: host.name.clone(), domains: host.domains.clone(), ..Default::default() }
+                .encode_to_vec();
+        for route in &host.routes {
+            let encoded = encode_route(&build_route(&route.resolve()));
+            append_message_field(&mut virtual_host, VIRTUAL_HOST_ROUTES_FIELD, &encoded);
+        }
+        append_message_field(&mut config, ROUTE_CONFIGURATION_VIRTUAL_HOSTS_FIELD, &virtual_host);
+    }
+    config
+}
+
+/// The same, from routes already encoded (as admission checked them), for each virtual host.
+pub fn encode_route_configuration_from<R: AsRef<[u8]>>(name: &str, hosts: &[(&IrVirtualHost, Vec<R>)]) -> Vec<u8> {
+    let mut config = RouteConfiguration { name: name.to_string(), ..Default::default() }.encode_to_vec();
+    for (host, routes) in hosts {
+        let mut virtual_host =
+            VirtualHost { name: host.name.clone(), domains: host.domains.clone(), ..Default::default() }
+                .encode_to_vec();
+        for route in routes {
+            append_message_field(&mut virtual_host, VIRTUAL_HOST_ROUTES_FIELD, route.as_ref());
+        }
+        append_message_field(&mut config, ROUTE_CONFIGURATION_VIRTUAL_HOSTS_FIELD, &virtual_host);
+    }
     config
 }
 
@@ -90,6 +105,12 @@ pub(super) fn build_route(ir: &IrRoute) -> Route {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compile::ir::{Forward, HostRoute, PathMatch, RouteAction, RouteMatch};
+
+    fn virtual_host(name: &str, routes: Vec<IrRoute>) -> IrVirtualHost {
+        let routes = routes.into_iter().map(|r| HostRoute::as_written(std::sync::Arc::new(r))).collect();
+        IrVirtualHost { name: name.into(), domains: vec![name.into()], routes }
+    }
 
     #[test]
     fn a_route_with_several_filter_configs_encodes_the_same_every_time() {
@@ -109,7 +130,6 @@ mod tests {
         let decoded = Route::decode(encoded.as_slice()).unwrap();
         assert_eq!(decoded.typed_per_filter_config.len(), 4, "every entry is there");
     }
-    use crate::compile::ir::{Forward, PathMatch, RouteAction, RouteMatch};
 
     #[test]
     fn streamed_encoding_matches_the_struct_encoding() {
@@ -126,7 +146,20 @@ mod tests {
             policy: Default::default(),
             provenance: Vec::new(),
         };
-        let table = RouteTable { name: "ambassador-routes".into(), routes: (0..50).map(route).collect() };
+        let table = RouteTable {
+            name: "ambassador-routes".into(),
+            virtual_hosts: vec![
+                virtual_host("a.example.com", (0..50).map(route).collect()),
+                virtual_host("*", Vec::new()),
+                virtual_host("b.example.com", (50..60).map(route).collect()),
+            ],
+        };
         assert_eq!(encode_route_configuration(&table), build_route_configuration(&table).encode_to_vec());
+        let encoded: Vec<(&IrVirtualHost, Vec<Vec<u8>>)> = table
+            .virtual_hosts
+            .iter()
+            .map(|host| (host, host.routes.iter().map(|r| build_route(&r.resolve()).encode_to_vec()).collect()))
+            .collect();
+        assert_eq!(encode_route_configuration_from(&table.name, &encoded), encode_route_configuration(&table));
     }
 }

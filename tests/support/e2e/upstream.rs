@@ -1,6 +1,7 @@
 //! A TLS upstream for the end-to-end tests: it answers every HTTP/1.1 request with 200 and a JSON
-//! body saying what it saw — `{"upstream":NAME,"path":"/","client_cn":"envoy-client","sni":"localhost"}`
-//! — and closes the connection, so every request through Envoy is a fresh TLS handshake (which is
+//! body saying what it saw — `{"upstream":NAME,"path":"/","client_cn":"envoy-client","sni":"localhost",
+//! "xfp":"https","xfcc":null}` (the last two: the `x-forwarded-proto` and
+//! `x-forwarded-client-cert` request headers) — and closes the connection, so every request through Envoy is a fresh TLS handshake (which is
 //! what makes certificate rotation observable request by request). TLS session resumption is off
 //! for the same reason. It runs on its own thread and tokio runtime and stops when dropped.
 
@@ -236,9 +237,19 @@ async fn serve_connection(name: &'static str, tcp: tokio::net::TcpStream, accept
     }
     let head = String::from_utf8_lossy(&request);
     let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
+    let header = |wanted: &str| {
+        head.split("\r\n").skip(1).find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim().eq_ignore_ascii_case(wanted).then(|| value.trim().to_owned())
+        })
+    };
+    let (xfp, xfcc) = (header("x-forwarded-proto"), header("x-forwarded-client-cert"));
     state.requests.lock().unwrap().push(Seen { path: path.clone(), client_cn: client_cn.clone(), sni: sni.clone() });
 
-    let body = serde_json::json!({ "upstream": name, "path": path, "client_cn": client_cn, "sni": sni }).to_string();
+    let body = serde_json::json!({
+        "upstream": name, "path": path, "client_cn": client_cn, "sni": sni, "xfp": xfp, "xfcc": xfcc,
+    })
+    .to_string();
     let response = format!(
         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
