@@ -7,10 +7,11 @@
 //! what they are (the name's parts before mangling); targets whose names collide each get the
 //! first 8 hex digits of the SHA-1 of those parts appended, and a warning says so.
 
-use super::ir::{Cluster, UpstreamTls};
+use super::ir::{Cluster, LbPolicy, UpstreamTls};
 use super::names;
 use super::service::Service;
 use super::tls::ResolvedContext;
+use super::upstream::Upstream;
 use crate::diagnostic::{Diagnostic, Kind};
 use crate::model::{Mapping, Meta, TlsContext};
 use sha1::{Digest, Sha1};
@@ -42,6 +43,7 @@ impl ClusterSet {
         mapping: &Mapping,
         service: &Service,
         transport: &Transport<'_>,
+        upstream: &Upstream,
         diagnostics: &mut Vec<Diagnostic>,
     ) -> String {
         let spec = &mapping.spec;
@@ -59,12 +61,25 @@ impl ClusterSet {
             }
         }
         fields.push(mapping.meta.namespace().to_string());
+        if let Some(balancing) = &upstream.balancing {
+            fields.push(balancing.name_field.clone());
+        }
         let name = names::cluster_name(&fields.iter().map(String::as_str).collect::<Vec<_>>());
+        // Emissary leaves the endpoint source and the identity check out of the name (one name for
+        // a service reached through DNS and through its EndpointSlices): they are part of what the
+        // cluster is, so such clusters are told apart like any other names that collide.
+        let mut identity_parts = fields.clone();
+        if let Some(eds) = &upstream.eds {
+            identity_parts.push(format!("eds={}", eds.eds_name()));
+        }
+        if let Some(id) = &upstream.spiffe_id {
+            identity_parts.push(format!("spiffe={id}"));
+        }
         // A separator no part contains.
-        let identity = fields.join("\u{0}");
+        let identity = identity_parts.join("\u{0}");
 
         let default_sni = service.is_dns_name().then(|| service.host.clone());
-        let tls = match transport {
+        let mut tls = match transport {
             Transport::Plaintext | Transport::Unavailable(_) => None,
             Transport::Tls => Some(UpstreamTls { sni: default_sni, ..Default::default() }),
             Transport::Context(_, resolved) => {
@@ -73,10 +88,15 @@ impl ClusterSet {
                 Some(tls)
             }
         };
+        if let Some(tls) = &mut tls {
+            tls.spiffe_id = upstream.spiffe_id.clone();
+        }
         let cluster = Cluster {
             name: name.clone(),
             host: service.host.clone(),
             port: service.port_or_default(uses_tls),
+            eds: upstream.eds.clone(),
+            lb_policy: upstream.balancing.as_ref().map_or(LbPolicy::RoundRobin, |b| b.policy),
             connect_timeout_ms: spec.connect_timeout_ms.unwrap_or(DEFAULT_CONNECT_TIMEOUT_MS),
             tls,
             provenance: std::iter::once(mapping.meta.provenance())
@@ -84,6 +104,7 @@ impl ClusterSet {
                     Transport::Context(ctx, _) => Some(ctx.meta.provenance()),
                     _ => None,
                 })
+                .chain(upstream.resolver.provenance.clone())
                 .collect(),
         };
         match self.clusters.get_mut(&identity) {
@@ -120,9 +141,12 @@ impl ClusterSet {
                     let digest = hex::encode(Sha1::digest(identity.as_bytes()));
                     let (cluster, owner) = &self.clusters[identity];
                     let full = format!("{name}_{}", &digest[..8]);
+                    let target = match &cluster.eds {
+                        Some(eds) => format!("{}:{} through {}", cluster.host, cluster.port, eds.eds_name()),
+                        None => format!("{}:{}", cluster.host, cluster.port),
+                    };
                     let message = format!(
-                        "cluster name {name} would also be another target's; this one ({}:{}) is named {full}",
-                        cluster.host, cluster.port
+                        "cluster name {name} would also be another target's; this one ({target}) is named {full}"
                     );
                     diagnostics.push(
                         Diagnostic::warning(Some(&owner.origin), Some(&owner.id), message).with_kind(Kind::Duplicate),

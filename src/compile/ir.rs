@@ -2,6 +2,7 @@
 //! free of protobuf. `xds` turns it into envoy-types messages one resource type per module.
 
 use crate::diagnostic::Provenance;
+use crate::model::endpoint::EndpointTarget;
 use crate::model::Sensitive;
 
 /// One `Ir` is one complete, consistent snapshot: every cluster a route names exists, and every
@@ -14,6 +15,19 @@ pub struct Ir {
     pub clusters: Vec<Cluster>,
     /// Sorted by name.
     pub secrets: Vec<TlsSecret>,
+    /// What the EDS clusters' endpoints come from, by EDS name (sorted): every one gets a
+    /// `ClusterLoadAssignment`, empty while nothing is known, so no cluster warms forever.
+    pub endpoint_services: Vec<EdsService>,
+}
+
+/// One `ClusterLoadAssignment` to keep up to date.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdsService {
+    /// The EDS service name (`EndpointTarget::eds_name`).
+    pub name: String,
+    pub target: EndpointTarget,
+    /// The clusters' Mappings and resolvers.
+    pub provenance: Vec<Provenance>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,17 +131,41 @@ pub struct Forward {
     pub idle_timeout_ms: Option<u64>,
     pub host_rewrite: Option<String>,
     pub auto_host_rewrite: bool,
+    /// What `ring_hash` and `maglev` clusters hash requests on.
+    pub hash_policy: Option<HashPolicy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashPolicy {
+    Cookie { name: String, path: Option<String>, ttl_ms: Option<u64> },
+    Header(String),
+    SourceIp(bool),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cluster {
     pub name: String,
+    /// The service's host and port (a STRICT_DNS cluster resolves them; for EDS clusters, what the
+    /// Mapping said, for messages).
     pub host: String,
     pub port: u16,
+    /// `Some`: an EDS cluster whose endpoints come from this target (a ConsulResolver or a
+    /// KubernetesEndpointResolver).
+    pub eds: Option<EndpointTarget>,
+    pub lb_policy: LbPolicy,
     pub connect_timeout_ms: u64,
     pub tls: Option<UpstreamTls>,
     /// The Mapping that created it, its TLSContext, then the other Mappings that use it.
     pub provenance: Vec<Provenance>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LbPolicy {
+    #[default]
+    RoundRobin,
+    LeastRequest,
+    RingHash,
+    Maglev,
 }
 
 /// TLS origination settings; certificate material is referenced by SDS secret name only.
@@ -135,6 +173,9 @@ pub struct Cluster {
 pub struct UpstreamTls {
     pub client_certificate_secret: Option<String>,
     pub validation_secret: Option<String>,
+    /// The URI SAN the upstream's certificate must carry (`verify_spiffe_id`); only with a
+    /// `validation_secret` (Envoy refuses SAN checks without a trusted CA).
+    pub spiffe_id: Option<String>,
     pub sni: Option<String>,
     pub alpn_protocols: Vec<String>,
     pub min_version: Option<TlsVersion>,

@@ -29,6 +29,7 @@ pub struct LastGood {
     tls_contexts: HashMap<ResourceId, Resource<crate::model::TlsContextSpec>>,
     listeners: HashMap<ResourceId, Resource<crate::model::ListenerSpec>>,
     secrets: HashMap<ResourceId, Resource<crate::model::SecretData>>,
+    resolvers: HashMap<ResourceId, Resource<crate::model::ResolverSpec>>,
     /// Resolved TLS contexts (settings, certificate, CA), by context id.
     pub(super) contexts: HashMap<ResourceId, ResolvedContext>,
 }
@@ -47,6 +48,7 @@ impl LastGood {
         restore_kind(&mut model.tls_contexts, &self.tls_contexts, &rejected, &mut diagnostics);
         restore_kind(&mut model.listeners, &self.listeners, &rejected, &mut diagnostics);
         restore_kind(&mut model.secrets, &self.secrets, &rejected, &mut diagnostics);
+        restore_kind(&mut model.resolvers, &self.resolvers, &rejected, &mut diagnostics);
         model.rejected = rejected;
         diagnostics
     }
@@ -70,6 +72,7 @@ impl LastGood {
             tls_contexts: by_id(&model.tls_contexts, &none),
             listeners: by_id(&model.listeners, &pass.rejected),
             secrets: by_id(&model.secrets, &none),
+            resolvers: by_id(&model.resolvers, &none),
             contexts: pass.resolved.clone(),
         }
     }

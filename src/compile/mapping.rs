@@ -4,9 +4,11 @@
 use super::cluster::{ClusterSet, Transport};
 use super::ir::{Forward, RouteAction};
 use super::order::Candidate;
+use super::resolver::Resolvers;
 use super::select::ContextLookup;
 use super::service::{self, Scheme};
 use super::tls::ResolvedContext;
+use super::upstream::{upstream, UpstreamError};
 use super::{matching, names, Options};
 use crate::diagnostic::{Diagnostic, Kind, ResourceId};
 use crate::model::mapping::TlsSetting;
@@ -16,6 +18,7 @@ use std::collections::{BTreeSet, HashMap};
 const DEFAULT_TIMEOUT_MS: u64 = 3000;
 const FAIL_CLOSED_STATUS: u32 = 503;
 const FAIL_CLOSED_BODY: &str = "upstream TLS is not available for this route\n";
+const UNRESOLVED_BODY: &str = "the upstream of this route cannot be resolved or verified\n";
 
 /// `<namespace>/<name>`: the route's name, so golden diffs point at the Mapping.
 pub fn route_name(mapping: &Mapping) -> String {
@@ -26,6 +29,7 @@ pub fn route_name(mapping: &Mapping) -> String {
 pub struct MappingCompiler<'a, 'd> {
     pub options: &'a Options,
     pub contexts: ContextLookup<'a>,
+    pub resolvers: &'a Resolvers,
     pub resolved: &'a HashMap<&'a ResourceId, Result<ResolvedContext, String>>,
     pub clusters: ClusterSet,
     pub used_contexts: BTreeSet<&'a ResourceId>,
@@ -52,14 +56,20 @@ impl<'a> MappingCompiler<'a, '_> {
             self.error(mapping, "missing required field `service`".into());
             return None;
         };
-        let service =
-            match service::parse_service(service_text, mapping.meta.namespace(), &self.options.ambassador_namespace) {
-                Ok(service) => service,
-                Err(err) => {
-                    self.error(mapping, format!("bad `service: {service_text}`: {err}"));
-                    return None;
-                }
-            };
+        let resolver = self.resolvers.find(spec.resolver.as_deref(), mapping.meta.namespace());
+        // Emissary qualifies bare names with the Mapping's namespace only for the Kubernetes
+        // resolvers: a Consul service name has no namespace.
+        let qualify_in = match &resolver {
+            Ok(resolver) if !resolver.qualifies_names() => &self.options.ambassador_namespace,
+            _ => mapping.meta.namespace(),
+        };
+        let service = match service::parse_service(service_text, qualify_in, &self.options.ambassador_namespace) {
+            Ok(service) => service,
+            Err(err) => {
+                self.error(mapping, format!("bad `service: {service_text}`: {err}"));
+                return None;
+            }
+        };
         let (matcher, warnings) = match matching::match_spec(spec, prefix) {
             Ok(matched) => matched,
             Err(err) => {
@@ -72,20 +82,39 @@ impl<'a> MappingCompiler<'a, '_> {
         }
 
         let transport = self.transport(mapping, service.scheme);
-        let action = match &transport {
-            Transport::Unavailable(reason) => {
-                self.diagnostics.push(
-                    Diagnostic::error(
-                        Some(&mapping.meta.origin),
-                        Some(&mapping.meta.id),
-                        format!("{reason}; the route answers {FAIL_CLOSED_STATUS} instead of sending plaintext"),
-                    )
-                    .with_kind(Kind::Reference),
-                );
-                RouteAction::FailClosed { status: FAIL_CLOSED_STATUS, body: FAIL_CLOSED_BODY.to_string() }
+        let amb_ns = &self.options.ambassador_namespace;
+        let upstream = match upstream(spec, service_text, &service, resolver, &transport, amb_ns) {
+            Err(UpstreamError::Invalid(reason)) => {
+                self.error(mapping, reason);
+                return None;
             }
-            _ => RouteAction::Forward(Forward {
-                cluster: self.clusters.cluster_for(mapping, &service, &transport, self.diagnostics),
+            Ok((upstream, warning)) => {
+                if let Some(warning) = warning {
+                    self.warning(mapping, warning);
+                }
+                Ok(upstream)
+            }
+            Err(UpstreamError::Unavailable(reason)) => {
+                Err((format!("{reason}; the route answers {FAIL_CLOSED_STATUS}"), UNRESOLVED_BODY))
+            }
+        };
+        let upstream = match &transport {
+            Transport::Unavailable(reason) => Err((
+                format!("{reason}; the route answers {FAIL_CLOSED_STATUS} instead of sending plaintext"),
+                FAIL_CLOSED_BODY,
+            )),
+            _ => upstream,
+        };
+        let action = match upstream {
+            Err((reason, body)) => {
+                self.diagnostics.push(
+                    Diagnostic::error(Some(&mapping.meta.origin), Some(&mapping.meta.id), reason)
+                        .with_kind(Kind::Reference),
+                );
+                RouteAction::FailClosed { status: FAIL_CLOSED_STATUS, body: body.to_string() }
+            }
+            Ok(upstream) => RouteAction::Forward(Forward {
+                cluster: self.clusters.cluster_for(mapping, &service, &transport, &upstream, self.diagnostics),
                 prefix_rewrite: match spec.rewrite.as_deref() {
                     None => Some("/".to_string()),
                     Some("") => None,
@@ -95,6 +124,7 @@ impl<'a> MappingCompiler<'a, '_> {
                 idle_timeout_ms: spec.idle_timeout_ms,
                 host_rewrite: spec.host_rewrite.clone(),
                 auto_host_rewrite: spec.auto_host_rewrite.unwrap_or(false),
+                hash_policy: upstream.balancing.and_then(|b| b.hash),
             }),
         };
         let runtime_key = names::mangle(&format!("fail_closed_{}_{}", mapping.meta.namespace(), mapping.meta.name()));

@@ -5,8 +5,10 @@
 //! weights; our fixes for TLS: certificates over SDS, default SNI, cert-less origination contexts,
 //! one cluster per (service, context), and fail-closed routes when TLS cannot be provided.
 
+mod balancing;
 mod cluster;
 mod host;
+mod identity;
 pub mod ir;
 mod last_good;
 mod listener;
@@ -15,12 +17,15 @@ pub mod matching;
 mod material;
 pub mod names;
 pub mod order;
+mod resolver;
 mod select;
 pub mod service;
 pub mod tls;
+mod upstream;
 
 pub use last_good::{compile_with, LastGood};
 pub use listener::listener_name;
+pub use material::{check_ca_bundle, check_certificate, leaf_uri_sans, CertifiedPem, MaterialError};
 
 use crate::diagnostic::{self, Diagnostic, Kind, ResourceId};
 use crate::model::{Meta, Model, TlsFiles};
@@ -119,6 +124,8 @@ fn compile_pass(
     let contexts = unique(select(&model.tls_contexts, options), &mut diagnostics);
     let listeners = unique(select(&model.listeners, options), &mut diagnostics);
     let secrets = unique(model.secrets.iter().collect(), &mut diagnostics);
+    let resolvers =
+        resolver::Resolvers::new(&unique(select(&model.resolvers, options), &mut diagnostics), &mut diagnostics);
 
     let secret_index: SecretIndex<'_> = secrets.iter().map(|s| ((s.meta.namespace(), s.meta.name()), *s)).collect();
     let inputs = tls::Inputs { secrets: &secret_index, files, secret_namespaces: &options.secret_namespaces };
@@ -145,6 +152,7 @@ fn compile_pass(
     let mut builder = MappingCompiler {
         options,
         contexts: ContextLookup::new(&contexts),
+        resolvers: &resolvers,
         resolved: &resolved,
         clusters: Default::default(),
         used_contexts: BTreeSet::new(),
@@ -195,11 +203,13 @@ fn compile_pass(
         .collect();
     secrets_out.sort_by(|a, b| a.name.cmp(&b.name));
 
+    let endpoint_services = resolver::eds_services(&clusters, &mut diagnostics);
     let ir = Ir {
         listeners: listener::http_listeners(&listeners, options, &mut diagnostics, &mut rejected),
         route_configs: vec![RouteTable { name: ROUTE_CONFIG_NAME.to_string(), routes }],
         clusters,
         secrets: secrets_out,
+        endpoint_services,
     };
     diagnostic::normalize(&mut diagnostics);
     let resolved = resolved.into_iter().filter_map(|(id, r)| Some((id.clone(), r.ok()?))).collect();

@@ -142,6 +142,7 @@ mod tests {
                 idle_timeout_ms: None,
                 host_rewrite: None,
                 auto_host_rewrite: false,
+                hash_policy: None,
             }),
             weight: spec.weight,
             runtime_key: format!("cluster_{name}"),

@@ -4,7 +4,7 @@
 //! it then fails closed (503) instead of falling back to plaintext as Emissary does (#4476).
 
 use super::ir::{SecretContent, TlsSecret, TlsVersion, UpstreamTls};
-use super::material::{check_ca_bundle, check_certificate};
+use super::material::{check_ca_bundle, check_certificate, leaf_uri_sans};
 use super::SecretNamespaces;
 use crate::diagnostic::{Diagnostic, Kind, ResourceId};
 use crate::model::{Secret, SecretData, TlsContext, TlsFileError, TlsFiles};
@@ -16,6 +16,8 @@ use std::collections::HashMap;
 pub struct ResolvedContext {
     pub tls: UpstreamTls,
     pub secrets: Vec<TlsSecret>,
+    /// The client certificate's URI SANs (its SPIFFE ID, for `verify_spiffe_id: true`).
+    pub client_uri_sans: Vec<String>,
 }
 
 pub type SecretIndex<'a> = HashMap<(&'a str, &'a str), &'a Secret>;
@@ -170,6 +172,7 @@ pub fn resolve_context(
     }
 
     let mut secrets_out = Vec::new();
+    let client_uri_sans = certificate.as_ref().map(|c| leaf_uri_sans(&c.chain)).unwrap_or_default();
     let mut tls = UpstreamTls {
         sni: spec.sni.clone().filter(|sni| !sni.is_empty()),
         alpn_protocols: split_alpn(spec.alpn_protocols.clone().map(|a| a.into_vec()).unwrap_or_default()),
@@ -193,7 +196,7 @@ pub fn resolve_context(
         tls.validation_secret = Some(name.clone());
         secrets_out.push(TlsSecret { name, content: SecretContent::ValidationContext { trusted_ca }, provenance });
     }
-    Ok(ResolvedContext { tls, secrets: secrets_out })
+    Ok(ResolvedContext { tls, secrets: secrets_out, client_uri_sans })
 }
 
 /// `secret: name` lives in the context's namespace; `secret: name.ns` names another namespace

@@ -4,9 +4,11 @@
 //!
 //! Parsing never fails as a whole: a bad document becomes a [`Diagnostic`] and is skipped.
 
+pub mod endpoint;
 pub mod listener;
 pub mod mapping;
 mod parse;
+pub mod resolver;
 pub mod secret;
 mod sensitive;
 mod service;
@@ -16,6 +18,7 @@ mod yaml;
 pub use listener::ListenerSpec;
 pub use mapping::MappingSpec;
 pub use parse::{parse_documents, parse_object};
+pub use resolver::{ResolverKind, ResolverSpec};
 pub use secret::SecretData;
 pub use sensitive::Sensitive;
 pub use tls_context::TlsContextSpec;
@@ -66,6 +69,7 @@ pub type Mapping = Resource<MappingSpec>;
 pub type TlsContext = Resource<TlsContextSpec>;
 pub type Listener = Resource<ListenerSpec>;
 pub type Secret = Resource<SecretData>;
+pub type Resolver = Resource<ResolverSpec>;
 
 /// Contents of the files TLSContexts name (`cert_chain_file`, ...), keyed by the path as written;
 /// `Err` holds why the file could not be read. Read by the sources, so that compiling stays pure.
@@ -97,6 +101,7 @@ pub struct Model {
     pub tls_contexts: Vec<TlsContext>,
     pub listeners: Vec<Listener>,
     pub secrets: Vec<Secret>,
+    pub resolvers: Vec<Resolver>,
     /// Inputs that exist but could not be read into resources (each also reported as a
     /// diagnostic): what lets the last good version of their resources stay in service.
     pub rejected: Vec<Rejected>,
@@ -108,6 +113,7 @@ impl Model {
         self.tls_contexts.extend(other.tls_contexts);
         self.listeners.extend(other.listeners);
         self.secrets.extend(other.secrets);
+        self.resolvers.extend(other.resolvers);
         self.rejected.extend(other.rejected);
     }
 }

@@ -1,6 +1,7 @@
 //! Documents → typed resources: dispatch on `apiVersion` and `kind`, the CRD and flat forms of
 //! Ambassador resources, and the Kubernetes kinds that carry them (`Secret`, `Service`, `List`).
 
+use super::resolver::{ConsulResolverFields, KubernetesResolverFields, ResolverKind, ResolverSpec};
 use super::yaml::{self, Document};
 use super::{secret, service, ListenerSpec, MappingSpec, Meta, Model, OneOrMany, Rejected, Resource, TlsContextSpec};
 use crate::diagnostic::{self, Diagnostic, Kind, Origin, ResourceId};
@@ -227,6 +228,27 @@ impl Parser {
                     self.typed_spec::<ListenerSpec>(origin, id, spec, field_prefix, |s| s.ambassador_id.clone())
                 {
                     self.model.listeners.push(Resource { meta, spec });
+                }
+            }
+            "ConsulResolver" => {
+                if let Some((fields, meta)) =
+                    self.typed_spec::<ConsulResolverFields>(origin, id, spec, field_prefix, |s| s.ambassador_id.clone())
+                {
+                    let ConsulResolverFields { address, datacenter, ambassador_id } = fields;
+                    let spec = ResolverSpec { kind: ResolverKind::Consul, address, datacenter, ambassador_id };
+                    self.model.resolvers.push(Resource { meta, spec });
+                }
+            }
+            "KubernetesEndpointResolver" | "KubernetesServiceResolver" => {
+                let kind = ResolverKind::from_kind_name(kind).expect("a Kubernetes resolver kind");
+                if let Some((fields, meta)) =
+                    self.typed_spec::<KubernetesResolverFields>(origin, id, spec, field_prefix, |s| {
+                        s.ambassador_id.clone()
+                    })
+                {
+                    let spec =
+                        ResolverSpec { kind, address: None, datacenter: None, ambassador_id: fields.ambassador_id };
+                    self.model.resolvers.push(Resource { meta, spec });
                 }
             }
             _ => self.push(

@@ -1,8 +1,9 @@
-//! Upstream clusters: STRICT_DNS with an inline load assignment, and for TLS an
-//! `UpstreamTlsContext` whose certificate and CA come over SDS by name.
+//! Upstream clusters: STRICT_DNS with an inline load assignment, or EDS (endpoints from a
+//! resolver, over ADS), and for TLS an `UpstreamTlsContext` whose certificate and CA come over
+//! SDS by name, with the upstream's SPIFFE ID checked when a Mapping asks.
 
 use super::{ads_config_source, millis, to_any};
-use crate::compile::ir::{Cluster as IrCluster, TlsVersion, UpstreamTls};
+use crate::compile::ir::{Cluster as IrCluster, LbPolicy, TlsVersion, UpstreamTls};
 use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster};
 use envoy_types::pb::envoy::config::core::v3::{
     address, socket_address, transport_socket, Address, SocketAddress, TransportSocket,
@@ -11,13 +12,38 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
     lb_endpoint, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
 };
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    common_tls_context, tls_parameters::TlsProtocol, CommonTlsContext, SdsSecretConfig, TlsParameters,
-    UpstreamTlsContext,
+    common_tls_context, subject_alt_name_matcher::SanType, tls_parameters::TlsProtocol, CertificateValidationContext,
+    CommonTlsContext, SdsSecretConfig, SubjectAltNameMatcher, TlsParameters, UpstreamTlsContext,
 };
+use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
 
 const TLS_TRANSPORT_SOCKET: &str = "envoy.transport_sockets.tls";
 
 pub fn build_cluster(ir: &IrCluster) -> Cluster {
+    let transport_socket = ir.tls.as_ref().map(|tls| TransportSocket {
+        name: TLS_TRANSPORT_SOCKET.into(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(to_any(&build_upstream_tls_context(tls)))),
+    });
+    let lb_policy = match ir.lb_policy {
+        LbPolicy::RoundRobin => cluster::LbPolicy::RoundRobin,
+        LbPolicy::LeastRequest => cluster::LbPolicy::LeastRequest,
+        LbPolicy::RingHash => cluster::LbPolicy::RingHash,
+        LbPolicy::Maglev => cluster::LbPolicy::Maglev,
+    } as i32;
+    if let Some(target) = &ir.eds {
+        return Cluster {
+            name: ir.name.clone(),
+            cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Eds as i32)),
+            eds_cluster_config: Some(cluster::EdsClusterConfig {
+                eds_config: Some(ads_config_source()),
+                service_name: target.eds_name(),
+            }),
+            connect_timeout: Some(millis(ir.connect_timeout_ms)),
+            lb_policy,
+            transport_socket,
+            ..Default::default()
+        };
+    }
     let endpoint = LbEndpoint {
         host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
             address: Some(Address {
@@ -35,17 +61,14 @@ pub fn build_cluster(ir: &IrCluster) -> Cluster {
         name: ir.name.clone(),
         cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::StrictDns as i32)),
         connect_timeout: Some(millis(ir.connect_timeout_ms)),
-        lb_policy: cluster::LbPolicy::RoundRobin as i32,
+        lb_policy,
         dns_lookup_family: cluster::DnsLookupFamily::V4Only as i32,
         load_assignment: Some(ClusterLoadAssignment {
             cluster_name: ir.name.clone(),
             endpoints: vec![LocalityLbEndpoints { lb_endpoints: vec![endpoint], ..Default::default() }],
             ..Default::default()
         }),
-        transport_socket: ir.tls.as_ref().map(|tls| TransportSocket {
-            name: TLS_TRANSPORT_SOCKET.into(),
-            config_type: Some(transport_socket::ConfigType::TypedConfig(to_any(&build_upstream_tls_context(tls)))),
-        }),
+        transport_socket,
         ..Default::default()
     }
 }
@@ -78,10 +101,27 @@ pub fn build_upstream_tls_context(tls: &UpstreamTls) -> UpstreamTlsContext {
             ..Default::default()
         }),
         tls_certificate_sds_secret_configs: tls.client_certificate_secret.iter().map(|name| sds(name)).collect(),
-        validation_context_type: tls
-            .validation_secret
-            .as_ref()
-            .map(|name| common_tls_context::ValidationContextType::ValidationContextSdsSecretConfig(sds(name))),
+        validation_context_type: tls.validation_secret.as_ref().map(|name| match &tls.spiffe_id {
+            None => common_tls_context::ValidationContextType::ValidationContextSdsSecretConfig(sds(name)),
+            // The CA comes over SDS; the SAN to match is the cluster's own.
+            Some(id) => common_tls_context::ValidationContextType::CombinedValidationContext(
+                common_tls_context::CombinedCertificateValidationContext {
+                    default_validation_context: Some(CertificateValidationContext {
+                        match_typed_subject_alt_names: vec![SubjectAltNameMatcher {
+                            san_type: SanType::Uri as i32,
+                            matcher: Some(StringMatcher {
+                                match_pattern: Some(MatchPattern::Exact(id.clone())),
+                                ignore_case: false,
+                            }),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }),
+                    validation_context_sds_secret_config: Some(sds(name)),
+                    ..Default::default()
+                },
+            ),
+        }),
         alpn_protocols: tls.alpn_protocols.clone(),
         ..Default::default()
     };

@@ -3,6 +3,7 @@
 mod admit;
 pub mod cluster;
 pub mod descriptors;
+pub mod endpoint;
 pub mod listener;
 pub mod provenance;
 mod resource_type;

@@ -19,6 +19,16 @@ impl ProvenanceIndex {
         self.by_name[xds_type].entry(name.to_string()).or_default().extend(provenance);
     }
 
+    /// Takes over everything `other` knows.
+    pub fn merge(&mut self, other: ProvenanceIndex) {
+        for (xds_type, names) in other.by_name.iter() {
+            for (name, provenance) in names {
+                self.insert(xds_type, name, provenance.clone());
+            }
+        }
+        self.routes.extend(other.routes);
+    }
+
     pub fn insert_routes(&mut self, config: &str, routes: Vec<Vec<Provenance>>) {
         self.insert(XdsType::Route, config, routes.iter().flatten().cloned().collect());
         self.routes.insert(config.to_string(), routes);

@@ -2,7 +2,9 @@
 //! every host; `host`/`hostname` become `:authority` header matches, as in Emissary).
 
 use super::millis;
-use crate::compile::ir::{HeaderValueMatch, PathMatch, Route as IrRoute, RouteAction as IrAction, RouteTable};
+use crate::compile::ir::{
+    HashPolicy as IrHashPolicy, HeaderValueMatch, PathMatch, Route as IrRoute, RouteAction as IrAction, RouteTable,
+};
 use envoy_types::pb::envoy::config::core::v3::{data_source, DataSource, RuntimeFractionalPercent};
 use envoy_types::pb::envoy::config::route::v3::{
     header_matcher::HeaderMatchSpecifier, route, route_action, route_match, DirectResponseAction, HeaderMatcher, Route,
@@ -119,6 +121,7 @@ pub(super) fn build_route(ir: &IrRoute) -> Route {
                 (None, true) => Some(route_action::HostRewriteSpecifier::AutoHostRewrite(BoolValue { value: true })),
                 (None, false) => None,
             },
+            hash_policy: forward.hash_policy.iter().map(build_hash_policy).collect(),
             ..Default::default()
         }),
         IrAction::FailClosed { status, body } => route::Action::DirectResponse(DirectResponseAction {
@@ -131,6 +134,25 @@ pub(super) fn build_route(ir: &IrRoute) -> Route {
         }),
     };
     Route { name: ir.name.clone(), r#match: Some(route_match), action: Some(action), ..Default::default() }
+}
+
+fn build_hash_policy(policy: &IrHashPolicy) -> route_action::HashPolicy {
+    use route_action::hash_policy::{ConnectionProperties, Cookie, Header, PolicySpecifier};
+    let specifier = match policy {
+        IrHashPolicy::Cookie { name, path, ttl_ms } => PolicySpecifier::Cookie(Cookie {
+            name: name.clone(),
+            ttl: ttl_ms.map(millis),
+            path: path.clone().unwrap_or_default(),
+            ..Default::default()
+        }),
+        IrHashPolicy::Header(name) => {
+            PolicySpecifier::Header(Header { header_name: name.clone(), ..Default::default() })
+        }
+        IrHashPolicy::SourceIp(source_ip) => {
+            PolicySpecifier::ConnectionProperties(ConnectionProperties { source_ip: *source_ip })
+        }
+    };
+    route_action::HashPolicy { policy_specifier: Some(specifier), terminal: false }
 }
 
 #[cfg(test)]
@@ -155,6 +177,7 @@ mod tests {
                 idle_timeout_ms: None,
                 host_rewrite: None,
                 auto_host_rewrite: false,
+                hash_policy: None,
             }),
             provenance: Vec::new(),
         };

@@ -15,6 +15,9 @@
 //! `tests/material_oracle.rs` holds these rules against real Envoys.
 
 mod libcrypto;
+mod san;
+
+pub use san::leaf_uri_sans;
 
 use crate::model::Sensitive;
 use libcrypto::{ChainError, Key, KeyType, NID_P256, NID_P384, NID_P521};
