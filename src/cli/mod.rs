@@ -1,6 +1,7 @@
 //! Command-line interface: one module per subcommand. `main.rs` only parses and dispatches.
 
 pub mod bootstrap;
+pub mod consul;
 pub mod diff;
 pub mod serve;
 pub mod translate;
@@ -33,7 +34,7 @@ pub enum Command {
     /// Compare the Envoy resources compiled from PATHs with a golden file
     Diff(diff::DiffArgs),
     /// Serve a watched config directory to Envoy over ADS/SDS (gRPC)
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Print an Envoy bootstrap that points ADS at ambassador-xds
     Bootstrap(bootstrap::BootstrapArgs),
 }

@@ -9,7 +9,10 @@
 //!   last listed state meanwhile, so the last good snapshot keeps being served;
 //! * objects are trimmed as they arrive ([`trim`]) and parsed once per resourceVersion.
 
+mod endpoints;
 mod trim;
+
+pub use endpoints::KubernetesEndpoints;
 
 use super::{BoxFuture, Changes, Contribution, Source};
 use crate::diagnostic::{Diagnostic, Origin, ResourceId};
@@ -25,8 +28,14 @@ use std::time::Duration;
 
 const GROUP: &str = "getambassador.io";
 /// Versions used for each kind, in order of preference.
-const AMBASSADOR_KINDS: [(&str, &[&str]); 3] =
-    [("Mapping", &["v3alpha1", "v2"]), ("TLSContext", &["v3alpha1", "v2"]), ("Listener", &["v3alpha1"])];
+const AMBASSADOR_KINDS: [(&str, &[&str]); 6] = [
+    ("Mapping", &["v3alpha1", "v2"]),
+    ("TLSContext", &["v3alpha1", "v2"]),
+    ("Listener", &["v3alpha1"]),
+    ("ConsulResolver", &["v3alpha1", "v2"]),
+    ("KubernetesEndpointResolver", &["v3alpha1", "v2"]),
+    ("KubernetesServiceResolver", &["v3alpha1", "v2"]),
+];
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KubernetesOptions {
@@ -104,6 +113,12 @@ impl KubernetesSource {
             }
         }
         KubernetesSource { watched, parsed: HashMap::new() }
+    }
+
+    /// The Service stores (one per watched namespace, or one for all): their ports tell which
+    /// EndpointSlice port a Mapping's Service port is.
+    pub fn services(&self) -> Vec<Store<DynamicObject>> {
+        self.watched.iter().filter(|w| w.resource.kind == "Service").map(|w| w.store.clone()).collect()
     }
 
     /// Resolves once every watcher has listed its objects once.
