@@ -2,6 +2,7 @@
 
 pub mod bootstrap;
 pub mod consul;
+pub mod consul_connect;
 pub mod diff;
 pub mod serve;
 pub mod translate;
@@ -37,6 +38,9 @@ pub enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Print an Envoy bootstrap that points ADS at ambassador-xds
     Bootstrap(bootstrap::BootstrapArgs),
+    /// Store Consul Connect's certificate for Ambassador as the Kubernetes Secret
+    /// ambassador-consul-connect (the Consul connector of the mTLS docs)
+    ConsulConnect(Box<consul_connect::ConsulConnectArgs>),
 }
 
 /// Inputs of the commands that compile from paths.
@@ -168,5 +172,6 @@ pub fn run(cli: Cli) -> i32 {
         Command::Diff(args) => diff::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Bootstrap(args) => bootstrap::run(&args),
+        Command::ConsulConnect(args) => consul_connect::run(&args),
     }
 }

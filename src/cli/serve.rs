@@ -234,7 +234,7 @@ async fn stopped(mut shutdown: watch::Receiver<bool>) {
 
 /// Registers SIGTERM and SIGINT once, for the whole process; the returned flag turns true on the
 /// first of them, whatever the rest of the process is doing at the time.
-fn on_termination_signal() -> anyhow::Result<watch::Receiver<bool>> {
+pub(super) fn on_termination_signal() -> anyhow::Result<watch::Receiver<bool>> {
     let (tx, rx) = watch::channel(false);
     #[cfg(unix)]
     {
