@@ -86,12 +86,13 @@ async fn connect(args: &ConsulConnectArgs) -> anyhow::Result<()> {
     let consul = ConsulClient::new(&address, &config).map_err(anyhow::Error::msg)?;
     let kube_config =
         kube::Config::infer().await.context("configuring the Kubernetes client (KUBECONFIG or in-cluster)")?;
-    let namespace = args.consul.secret_namespace.clone().unwrap_or_else(|| kube_config.default_namespace.clone());
+    let namespace =
+        args.consul.consul_secret_namespace.clone().unwrap_or_else(|| kube_config.default_namespace.clone());
     let client = kube::Client::try_from(kube_config).context("building the Kubernetes client")?;
 
     let service = args.consul.service();
     let secret = args.consul.secret_name();
-    let ambassador_id = Some(args.consul.ambassador_id.trim().to_string()).filter(|id| !id.is_empty());
+    let ambassador_id = Some(args.consul.consul_ambassador_id.trim().to_string()).filter(|id| !id.is_empty());
     let tls_context =
         (!args.no_tls_context).then(|| args.tls_context.clone().unwrap_or_else(|| format!("{service}-consul")));
     let identity = args.identity.clone().filter(|i| !i.is_empty()).unwrap_or_else(default_identity);

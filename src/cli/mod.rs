@@ -175,3 +175,14 @@ pub fn run(cli: Cli) -> i32 {
         Command::ConsulConnect(args) => consul_connect::run(&args),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_subcommand_parses_its_own_arguments() {
+        Cli::command().debug_assert();
+    }
+}

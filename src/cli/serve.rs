@@ -182,8 +182,11 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     if let Some(address) = &args.consul_address {
         let client = ConsulClient::new(address, &consul).map_err(anyhow::Error::msg)?;
         let watch = ConnectWatch::start(client, &args.consul.service(), blocking::DEFAULT_WAIT);
-        let namespace =
-            args.consul.secret_namespace.clone().unwrap_or_else(|| args.translation.ambassador_namespace.clone());
+        let namespace = args
+            .consul
+            .consul_secret_namespace
+            .clone()
+            .unwrap_or_else(|| args.translation.ambassador_namespace.clone());
         let name = args.consul.secret_name();
         tracing::info!(agent = %address, service = %args.consul.service(), secret = %format!("{namespace}/{name}"), "serving Consul's Connect certificate");
         sources.push(Box::new(ConsulCertificateSource::new(address, watch, &namespace, &name, changes.clone())));

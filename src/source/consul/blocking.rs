@@ -42,16 +42,18 @@ impl BlockingQuery {
         self.wait + self.wait / 16 + Duration::from_secs(10)
     }
 
-    /// An answer came with `index`; returns whether the index changed (a first answer always does).
+    /// An answer came with `index`; returns whether it is news: the index changed, or it is the
+    /// first answer, or the first after failures (whoever follows the answers must learn that
+    /// the query works again, even when nothing changed meanwhile).
     pub fn answered(&mut self, index: Option<u64>) -> bool {
-        self.failures = 0;
+        let recovered = std::mem::take(&mut self.failures) > 0;
         let next = match index {
             None => return true, // not a blocking endpoint, or a proxy dropped the header
             Some(next) if next < self.index => 0,
             Some(0) => 1,
             Some(next) => next,
         };
-        let changed = next != self.index || self.index == 0;
+        let changed = next != self.index || self.index == 0 || recovered;
         self.index = next;
         changed
     }
@@ -148,7 +150,10 @@ mod tests {
         for _ in 0..20 {
             assert!(query.failed(1.0) <= MAX_BACKOFF);
         }
-        query.answered(Some(3));
+        assert!(query.answered(Some(3)));
+        assert!(!query.answered(Some(3)));
+        query.failed(1.0);
+        assert!(query.answered(Some(3)), "the first answer after a failure is news");
         assert_eq!(query.failed(1.0), Duration::from_millis(250), "an answer resets the backoff");
         let spread: Vec<f64> = (0..20).map(|_| jitter()).collect();
         assert!(spread.iter().all(|j| (0.0..1.0).contains(j)));

@@ -75,6 +75,8 @@ pub struct Stack {
     upstreams: RefCell<Vec<Observer>>,
     staged: Cell<u64>,
     reported: Cell<bool>,
+    /// More `serve` arguments.
+    extra_args: Vec<String>,
 }
 
 impl Stack {
@@ -107,7 +109,20 @@ impl Stack {
             upstreams: RefCell::new(Vec::new()),
             staged: Cell::new(0),
             reported: Cell::new(false),
+            extra_args: Vec::new(),
         }
+    }
+
+    /// Another `serve` argument (before [`Stack::start`]).
+    #[allow(dead_code)] // tests/consul.rs
+    pub fn serve_arg(&mut self, arg: &str) {
+        self.extra_args.push(arg.to_owned());
+    }
+
+    /// The Envoy admin address (`/clusters`, `/stats`).
+    #[allow(dead_code)] // tests/consul.rs
+    pub fn envoy_admin(&self) -> SocketAddr {
+        self.envoy_admin
     }
 
     /// Failure messages will include what `upstream` saw.
@@ -158,6 +173,7 @@ impl Stack {
             self.xds,
             self.admin,
             self.listener.port(),
+            &self.extra_args,
             &self.control_plane_log,
         )
         .unwrap_or_else(|err| self.fail(&err));
