@@ -122,6 +122,7 @@ fn the_connector_stores_the_certificate_and_keeps_it_through_consul_failures() {
     assert_eq!(connector.metric("ambassador_xds_consul_connect_leader"), Some(1.0));
 
     // Rotation of the leaf, then of the CA.
+    std::thread::sleep(Duration::from_millis(300)); // the queries are blocked meanwhile
     consul.rotate_leaf("ambassador");
     await_secret(&connector, &api, &consul, "the rotated leaf is written");
 
@@ -135,7 +136,7 @@ fn the_connector_stores_the_certificate_and_keeps_it_through_consul_failures() {
     assert!(
         leaf_queries.iter().any(|r| r.query.contains_key("index")
             && r.query["wait"] == "5000ms"
-            && r.held > Duration::from_millis(20)),
+            && r.held >= Duration::from_millis(250)),
         "later ones block: {leaf_queries:?}"
     );
     consul.rotate_root();
@@ -175,11 +176,61 @@ fn the_connector_stores_the_certificate_and_keeps_it_through_consul_failures() {
     consul.rotate_leaf("ambassador");
     await_secret(&connector, &api, &consul, "a leaf rotated after an index reset");
 
+    assert_rbac_allows_every_request(&api);
     let log = connector.log();
     let unreachable = log.lines().filter(|l| l.contains("WARN") && l.contains("unreachable")).count();
     assert!((1..=3).contains(&unreachable), "the outage is logged once per query state change: {unreachable} lines");
     for secret in ["PRIVATE KEY", CONSUL_TOKEN, &consul.leaf("ambassador").key_pem[40..80]] {
         assert!(!log.contains(secret), "the log holds key material or the token");
+    }
+}
+
+/// Every request the connector made to the API is allowed by the Role of
+/// `deploy/consul-connect.yaml` (discovery, which every authenticated client may read, aside).
+fn assert_rbac_allows_every_request(api: &FakeKube) {
+    let manifest = std::fs::read_to_string(support::manifest_dir().join("deploy/consul-connect.yaml")).unwrap();
+    let role = serde_yaml::Deserializer::from_str(&manifest)
+        .map(|d| <serde_yaml::Value as serde::Deserialize>::deserialize(d).unwrap())
+        .find(|d| d["kind"] == "Role")
+        .expect("a Role");
+    let strings = |v: &serde_yaml::Value| -> Vec<String> {
+        v.as_sequence().into_iter().flatten().map(|s| s.as_str().unwrap().to_string()).collect()
+    };
+    for request in api.requests() {
+        let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
+        let (group, rest) = match segments.as_slice() {
+            ["api", "v1", rest @ ..] => ("", rest),
+            ["apis", group, _version, rest @ ..] => (*group, rest),
+            _ => continue, // discovery
+        };
+        let (resource, name) = match rest {
+            ["namespaces", namespace, resource, name] => {
+                assert_eq!(*namespace, NAMESPACE, "{request}");
+                (*resource, Some(*name))
+            }
+            ["namespaces", namespace, resource] => {
+                assert_eq!(*namespace, NAMESPACE, "{request}");
+                (*resource, None)
+            }
+            [] => continue, // discovery of a group version
+            other => panic!("the connector reached outside its namespace: {request} ({other:?})"),
+        };
+        let verb = match request.method.as_str() {
+            "GET" if name.is_some() => "get",
+            "GET" => "list",
+            "POST" => "create",
+            "PUT" => "update",
+            "PATCH" => "patch",
+            other => panic!("unexpected {other}: {request}"),
+        };
+        let allowed = role["rules"].as_sequence().unwrap().iter().any(|rule| {
+            let names = strings(&rule["resourceNames"]);
+            strings(&rule["apiGroups"]).iter().any(|g| g == group)
+                && strings(&rule["resources"]).iter().any(|r| r == resource)
+                && strings(&rule["verbs"]).iter().any(|v| v == verb)
+                && (names.is_empty() || name.is_some_and(|n| names.iter().any(|allowed| allowed == n)))
+        });
+        assert!(allowed, "deploy/consul-connect.yaml does not allow {verb} on {group}/{resource} {name:?} ({request})");
     }
 }
 
