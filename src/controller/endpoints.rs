@@ -6,9 +6,9 @@ use crate::compile::ir::EdsService;
 use crate::compile::Options;
 use crate::diagnostic::{Diagnostic, Kind};
 use crate::model::endpoint::{EndpointTable, EndpointTarget};
-use crate::pipeline;
 use crate::source::endpoints::EndpointSource;
-use crate::xds::endpoint::AdmittedEndpoints;
+use crate::xds::endpoint::{admit_endpoints_cached, AdmittedEndpoints, AssignmentCache};
+use crate::xds::validate::Limits;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,11 +22,13 @@ pub(super) struct Endpoints {
     sources: Vec<Arc<dyn EndpointSource>>,
     /// What the last compile's EDS clusters want.
     services: Vec<EdsService>,
+    /// The assignments built last time: a refresh builds only those whose endpoints changed.
+    cache: std::sync::Mutex<AssignmentCache>,
 }
 
 impl Endpoints {
     pub fn new(sources: Vec<Arc<dyn EndpointSource>>) -> Endpoints {
-        Endpoints { sources, services: Vec::new() }
+        Endpoints { sources, services: Vec::new(), cache: Default::default() }
     }
 
     /// After a compile: the sources watch what `services` name (waiting up to [`FIRST_FETCH`]
@@ -58,7 +60,10 @@ impl Endpoints {
         for source in &self.sources {
             table.extend(source.endpoints());
         }
-        let mut admitted = pipeline::endpoints(&self.services, &table, options);
+        let limits = Limits { regex_program_size: options.max_regex_program_size };
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut admitted = admit_endpoints_cached(&self.services, &table, &limits, &mut cache);
+        drop(cache);
         for service in self.services.iter().filter(|s| !table.contains_key(&s.target)) {
             let blame = service.provenance.first();
             let served = self.sources.iter().find(|source| source.serves(&service.target));

@@ -113,7 +113,11 @@ struct State_ {
 
 struct Shared {
     state: Mutex<State_>,
+    /// Changes that concern every query (mode, ACLs, indexes, the CA).
     changed: watch::Sender<u64>,
+    /// Changes of one thing (`health/<service>`, `leaf/<service>`): only its queries wake, so
+    /// thousands of blocked queries cost nothing when one service changes.
+    topics: Mutex<std::collections::HashMap<String, watch::Sender<u64>>>,
     cuts: AtomicU64,
 }
 
@@ -124,6 +128,18 @@ impl Shared {
 
     fn bump(&self) {
         self.changed.send_modify(|n| *n += 1);
+    }
+
+    fn topic(&self, topic: &str) -> watch::Receiver<u64> {
+        let mut topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+        topics.entry(topic.to_string()).or_insert_with(|| watch::channel(0).0).subscribe()
+    }
+
+    fn bump_topic(&self, topic: &str) {
+        let topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(sender) = topics.get(topic) {
+            sender.send_modify(|n| *n += 1);
+        }
     }
 }
 
@@ -182,8 +198,12 @@ impl FakeConsul {
             serial: 100,
             corrupt: false,
         };
-        let shared =
-            Arc::new(Shared { state: Mutex::new(state), changed: watch::channel(0).0, cuts: AtomicU64::new(0) });
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            changed: watch::channel(0).0,
+            topics: Mutex::default(),
+            cuts: AtomicU64::new(0),
+        });
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("fake-consul".into())
@@ -229,6 +249,15 @@ impl FakeConsul {
         self.shared.bump();
     }
 
+    /// A change of one topic only (see [`Shared::topics`]).
+    fn change_topic(&self, topic: &str, f: impl FnOnce(&mut State_)) {
+        {
+            let mut state = self.shared.lock();
+            f(&mut state);
+        }
+        self.shared.bump_topic(topic);
+    }
+
     /// Requests without this ACL token answer 403 (`None`: ACLs off).
     pub fn require_token(&self, token: Option<&str>) {
         self.change(|s| s.token = token.map(str::to_owned));
@@ -243,7 +272,7 @@ impl FakeConsul {
 
     /// A new key and certificate for `service`, from the active root.
     pub fn rotate_leaf(&self, service: &str) {
-        self.change(|s| {
+        self.change_topic(&format!("leaf/{service}"), |s| {
             s.index += 1;
             s.serial += 1;
             let (cert_pem, key_pem) = sign(&s.roots[s.active], service, s.serial);
@@ -296,6 +325,32 @@ impl FakeConsul {
         });
     }
 
+    /// Many instances at once (`(service, id, address, port)`), with one change per service.
+    pub fn register_many(&self, instances: &[(String, String, String, u16)]) {
+        let services: std::collections::BTreeSet<&String> = instances.iter().map(|(service, ..)| service).collect();
+        {
+            let mut s = self.shared.lock();
+            s.index += 1;
+            for (service, id, address, port) in instances {
+                s.instances.push(Instance {
+                    service: service.clone(),
+                    id: id.clone(),
+                    node: format!("node-{id}"),
+                    node_address: "127.0.0.1".into(),
+                    address: address.clone(),
+                    port: *port,
+                    passing: true,
+                    proxy: false,
+                });
+                let index = s.index;
+                s.health_index.insert(service.clone(), index);
+            }
+        }
+        for service in services {
+            self.shared.bump_topic(&format!("health/{service}"));
+        }
+    }
+
     /// Registers (or re-registers) an instance of `service` on `address:port`, passing. An empty
     /// `address` makes the node's address (127.0.0.1) the instance's.
     pub fn register(&self, service: &str, id: &str, address: &str, port: u16) {
@@ -308,7 +363,7 @@ impl FakeConsul {
     }
 
     fn put_instance(&self, service: &str, id: &str, address: &str, port: u16, proxy: bool) {
-        self.change(|s| {
+        self.change_topic(&format!("health/{service}"), |s| {
             s.index += 1;
             s.instances.retain(|i| !(i.service == service && i.id == id && i.proxy == proxy));
             s.instances.push(Instance {
@@ -327,7 +382,7 @@ impl FakeConsul {
 
     /// The checks of `service`'s instance (or proxy) `id` turn passing (`true`) or critical.
     pub fn set_passing(&self, service: &str, id: &str, passing: bool) {
-        self.change(|s| {
+        self.change_topic(&format!("health/{service}"), |s| {
             s.index += 1;
             for instance in s.instances.iter_mut().filter(|i| i.service == service && i.id == id) {
                 instance.passing = passing;
@@ -337,7 +392,7 @@ impl FakeConsul {
     }
 
     pub fn deregister(&self, service: &str, id: &str) {
-        self.change(|s| {
+        self.change_topic(&format!("health/{service}"), |s| {
             s.index += 1;
             s.instances.retain(|i| !(i.service == service && i.id == id));
             s.health_index.insert(service.to_string(), s.index);
@@ -524,6 +579,16 @@ async fn handle(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap)
     let wanted: u64 = query.get("index").and_then(|i| i.parse().ok()).unwrap_or(0);
     let deadline = tokio::time::Instant::now() + parse_wait(query.get("wait"));
     let mut changes = shared.changed.subscribe();
+    let topic = if let Some(service) = path.strip_prefix("/v1/agent/connect/ca/leaf/") {
+        format!("leaf/{service}")
+    } else if let Some(service) =
+        path.strip_prefix("/v1/health/service/").or_else(|| path.strip_prefix("/v1/health/connect/"))
+    {
+        format!("health/{service}")
+    } else {
+        "roots".to_string()
+    };
+    let mut topic_changes = shared.topic(&topic);
     let (status, index, body) = loop {
         let (status, index, body, blocked) = {
             let mut s = shared.lock();
@@ -550,6 +615,7 @@ async fn handle(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap)
         }
         tokio::select! {
             _ = changes.changed() => {}
+            _ = topic_changes.changed() => {}
             () = tokio::time::sleep_until(deadline) => {}
         }
     };
