@@ -27,7 +27,8 @@ RUN groupadd --system --gid 10001 ambassador \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin ambassador
 COPY --from=build /usr/local/bin/ambassador-xds /usr/local/bin/ambassador-xds
 USER 10001:10001
-# xDS (ADS/SDS) and the admin endpoint; the Envoy listener port belongs to Envoy, not to this image.
-EXPOSE 18000 8877
+# xDS (ADS/SDS) and the health endpoint (--health-address: /healthz, /readyz). The admin endpoint
+# binds loopback by default and is not exposed; the Envoy listener port belongs to Envoy.
+EXPOSE 18000 8878
 ENTRYPOINT ["ambassador-xds"]
 CMD ["--help"]

@@ -19,9 +19,8 @@ mod common;
 mod consul;
 
 use std::io::{BufRead, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -215,7 +214,6 @@ fn run() -> Churn {
     // One measuring thread per probe service.
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let mut probes = Vec::new();
-    let stop = Arc::new(AtomicBool::new(false));
     let mut senders = Vec::new();
     for &service in &probe_services {
         let (tx, rx) = mpsc::channel::<(Instant, u16)>();
@@ -240,7 +238,7 @@ fn run() -> Churn {
     let pid = serve.0.id();
     let (_, _, cpu_before) = common::process_usage(pid);
     let started = Instant::now();
-    let mut probe_up = vec![true; PROBES];
+    let mut probe_up = [true; PROBES];
     let mut down: Vec<bool> = vec![false; SERVICES];
     let total = RATE * SECONDS;
     for change in 0..total {
@@ -271,7 +269,6 @@ fn run() -> Churn {
     for probe in probes {
         probe.join().unwrap();
     }
-    stop.store(true, Ordering::SeqCst);
     let (peak_kib, _, cpu_after) = common::process_usage(pid);
     let cpu_ms = (cpu_after - cpu_before) * SECONDS * 1000 / elapsed.as_millis().max(1) as u64;
 
@@ -345,5 +342,4 @@ fn main() {
         result.rds,
     );
     common::write_section("endpoints", &body);
-    let _ = Path::new("");
 }

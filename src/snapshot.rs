@@ -5,6 +5,7 @@
 //! only copy these bytes into their gRPC frames. A type whose content did not change keeps the
 //! very same `Arc<TypeSnapshot>` as the previous snapshot, so streams can skip it by pointer.
 
+use crate::xds::provenance::ProvenanceIndex;
 use crate::xds::{PerType, Resource, Resources, XdsType};
 use bytes::Bytes;
 use prost::Message;
@@ -155,6 +156,8 @@ pub struct Snapshot {
     history: PerType<Vec<Arc<TypeSnapshot>>>,
     /// The resources as compiled, for `/snapshot`.
     pub resources: Resources,
+    /// The Ambassador resources behind each served resource: whom a NACK blames.
+    provenance: Arc<ProvenanceIndex>,
 }
 
 impl Snapshot {
@@ -179,7 +182,16 @@ impl Snapshot {
                 None => Arc::new(fresh),
             }
         });
-        Snapshot { serial, types, history, resources }
+        Snapshot { serial, types, history, resources, provenance: Arc::default() }
+    }
+
+    /// The same snapshot, with the Ambassador resources behind its resources.
+    pub fn with_provenance(self, provenance: ProvenanceIndex) -> Snapshot {
+        Snapshot { provenance: Arc::new(provenance), ..self }
+    }
+
+    pub fn provenance(&self) -> &ProvenanceIndex {
+        &self.provenance
     }
 
     /// The current content of a type, then its earlier contents, newest first.

@@ -119,10 +119,21 @@ fn deployment_runs_serve_with_flags_it_accepts_and_a_matching_envoy_bootstrap() 
     .unwrap();
     assert_eq!(bootstrap, expected);
 
-    // Probes hit the admin port serve binds.
-    let admin_port = control_plane["ports"][0]["containerPort"].as_u64().unwrap();
-    assert_eq!(admin_port, u64::from(serve.admin_address.port()));
-    assert!(!serve.admin_address.ip().is_loopback(), "kubelet probes reach the Pod IP");
+    // The admin endpoint shows the whole configuration: loopback only, no port declared for it.
+    assert!(serve.admin_address.ip().is_loopback(), "the admin endpoint stays inside the Pod");
+    let ports = control_plane["ports"].as_sequence().unwrap();
+    assert!(
+        ports.iter().all(|p| p["containerPort"].as_u64() != Some(u64::from(serve.admin_address.port()))),
+        "no container port exposes the admin endpoint"
+    );
+    // Probes hit the health address, which kubelet reaches on the Pod IP.
+    let health = serve.health_address.expect("--health-address for the probes");
+    assert!(!health.ip().is_loopback(), "kubelet probes reach the Pod IP");
+    let health_port = ports.iter().find(|p| p["name"] == "health").unwrap()["containerPort"].as_u64().unwrap();
+    assert_eq!(health_port, u64::from(health.port()));
+    for probe in ["readinessProbe", "livenessProbe"] {
+        assert_eq!(control_plane[probe]["httpGet"]["port"], "health", "{probe}");
+    }
 }
 
 /// The environment variables clap reads for a subcommand's arguments.

@@ -9,6 +9,7 @@
 mod support;
 
 #[path = "support/e2e/mod.rs"]
+#[allow(dead_code)] // each test binary uses part of the harness
 mod harness;
 
 use base64::Engine as _;

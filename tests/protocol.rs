@@ -2,9 +2,10 @@
 //! compiled from YAML and published by the test, so every step is deterministic.
 
 use ambassador_xds::compile::{self, Options};
+use ambassador_xds::metrics::Metrics;
 use ambassador_xds::model::parse_documents;
 use ambassador_xds::server::listen::{self, HttpVersion, Limits};
-use ambassador_xds::server::{self, Metrics, Shared};
+use ambassador_xds::server::{self, Shared};
 use ambassador_xds::snapshot::Snapshot;
 use ambassador_xds::xds;
 use ambassador_xds::xds::XdsType;
@@ -80,7 +81,7 @@ impl Harness {
         let (publish, snapshots) = watch::channel(initial);
         let (shutdown_tx, shutdown) = watch::channel(false);
         let metrics = Arc::new(Metrics::default());
-        let shared = Shared { snapshots, shutdown, metrics: metrics.clone() };
+        let shared = Shared { snapshots, shutdown, metrics: metrics.clone(), status: Default::default() };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(listen::serve(
@@ -209,7 +210,7 @@ async fn sotw_nack_is_counted_and_the_rejected_version_is_not_resent() {
     assert_ne!(second.version_info, first.version_info);
     client.nack(CDS, &first.version_info, &second.nonce).await;
     client.expect_quiet().await;
-    assert_eq!(harness.metrics.nacks.load(Ordering::Relaxed), 1);
+    assert_eq!(harness.metrics.nacks.values(), [("CDS".to_string(), 1)].into());
 
     // Envoy keeps asking with its last good version; still no resend of the rejected one.
     client.request(CDS, &[], &first.version_info, &second.nonce).await;
@@ -401,7 +402,7 @@ async fn delta_nack_is_not_resent_and_stale_nonces_still_change_subscriptions() 
         })
         .await;
     client.expect_quiet().await;
-    assert_eq!(harness.metrics.nacks.load(Ordering::Relaxed), 1);
+    assert_eq!(harness.metrics.nacks.values(), [("CDS".to_string(), 1)].into());
 
     // Subscribe to a secret with a stale nonce: the subscription applies anyway.
     client

@@ -5,6 +5,7 @@ pub mod consul;
 pub mod consul_connect;
 pub mod diff;
 pub mod serve;
+pub mod status;
 pub mod translate;
 
 use crate::compile::ir::UnderscoreHeaders;
@@ -41,6 +42,9 @@ pub enum Command {
     /// Store Consul Connect's certificate for Ambassador as the Kubernetes Secret
     /// ambassador-consul-connect (the Consul connector of the mTLS docs)
     ConsulConnect(Box<consul_connect::ConsulConnectArgs>),
+    /// Show the Envoys connected to a running `serve` and whether each took the latest
+    /// configuration (exit 1 when any did not)
+    Status(status::StatusArgs),
 }
 
 /// Inputs of the commands that compile from paths.
@@ -173,6 +177,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Serve(args) => serve::run(&args),
         Command::Bootstrap(args) => bootstrap::run(&args),
         Command::ConsulConnect(args) => consul_connect::run(&args),
+        Command::Status(args) => status::run(&args),
     }
 }
 

@@ -4,10 +4,12 @@
 
 use super::consul::ConsulArgs;
 use super::TranslationArgs;
-use crate::controller::{Controller, ControllerOptions, Outputs};
+use crate::controller::{Controller, ControllerOptions, Outputs, ReloadReport};
+use crate::metrics::Metrics;
 use crate::server::admin::{self, AdminState};
 use crate::server::listen::{self, HttpVersion, Limits};
-use crate::server::{self, Metrics, Shared};
+use crate::server::status::Registry;
+use crate::server::{self, Shared};
 use crate::snapshot::Snapshot;
 use crate::source::config_dir::ConfigDirSource;
 use crate::source::consul::{blocking, ConnectWatch, ConsulCertificateSource, ConsulClient, ConsulEndpoints};
@@ -43,9 +45,15 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:18000", value_name = "HOST:PORT")]
     pub xds_address: SocketAddr,
 
-    /// Address of the admin endpoint (/healthz, /readyz, /snapshot, /metrics)
+    /// Address of the admin endpoint (the diagnostics page /, /debug/status, /healthz, /readyz,
+    /// /snapshot, /metrics). Keep it on loopback: it shows the whole configuration
     #[arg(long, default_value = "127.0.0.1:8877", value_name = "HOST:PORT")]
     pub admin_address: SocketAddr,
+
+    /// Also serve /healthz and /readyz (nothing else) here: for kubelet probes on the Pod IP
+    /// while --admin-address stays on loopback
+    #[arg(long, value_name = "HOST:PORT")]
+    pub health_address: Option<SocketAddr>,
 
     #[command(flatten)]
     pub translation: TranslationArgs,
@@ -130,7 +138,8 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let shutdown = on_termination_signal()?;
     let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(Snapshot::empty()));
     let (ready_tx, ready_rx) = watch::channel(false);
-    let (diagnostics_tx, diagnostics_rx) = watch::channel(Arc::new(Vec::new()));
+    let (report_tx, report_rx) = watch::channel(Arc::new(ReloadReport::default()));
+    let registry = Arc::new(Registry::default());
     let metrics = Arc::new(Metrics::default());
 
     let xds_listener = tokio::net::TcpListener::bind(args.xds_address)
@@ -139,10 +148,23 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let admin_listener = tokio::net::TcpListener::bind(args.admin_address)
         .await
         .with_context(|| format!("binding the admin address {}", args.admin_address))?;
+    let health_listener = match args.health_address {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("binding the health address {address}"))?,
+        ),
+        None => None,
+    };
 
     // Servers first, so /healthz answers and Envoy can connect; streams wait for the first
     // snapshot (serial 1) before answering, and /readyz says so until then.
-    let shared = Shared { snapshots: snapshot_rx.clone(), shutdown: shutdown.clone(), metrics: metrics.clone() };
+    let shared = Shared {
+        snapshots: snapshot_rx.clone(),
+        shutdown: shutdown.clone(),
+        metrics: metrics.clone(),
+        status: registry.clone(),
+    };
     let limits = args.limits();
     let xds_task = tokio::spawn(listen::serve(
         xds_listener,
@@ -154,12 +176,23 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     ));
     let admin_app = admin::router(AdminState {
         snapshots: snapshot_rx,
-        ready: ready_rx,
+        ready: ready_rx.clone(),
         metrics: metrics.clone(),
-        diagnostics: diagnostics_rx,
+        report: report_rx,
+        status: registry,
     });
-    let admin_task =
-        tokio::spawn(listen::serve(admin_listener, admin_app, HttpVersion::Http1, limits, metrics, shutdown.clone()));
+    let admin_task = tokio::spawn(listen::serve(
+        admin_listener,
+        admin_app,
+        HttpVersion::Http1,
+        limits,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    let health_task = health_listener.map(|listener| {
+        let router = admin::health_router(ready_rx.clone());
+        tokio::spawn(listen::serve(listener, router, HttpVersion::Http1, limits, metrics.clone(), shutdown.clone()))
+    });
     tracing::info!(xds = %args.xds_address, admin = %args.admin_address, "listening");
 
     let (changes, change_events) = Changes::channel();
@@ -217,7 +250,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         debounce: Duration::from_millis(args.debounce_ms),
         debounce_max: Duration::from_millis(args.debounce_max_ms),
     };
-    let outputs = Outputs { snapshots: snapshot_tx, ready: ready_tx, diagnostics: diagnostics_tx };
+    let outputs = Outputs { snapshots: snapshot_tx, ready: ready_tx, report: report_tx, metrics };
     let controller =
         Controller::new(sources, endpoint_sources, options, changes, outputs).context("starting the file watcher")?;
     controller.run(change_events, endpoint_events, shutdown.clone()).await;
@@ -226,6 +259,9 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
         let _ = xds_task.await;
         let _ = admin_task.await;
+        if let Some(task) = health_task {
+            let _ = task.await;
+        }
     })
     .await;
     Ok(())

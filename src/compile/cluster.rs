@@ -10,24 +10,14 @@
 use super::ir::{Cluster, LbPolicy, UpstreamTls};
 use super::names;
 use super::service::Service;
-use super::tls::ResolvedContext;
+pub use super::transport::Transport;
 use super::upstream::Upstream;
 use crate::diagnostic::{Diagnostic, Kind};
-use crate::model::{Mapping, Meta, TlsContext};
+use crate::model::{Mapping, Meta};
 use sha1::{Digest, Sha1};
 use std::collections::BTreeMap;
 
 const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 3000;
-
-/// How a Mapping talks to its upstream.
-pub enum Transport<'a> {
-    Plaintext,
-    /// `https://` or `tls: true`: TLS without a client certificate.
-    Tls,
-    Context(&'a TlsContext, &'a ResolvedContext),
-    /// TLS was asked for but cannot be provided: the route fails closed.
-    Unavailable(String),
-}
 
 /// The clusters the Mappings need, by identity: the parts of their names, unmangled.
 #[derive(Default)]

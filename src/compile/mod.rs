@@ -21,6 +21,7 @@ mod resolver;
 mod select;
 pub mod service;
 pub mod tls;
+mod transport;
 mod upstream;
 
 pub use last_good::{compile_with, LastGood};

@@ -2,10 +2,10 @@
 //! its load balancing, and the identity its upstream must prove (`verify_spiffe_id`).
 
 use super::balancing::{balancing, Balancing};
-use super::cluster::Transport;
 use super::identity::upstream_spiffe_id;
 use super::resolver::{check_mapping, endpoint_target, ResolverRef};
 use super::service::Service;
+use super::transport::Transport;
 use crate::model::endpoint::EndpointTarget;
 use crate::model::{MappingSpec, ResolverKind};
 

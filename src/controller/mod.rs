@@ -11,7 +11,8 @@ pub use debounce::Debounce;
 pub use endpoints::FIRST_FETCH;
 
 use crate::compile::Options;
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, Provenance};
+use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 use crate::source::endpoints::EndpointSource;
 use crate::source::files::{LoadOptions, TlsFilePolicy};
@@ -32,11 +33,22 @@ pub struct ControllerOptions {
     pub debounce_max: Duration,
 }
 
-/// Where the controller publishes: snapshots, readiness, and the problems of the last reload.
+/// Where the controller publishes: snapshots, readiness, what the last reload found, and the
+/// reload counters.
 pub struct Outputs {
     pub snapshots: watch::Sender<Arc<Snapshot>>,
     pub ready: watch::Sender<bool>,
-    pub diagnostics: watch::Sender<Arc<Vec<Diagnostic>>>,
+    pub report: watch::Sender<Arc<ReloadReport>>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// What the last reload found, for operators.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReloadReport {
+    /// Reading and compiling problems, as logged.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Every resource read from the sources, and where from.
+    pub inventory: Vec<Provenance>,
 }
 
 /// Endpoint changes wait less than configuration changes (they are cheap to apply: nothing is
@@ -140,6 +152,7 @@ impl Controller {
     async fn run_job(&mut self, job: Job, shutdown: &mut watch::Receiver<bool>) -> Result<(), ShuttingDown> {
         let mut compiler = self.compiler.take().expect("one job at a time");
         let previous = self.outputs.snapshots.borrow().clone();
+        let started = std::time::Instant::now();
         let task = tokio::task::spawn_blocking(move || {
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match job {
                 Job::Reload => compiler.reload(&previous),
@@ -152,10 +165,21 @@ impl Controller {
             _ = shutdown.wait_for(|stop| *stop) => return Err(ShuttingDown),
         };
         self.compiler = Some(compiler);
+        // Endpoint refreshes are not reloads: the reload metrics count compiles only.
+        let metrics = self.outputs.metrics.clone();
         match outcome {
-            Ok(outcome) => self.publish(outcome),
+            Ok(outcome) => {
+                if let Job::Reload = job {
+                    metrics.reload_duration.observe(started.elapsed());
+                    metrics.reloads.inc(if outcome.snapshot.is_some() { "published" } else { "unchanged" });
+                }
+                self.publish(outcome);
+            }
             // A bug, not bad input: keep serving the last snapshot and say so.
-            Err(_) => tracing::error!("the reload panicked; the previous configuration stays in service"),
+            Err(_) => {
+                metrics.reloads.inc("failed");
+                tracing::error!("the reload panicked; the previous configuration stays in service");
+            }
         }
         Ok(())
     }
@@ -167,10 +191,10 @@ impl Controller {
         if let Some(snapshot) = outcome.snapshot {
             self.outputs.snapshots.send_replace(Arc::new(snapshot));
         }
-        self.outputs.diagnostics.send_if_modified(|current| {
-            let changed = **current != outcome.diagnostics;
+        self.outputs.report.send_if_modified(|current| {
+            let changed = **current != outcome.report;
             if changed {
-                *current = Arc::new(outcome.diagnostics);
+                *current = Arc::new(outcome.report);
             }
             changed
         });

@@ -3,9 +3,9 @@
 //! TLSContexts name, compile (falling back to last good versions), and build the snapshot.
 
 use super::endpoints::Endpoints;
-use super::ControllerOptions;
+use super::{ControllerOptions, ReloadReport};
 use crate::compile::LastGood;
-use crate::diagnostic::{Diagnostic, Severity};
+use crate::diagnostic::{Diagnostic, Provenance, Severity};
 use crate::pipeline;
 use crate::snapshot::Snapshot;
 use crate::source::deadline::DeadlineReader;
@@ -39,6 +39,8 @@ pub(super) struct Compiler {
     /// The last reload's diagnostics without the endpoints' (what an endpoint refresh reports
     /// beside its own).
     config_diagnostics: Vec<Diagnostic>,
+    /// The last reload's inventory (an endpoint refresh reads no resources).
+    inventory: Vec<Provenance>,
 }
 
 /// Longest a reload waits for the files TLSContexts name.
@@ -48,7 +50,7 @@ pub(super) struct Outcome {
     /// `None` when the configuration did not change.
     pub snapshot: Option<Snapshot>,
     pub tls_dirs: BTreeSet<PathBuf>,
-    pub diagnostics: Vec<Diagnostic>,
+    pub report: ReloadReport,
 }
 
 impl Compiler {
@@ -66,6 +68,7 @@ impl Compiler {
             tls_reader: DeadlineReader::new(TLS_READ_DEADLINE),
             endpoints: Endpoints::new(endpoint_sources),
             config_diagnostics: Vec::new(),
+            inventory: Vec::new(),
         }
     }
 
@@ -95,18 +98,23 @@ impl Compiler {
         let read = |paths: &[PathBuf]| self.tls_reader.read_all(paths, MAX_TLS_FILE_BYTES);
         loaded.tls_files = files::read_tls_files(&loaded.model, load, policy, &compile.ambassador_id, read);
         let tls_dirs = files::tls_file_dirs(&loaded.tls_files, load, policy);
+        let inventory = loaded.model.inventory();
         let (mut translation, last_good) = pipeline::translate_with(loaded, compile, &self.last_good);
         self.last_good = last_good;
         self.config_diagnostics = translation.diagnostics.clone();
+        self.inventory = inventory.clone();
         let services = std::mem::take(&mut translation.endpoint_services);
         translation.set_endpoints(self.endpoints.after_compile(services, compile));
         self.log_new_diagnostics(&translation.diagnostics);
 
-        let diagnostics = translation.diagnostics;
-        let snapshot = Snapshot::new(translation.resources, previous.serial + 1, Some(previous));
-        if snapshot.same_content(previous) && previous.serial > 0 {
+        let report = ReloadReport { diagnostics: translation.diagnostics, inventory };
+        let snapshot = Snapshot::new(translation.resources, previous.serial + 1, Some(previous))
+            .with_provenance(translation.provenance);
+        // Same resources from other files still publish: a NACK must name where they are now.
+        let same_sources = snapshot.provenance() == previous.provenance();
+        if snapshot.same_content(previous) && same_sources && previous.serial > 0 {
             tracing::debug!(elapsed = ?started.elapsed(), "configuration unchanged");
-            return Outcome { snapshot: None, tls_dirs, diagnostics };
+            return Outcome { snapshot: None, tls_dirs, report };
         }
         let counts: Vec<String> =
             snapshot.resources.counts().map(|(t, n)| format!("{}={n}", t.golden_field())).collect();
@@ -116,7 +124,7 @@ impl Compiler {
             elapsed = ?started.elapsed(),
             "publishing configuration"
         );
-        Outcome { snapshot: Some(snapshot), tls_dirs, diagnostics }
+        Outcome { snapshot: Some(snapshot), tls_dirs, report }
     }
 
     /// Rebuilds only the endpoint assignments from what the endpoint sources know now; `None`
@@ -128,14 +136,17 @@ impl Compiler {
         diagnostics.extend(endpoints.diagnostics);
         crate::diagnostic::normalize(&mut diagnostics);
         self.log_new_diagnostics(&diagnostics);
+        let report = ReloadReport { diagnostics, inventory: self.inventory.clone() };
         if self.endpoints.is_empty() || endpoints.resources == previous.resources.of(XdsType::Endpoint) {
-            return Outcome { snapshot: None, tls_dirs: BTreeSet::new(), diagnostics };
+            return Outcome { snapshot: None, tls_dirs: BTreeSet::new(), report };
         }
         let mut resources = previous.resources.clone();
         *resources.of_mut(XdsType::Endpoint) = endpoints.resources;
-        let snapshot = Snapshot::new(resources, previous.serial + 1, Some(previous));
+        // The EDS names and what is behind them change only with a compile: the provenance stays.
+        let snapshot = Snapshot::new(resources, previous.serial + 1, Some(previous))
+            .with_provenance(previous.provenance().clone());
         tracing::debug!(serial = snapshot.serial, elapsed = ?started.elapsed(), "publishing endpoints");
-        Outcome { snapshot: Some(snapshot), tls_dirs: BTreeSet::new(), diagnostics }
+        Outcome { snapshot: Some(snapshot), tls_dirs: BTreeSet::new(), report }
     }
 
     /// Logs diagnostics not seen in the previous reload.

@@ -52,7 +52,7 @@ impl World {
         if let Some(snapshot) = outcome.snapshot {
             self.snapshot = snapshot;
         }
-        (serde_json::from_str(&render::snapshot_json(&self.snapshot.resources)).unwrap(), outcome.diagnostics)
+        (serde_json::from_str(&render::snapshot_json(&self.snapshot.resources)).unwrap(), outcome.report.diagnostics)
     }
 }
 

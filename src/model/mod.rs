@@ -108,6 +108,19 @@ pub struct Model {
 }
 
 impl Model {
+    /// Every resource read, and where from (operators' inventory), in source order by kind.
+    pub fn inventory(&self) -> Vec<crate::diagnostic::Provenance> {
+        let metas = self
+            .mappings
+            .iter()
+            .map(|r| &r.meta)
+            .chain(self.tls_contexts.iter().map(|r| &r.meta))
+            .chain(self.listeners.iter().map(|r| &r.meta))
+            .chain(self.secrets.iter().map(|r| &r.meta))
+            .chain(self.resolvers.iter().map(|r| &r.meta));
+        metas.map(Meta::provenance).collect()
+    }
+
     pub fn extend(&mut self, other: Model) {
         self.mappings.extend(other.mappings);
         self.tls_contexts.extend(other.tls_contexts);

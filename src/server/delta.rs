@@ -18,9 +18,10 @@
 //!   listeners, which nothing names, change in one step.
 
 use super::wire::{DeltaResponse, Payload};
-use super::{request_type, Nack, RequestOutcome, RequestType};
+use super::{request_type, Nack, RequestOutcome, RequestType, TypeSync};
 use crate::snapshot::{Entry, Snapshot, TypeSnapshot};
 use crate::xds::XdsType;
+use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -79,6 +80,8 @@ struct TypeState {
     /// Versions the client rejected (the resources of a NACKed response), never sent again
     /// unless the client asks for the name anew or another version of it was sent since.
     rejected: BTreeMap<Arc<str>, Arc<str>>,
+    /// The system version of the latest response the client ACKed.
+    acked: Option<String>,
     /// Recent responses by nonce (bounded), to name the resources of a NACKed one.
     /// Payloads share the snapshot's buffers, so remembering them costs pointers, not names.
     recent: VecDeque<Sent>,
@@ -177,6 +180,10 @@ impl DeltaStream {
         if !request.response_nonce.is_empty() {
             match state.recent.iter().position(|sent| sent.nonce == request.response_nonce) {
                 Some(at) => {
+                    if request.error_detail.is_none() {
+                        state.acked = Some(state.recent[at].system_version.clone());
+                        outcome.acks.push((xds_type, request.response_nonce.clone()));
+                    }
                     if let (Some(status), false) = (&request.error_detail, state.recent[at].nacked) {
                         state.recent[at].nacked = true;
                         let sent = &state.recent[at];
@@ -222,56 +229,9 @@ impl DeltaStream {
     fn update(&mut self, xds_type: XdsType, snapshot: &Snapshot, step: Step) -> Option<DeltaResponse> {
         let current = snapshot.of(xds_type);
         let state = self.types.get_mut(&xds_type)?;
-        let in_sync = state.known.extra.is_empty()
-            && state.known.base.as_ref().is_some_and(|b| Arc::ptr_eq(b, current))
-            && (state.wildcard && state.known.filter.is_none())
-            && state.names.iter().all(|n| current.get(n).is_some() || state.told_absent.contains(n.as_str()));
-        if in_sync {
-            return None;
-        }
-        let defer_removals = step == Step::Make && xds_type.defers_removals();
-
-        let targets: Vec<&Entry> = if state.wildcard {
-            current.entries.values().collect()
-        } else {
-            state.names.iter().filter_map(|n| current.get(n)).collect()
-        };
-        let changed: Vec<Entry> = targets
-            .iter()
-            .filter(|e| state.known.version(&e.name) != Some(&*e.version))
-            .filter(|e| state.rejected.get(&e.name).is_none_or(|rejected| *rejected != e.version))
-            .map(|e| (*e).clone())
-            .collect();
-        let vanished: Vec<Arc<str>> =
-            state.known.names().into_iter().filter(|n| state.in_scope(n) && current.get(n).is_none()).collect();
-        // Removals, and subscribed names that do not exist (that the client neither holds nor was
-        // told about), go out together: after everything that could still name them moved on.
-        let mut removed = Vec::new();
-        if !defer_removals {
-            removed.extend(vanished.iter().cloned());
-            removed.extend(
-                state
-                    .names
-                    .iter()
-                    .filter(|n| current.get(n).is_none() && state.known.version(n).is_none())
-                    .filter(|n| !state.told_absent.contains(n.as_str()))
-                    .map(|n| Arc::from(n.as_str())),
-            );
-            removed.sort();
-            removed.dedup();
-        }
-
-        // What the client holds afterwards: the targets, plus vanished resources not yet removed.
-        let mut extra = BTreeMap::new();
-        if defer_removals {
-            for name in &vanished {
-                if let Some(version) = state.known.version(name) {
-                    extra.insert(name.clone(), Arc::from(version));
-                }
-            }
-        }
-        let filter = (!state.wildcard).then(|| targets.iter().map(|e| e.name.clone()).collect());
-        state.known = Known { base: Some(current.clone()), filter, extra };
+        let plan = state.plan(current, step == Step::Make && xds_type.defers_removals())?;
+        let Plan { changed, removed, known } = plan;
+        state.known = known;
         for entry in &changed {
             state.told_absent.remove(&entry.name);
             state.rejected.remove(&entry.name);
@@ -303,6 +263,85 @@ impl DeltaStream {
         }
         Some(DeltaResponse { xds_type, system_version, nonce, resources, removed })
     }
+
+    /// Where each subscribed type stands against `snapshot`, for operators.
+    pub fn sync(&self, snapshot: &Snapshot) -> Vec<TypeSync> {
+        self.types
+            .iter()
+            .map(|(&xds_type, state)| {
+                let current = snapshot.of(xds_type);
+                let pending =
+                    state.plan(current, false).is_some_and(|p| !p.changed.is_empty() || !p.removed.is_empty());
+                let last = state.recent.back();
+                TypeSync {
+                    xds_type,
+                    sent: last.map(|s| s.system_version.clone()),
+                    acked: state.acked.clone(),
+                    nacked: last.is_some_and(|s| s.nacked),
+                    pending,
+                }
+            })
+            .collect()
+    }
+}
+
+/// What an update of one type would send, and what the client would hold afterwards.
+struct Plan {
+    changed: Vec<Entry>,
+    removed: Vec<Arc<str>>,
+    known: Known,
+}
+
+impl TypeState {
+    /// The update this type needs against `current` (pure); `None` when the client is in sync.
+    fn plan(&self, current: &Arc<TypeSnapshot>, defer_removals: bool) -> Option<Plan> {
+        let in_sync = self.known.extra.is_empty()
+            && self.known.base.as_ref().is_some_and(|b| Arc::ptr_eq(b, current))
+            && (self.wildcard && self.known.filter.is_none())
+            && self.names.iter().all(|n| current.get(n).is_some() || self.told_absent.contains(n.as_str()));
+        if in_sync {
+            return None;
+        }
+        let targets: Vec<&Entry> = if self.wildcard {
+            current.entries.values().collect()
+        } else {
+            self.names.iter().filter_map(|n| current.get(n)).collect()
+        };
+        let changed: Vec<Entry> = targets
+            .iter()
+            .filter(|e| self.known.version(&e.name) != Some(&*e.version))
+            .filter(|e| self.rejected.get(&e.name).is_none_or(|rejected| *rejected != e.version))
+            .map(|e| (*e).clone())
+            .collect();
+        let vanished: Vec<Arc<str>> =
+            self.known.names().into_iter().filter(|n| self.in_scope(n) && current.get(n).is_none()).collect();
+        // Removals, and subscribed names that do not exist (that the client neither holds nor was
+        // told about), go out together: after everything that could still name them moved on.
+        let mut removed = Vec::new();
+        if !defer_removals {
+            removed.extend(vanished.iter().cloned());
+            removed.extend(
+                self.names
+                    .iter()
+                    .filter(|n| current.get(n).is_none() && self.known.version(n).is_none())
+                    .filter(|n| !self.told_absent.contains(n.as_str()))
+                    .map(|n| Arc::from(n.as_str())),
+            );
+            removed.sort();
+            removed.dedup();
+        }
+        // What the client holds afterwards: the targets, plus vanished resources not yet removed.
+        let mut extra = BTreeMap::new();
+        if defer_removals {
+            for name in &vanished {
+                if let Some(version) = self.known.version(name) {
+                    extra.insert(name.clone(), Arc::from(version));
+                }
+            }
+        }
+        let filter = (!self.wildcard).then(|| targets.iter().map(|e| e.name.clone()).collect());
+        Some(Plan { changed, removed, known: Known { base: Some(current.clone()), filter, extra } })
+    }
 }
 
 /// Whether `changed` is every entry of `current` (both are in name order).
@@ -322,11 +361,23 @@ impl super::StreamMachine for DeltaStream {
     fn next_response(&mut self, snapshot: &Snapshot) -> Option<DeltaResponse> {
         DeltaStream::next_response(self, snapshot)
     }
+
+    fn sync(&self, snapshot: &Snapshot) -> Vec<TypeSync> {
+        DeltaStream::sync(self, snapshot)
+    }
+
+    fn node(request: &DeltaDiscoveryRequest) -> Option<&Node> {
+        request.node.as_ref()
+    }
 }
 
 impl super::OutgoingResponse for DeltaResponse {
     fn xds_type(&self) -> XdsType {
         self.xds_type
+    }
+
+    fn nonce(&self) -> &str {
+        &self.nonce
     }
 
     fn resource_count(&self) -> usize {

@@ -4,7 +4,7 @@
 //! Envoy is noticed, and an accept loop that backs off instead of spinning when the process runs
 //! out of file descriptors (connected streams keep being served meanwhile).
 
-use super::Metrics;
+use crate::metrics::Metrics;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulConnection;
@@ -150,6 +150,10 @@ async fn serve_connection(
     }
 }
 
+/// How long a connection gets to close after it was asked to (GOAWAY sent), before it is cut: a
+/// client that never finished its handshake, or does not read, does not hold it open.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
 /// Runs a connection to its end, closing it gracefully when idle or at shutdown.
 async fn drive<C: GracefulConnection>(
     connection: C,
@@ -160,19 +164,26 @@ async fn drive<C: GracefulConnection>(
 ) {
     let mut connection = pin!(connection);
     let mut ticker = tokio::time::interval((idle_timeout / 4).max(Duration::from_millis(50)));
-    let mut closing = false;
+    let mut cut_at: Option<tokio::time::Instant> = None;
     loop {
+        let cut = async {
+            match cut_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = connection.as_mut() => return,
-            _ = shutdown.wait_for(|stop| *stop), if !closing => {
-                closing = true;
+            () = cut => return, // dropping the connection closes the socket
+            _ = shutdown.wait_for(|stop| *stop), if cut_at.is_none() => {
                 connection.as_mut().graceful_shutdown();
+                cut_at = Some(tokio::time::Instant::now() + CLOSE_GRACE);
             }
-            _ = ticker.tick(), if !closing => {
+            _ = ticker.tick(), if cut_at.is_none() => {
                 if activity.idle_for() >= idle_timeout {
                     metrics.connections_idle_closed.fetch_add(1, Ordering::Relaxed);
-                    closing = true;
                     connection.as_mut().graceful_shutdown();
+                    cut_at = Some(tokio::time::Instant::now() + CLOSE_GRACE);
                 }
             }
         }

@@ -8,16 +8,19 @@ pub mod delta;
 #[cfg(test)]
 mod fixture;
 pub mod listen;
+pub mod nacks;
 pub mod sotw;
+pub mod status;
 mod stream;
 pub mod wire;
 
+use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 use crate::xds::{XdsType, ADS_SERVICE};
+use envoy_types::pb::envoy::config::core::v3::Node;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::sync::watch;
@@ -41,6 +44,52 @@ pub struct RequestOutcome {
     /// The request is not one this stream can serve (another type on a per-type service): the
     /// stream ends with `INVALID_ARGUMENT` and this message.
     pub error: Option<String>,
+    /// Responses the request ACKed: (type, nonce).
+    pub acks: Vec<(XdsType, String)>,
+}
+
+/// Where one subscribed type of a stream stands, for operators (`/debug/status`, `status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeSync {
+    pub xds_type: XdsType,
+    /// The version of the latest response sent (delta: the snapshot serial it came from).
+    pub sent: Option<String>,
+    /// The version the client last ACKed.
+    pub acked: Option<String>,
+    /// The latest response was rejected.
+    pub nacked: bool,
+    /// A newer configuration is waiting to be sent.
+    pub pending: bool,
+}
+
+/// SYNCED, STALE or NACKED, as `status` prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SyncState {
+    Synced,
+    Stale,
+    Nacked,
+}
+
+impl TypeSync {
+    pub fn state(&self) -> SyncState {
+        if self.nacked {
+            SyncState::Nacked
+        } else if self.pending || self.acked != self.sent {
+            SyncState::Stale
+        } else {
+            SyncState::Synced
+        }
+    }
+}
+
+impl SyncState {
+    pub fn name(self) -> &'static str {
+        match self {
+            SyncState::Synced => "SYNCED",
+            SyncState::Stale => "STALE",
+            SyncState::Nacked => "NACKED",
+        }
+    }
 }
 
 /// What a request's `type_url` asks for.
@@ -69,31 +118,14 @@ pub fn request_type(type_url: &str, fixed_type: Option<XdsType>) -> RequestType 
     }
 }
 
-/// Counters exposed on the admin port.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    pub streams_opened: AtomicU64,
-    pub streams_active: AtomicU64,
-    /// Responses handed to HTTP/2 (not merely produced).
-    pub responses_sent: Arc<AtomicU64>,
-    pub nacks: AtomicU64,
-    pub ignored_requests: AtomicU64,
-    pub connections_accepted: AtomicU64,
-    pub connections_active: AtomicU64,
-    /// Connections closed at once because `--max-connections` were open.
-    pub connections_refused: AtomicU64,
-    /// Connections closed because they opened no stream for the idle timeout.
-    pub connections_idle_closed: AtomicU64,
-    /// Times the accept loop backed off because the process was out of file descriptors.
-    pub accept_backoffs: AtomicU64,
-}
-
-/// What every stream shares: the current snapshot, the shutdown signal, the counters.
+/// What every stream shares: the current snapshot, the shutdown signal, the counters, and the
+/// registry of connected Envoys.
 #[derive(Debug, Clone)]
 pub struct Shared {
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
     pub shutdown: watch::Receiver<bool>,
     pub metrics: Arc<Metrics>,
+    pub status: Arc<status::Registry>,
 }
 
 /// Every xDS method, routed to the state machines: ADS serves every type, the per-type services
@@ -152,9 +184,10 @@ impl GrpcMethod {
         if compressed {
             return Status::unimplemented("compressed xDS requests are not supported").into_http();
         }
+        let service = self.fixed_type.map_or("ADS", XdsType::short_name);
         match self.protocol {
-            Protocol::Sotw => stream::open(self.shared, sotw::SotwStream::new(self.fixed_type), request),
-            Protocol::Delta => stream::open(self.shared, delta::DeltaStream::new(self.fixed_type), request),
+            Protocol::Sotw => stream::open(self.shared, sotw::SotwStream::new(self.fixed_type), service, request),
+            Protocol::Delta => stream::open(self.shared, delta::DeltaStream::new(self.fixed_type), service, request),
         }
     }
 }
@@ -169,11 +202,16 @@ pub trait StreamMachine: Send + 'static {
     fn on_request(&mut self, request: &Self::Request) -> RequestOutcome;
     /// The next response the client should get to reach `snapshot`, or `None` when it is there.
     fn next_response(&mut self, snapshot: &Snapshot) -> Option<Self::Response>;
+    /// Where each subscribed type stands against `snapshot` (pure).
+    fn sync(&self, snapshot: &Snapshot) -> Vec<TypeSync>;
+    /// The Envoy behind a request (Envoy sends it on a stream's first request).
+    fn node(request: &Self::Request) -> Option<&Node>;
 }
 
 /// A response ready for the wire, and what logs say about it.
 pub trait OutgoingResponse: Send {
     fn xds_type(&self) -> XdsType;
+    fn nonce(&self) -> &str;
     /// Resources sent plus resources removed.
     fn resource_count(&self) -> usize;
     fn chunks(&self) -> Vec<bytes::Bytes>;

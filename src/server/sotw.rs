@@ -4,9 +4,8 @@
 //! a slow client gets the latest state, never a queue of superseded ones.
 //!
 //! Rules (xDS protocol, and go-control-plane's known bugs avoided):
-//! * every response carries a fresh nonce; a request is stale (ignored) only if it answers a
-//!   nonce other than the latest one sent for its type — while nothing was sent, every request
-//!   counts;
+//! * every response carries a fresh nonce; a request is stale (ignored) only if it answers a nonce
+//!   other than the latest one sent for its type — while nothing was sent, every request counts;
 //! * a request with `error_detail` is a NACK: it is reported, and the rejected version is not
 //!   sent again (only a different version is);
 //! * LDS/CDS are wildcard unless names are given, and a response holds their whole set; RDS, EDS
@@ -24,9 +23,10 @@
 //!   if nothing changed, and make-before-break keeps what it holds.
 
 use super::wire::{Payload, SotwResponse};
-use super::{request_type, Nack, RequestOutcome, RequestType};
+use super::{request_type, Nack, RequestOutcome, RequestType, TypeSync};
 use crate::snapshot::{Entry, Snapshot, TypeSnapshot};
 use crate::xds::XdsType;
+use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use sha1::{Digest, Sha1};
 use std::collections::{BTreeMap, BTreeSet};
@@ -60,6 +60,8 @@ struct TypeState {
     asked_anew: bool,
     /// The latest version the client rejected: never sent again, even when asked anew.
     rejected: Option<String>,
+    /// The version the client last said it accepted (an ACK, or a recognised claim).
+    acked: Option<String>,
 }
 
 /// Which step of an update a response is.
@@ -123,6 +125,7 @@ impl SotwStream {
                         claimed,
                         asked_anew: false,
                         rejected: None,
+                        acked: None,
                     },
                 );
             }
@@ -131,6 +134,10 @@ impl SotwStream {
                     // Answers an older response: the client re-sends for the latest nonce.
                     outcome.ignored += 1;
                     return outcome;
+                }
+                if let (None, Some(_)) = (&request.error_detail, &state.sent) {
+                    state.acked = Some(request.version_info.clone());
+                    outcome.acks.push((xds_type, request.response_nonce.clone()));
                 }
                 if let (Some(status), Some(sent)) = (&request.error_detail, &state.sent) {
                     outcome.nacks.push(Nack {
@@ -185,7 +192,10 @@ impl SotwStream {
         }
         if let Some(claimed) = state.claimed.take() {
             match recognise(state, xds_type, snapshot, &claimed) {
-                Some(resources) => state.sent = Some(Sent { version: claimed, resources }),
+                Some(resources) => {
+                    state.acked = Some(claimed.clone());
+                    state.sent = Some(Sent { version: claimed, resources });
+                }
                 None => state.claimed = Some(claimed),
             }
         }
@@ -341,11 +351,40 @@ impl super::StreamMachine for SotwStream {
     fn next_response(&mut self, snapshot: &Snapshot) -> Option<SotwResponse> {
         SotwStream::next_response(self, snapshot)
     }
+
+    fn sync(&self, snapshot: &Snapshot) -> Vec<TypeSync> {
+        self.types
+            .iter()
+            .map(|(&xds_type, state)| {
+                let sends = |step| matches!(self.plan(xds_type, snapshot, step), Plan::Send(..));
+                let pending = match self.fixed_type {
+                    Some(_) => sends(Step::Whole),
+                    None => sends(Step::Make) || self.settled_referrers(xds_type, snapshot) && sends(Step::Break),
+                };
+                let sent = state.sent.as_ref().map(|s| s.version.clone());
+                TypeSync {
+                    xds_type,
+                    nacked: sent.is_some() && state.rejected == sent,
+                    sent,
+                    acked: state.acked.clone(),
+                    pending,
+                }
+            })
+            .collect()
+    }
+
+    fn node(request: &DiscoveryRequest) -> Option<&Node> {
+        request.node.as_ref()
+    }
 }
 
 impl super::OutgoingResponse for SotwResponse {
     fn xds_type(&self) -> XdsType {
         self.xds_type
+    }
+
+    fn nonce(&self) -> &str {
+        &self.nonce
     }
 
     fn resource_count(&self) -> usize {

@@ -52,15 +52,64 @@ pub fn get(addr: SocketAddr, path: &str) -> io::Result<Response> {
 
 /// `GET path` with `host: <host>`; the path is sent exactly as given (`/a/../b` included).
 pub fn get_from_host(addr: SocketAddr, path: &str, host: &str) -> io::Result<Response> {
+    request(addr, "GET", path, host, None)
+}
+
+/// `method path`, with a JSON body when there is one.
+pub fn request(addr: SocketAddr, method: &str, path: &str, host: &str, json: Option<&str>) -> io::Result<Response> {
+    request_within(addr, method, path, host, json, IO_TIMEOUT)
+}
+
+/// [`request`], waiting up to `timeout` for each read and write (a browser starting up under
+/// load takes longer than any server here).
+pub fn request_within(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    host: &str,
+    json: Option<&str>,
+    timeout: Duration,
+) -> io::Result<Response> {
     let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    let request =
-        format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nuser-agent: ambassador-xds-e2e\r\nconnection: close\r\n\r\n");
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let body = match json {
+        Some(json) => format!("content-type: application/json\r\ncontent-length: {}\r\n\r\n{json}", json.len()),
+        None => "\r\n".to_string(),
+    };
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {host}\r\nuser-agent: ambassador-xds-e2e\r\nconnection: close\r\n{body}"
+    );
     stream.write_all(request.as_bytes())?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
+    let raw = read_response(&mut stream)?;
     parse_response(&raw).map_err(|msg| io::Error::new(io::ErrorKind::InvalidData, msg))
+}
+
+/// Reads until the response is complete: its `content-length`, the last chunk, or the end of
+/// the connection (some servers, chromedriver among them, keep it open despite `close`).
+fn read_response(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
+    let mut raw = Vec::new();
+    let mut buffer = [0u8; 64 * 1024];
+    loop {
+        let n = stream.read(&mut buffer)?;
+        if n == 0 {
+            return Ok(raw);
+        }
+        raw.extend_from_slice(&buffer[..n]);
+        let Some(head_end) = find(&raw, b"\r\n\r\n") else { continue };
+        let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
+        let length = head
+            .split("\r\n")
+            .filter_map(|line| line.split_once(':'))
+            .find(|(key, _)| key.trim() == "content-length")
+            .and_then(|(_, value)| value.trim().parse::<usize>().ok());
+        let body = &raw[head_end + 4..];
+        match length {
+            Some(length) if body.len() >= length => return Ok(raw),
+            None if head.contains("transfer-encoding: chunked") && body.ends_with(b"0\r\n\r\n") => return Ok(raw),
+            _ => {}
+        }
+    }
 }
 
 fn parse_response(raw: &[u8]) -> Result<Response, String> {

@@ -322,6 +322,19 @@ impl Stack {
         self.control_plane_log().lines().filter(|line| line.contains("publishing configuration")).count()
     }
 
+    /// The control plane's admin address (the page, `/debug/status`, `/metrics`).
+    pub fn admin(&self) -> SocketAddr {
+        self.admin
+    }
+
+    /// Sends `signal` to Envoy (SIGSTOP pauses it: it neither reads nor ACKs).
+    pub fn signal_envoy(&self, signal: i32) {
+        match &self.envoy {
+            Some(envoy) => envoy.signal(signal),
+            None => self.fail("Envoy is not running"),
+        }
+    }
+
     /// `GET path` on the control plane's admin address, once.
     pub fn admin_get(&self, path: &str) -> Response {
         http::get(self.admin, path)
