@@ -86,6 +86,9 @@ pub enum Kind {
     UnsupportedKind,
     /// A field this tool does not translate; it is ignored.
     IgnoredField,
+    /// A field that changes routing and is not implemented: the resource is not served as
+    /// written (its route fails closed).
+    Refused,
     /// A second resource with the same kind, namespace and name.
     Duplicate,
     /// A reference (TLSContext, Secret, file) that does not resolve.
@@ -112,6 +115,7 @@ impl Kind {
             Kind::Invalid => "invalid",
             Kind::UnsupportedKind => "unsupported_kind",
             Kind::IgnoredField => "ignored_field",
+            Kind::Refused => "refused",
             Kind::Duplicate => "duplicate",
             Kind::Reference => "reference",
             Kind::Material => "material",

@@ -63,7 +63,12 @@ pub fn translate_with(loaded: Loaded, options: &Options, last: &LastGood) -> (Tr
 /// Validates and encodes a compiled configuration: what Envoy would refuse fails closed or is
 /// dropped, resource by resource.
 fn finish(mut diagnostics: Vec<Diagnostic>, compiled: compile::Compiled, options: &Options) -> Translation {
-    let admitted = xds::admit(&compiled.ir, &Limits { regex_program_size: options.max_regex_program_size });
+    // The Module's `regex_max_size` may lower the limit (never raise it above Envoy's own).
+    let regex_program_size = compiled
+        .ir
+        .regex_max_size
+        .map_or(options.max_regex_program_size, |size| size.min(options.max_regex_program_size));
+    let admitted = xds::admit(&compiled.ir, &Limits { regex_program_size });
     diagnostics.extend(compiled.diagnostics);
     diagnostics.extend(admitted.diagnostics);
     diagnostic::normalize(&mut diagnostics);

@@ -22,13 +22,17 @@ fn stderr(output: &Output) -> String {
 }
 
 const SEED: &str = "testdata/seed-002-upstream-mtls/input";
+/// The cluster of Emissary's probe routes, which every configuration has.
+const PROBE_CLUSTER: &str = "cluster_127_0_0_1_8877_default";
 
 #[test]
 fn translate_prints_cluster_with_sds_client_certificate() {
     let output = run(&["translate", SEED]);
     assert!(output.status.success(), "{}", stderr(&output));
     let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
-    let tls = &json["clusters"][0]["transport_socket"]["typed_config"];
+    // The seed's cluster, beside the one of Emissary's probe routes (cluster_127_0_0_1_8877_default).
+    let cluster = json["clusters"].as_array().unwrap().iter().find(|c| c["name"] != PROBE_CLUSTER).unwrap();
+    let tls = &cluster["transport_socket"]["typed_config"];
     assert_eq!(tls["@type"], "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext");
     let secret_name = &tls["common_tls_context"]["tls_certificate_sds_secret_configs"][0]["name"];
     assert_eq!(secret_name, "tlscontext/default/upstream-context/client-cert");
@@ -57,7 +61,8 @@ fn output_is_deterministic_and_independent_of_argument_order() {
 fn yaml_format_carries_the_same_resources() {
     let output = run(&["translate", SEED, "--format", "yaml"]);
     let yaml: serde_yaml::Value = serde_yaml::from_str(&stdout(&output)).unwrap();
-    assert_eq!(yaml["clusters"][0]["name"], "cluster_upstream_service_otls_upstream_context_default");
+    assert_eq!(yaml["clusters"][0]["name"], PROBE_CLUSTER);
+    assert_eq!(yaml["clusters"][1]["name"], "cluster_upstream_service_otls_upstream_context_default");
 }
 
 #[test]

@@ -91,7 +91,12 @@ impl Serve {
 
 fn routes(snapshot: &Value) -> Vec<String> {
     let routes = snapshot["routes"][0]["virtual_hosts"][0]["routes"].as_array().cloned().unwrap_or_default();
-    let mut names: Vec<String> = routes.iter().filter_map(|r| r["name"].as_str().map(str::to_owned)).collect();
+    let mut names: Vec<String> = routes
+        .iter()
+        .filter_map(|r| r["name"].as_str().map(str::to_owned))
+        // Emissary's probe routes are in every configuration.
+        .filter(|name| !name.contains("/internal_"))
+        .collect();
     names.sort();
     names
 }

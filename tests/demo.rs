@@ -732,7 +732,9 @@ fn compose_demo_init_output_is_translated_and_accepted_by_envoy() {
     let stderr = String::from_utf8_lossy(&translate.stderr);
     assert!(translate.status.success() && stderr.trim().is_empty(), "translate: {}\n{stderr}", translate.status);
     let json: serde_json::Value = serde_json::from_slice(&translate.stdout).unwrap();
-    let cluster = &json["clusters"][0];
+    // The demo's cluster, beside the one of Emissary's probe routes.
+    let clusters = json["clusters"].as_array().unwrap();
+    let cluster = clusters.iter().find(|c| c["transport_socket"].is_object()).expect("a TLS cluster");
     let tls = &cluster["transport_socket"]["typed_config"];
     assert_eq!(tls["sni"], host, "{cluster}");
     assert_eq!(tls["common_tls_context"]["tls_certificate_sds_secret_configs"][0]["name"], json["secrets"][0]["name"]);

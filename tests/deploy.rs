@@ -36,7 +36,8 @@ fn crds_define_the_kinds_the_source_watches() {
     let kinds: BTreeSet<String> =
         crds.iter().map(|c| c["spec"]["names"]["kind"].as_str().unwrap().to_string()).collect();
     let resolvers = ["ConsulResolver", "KubernetesEndpointResolver", "KubernetesServiceResolver"];
-    assert_eq!(kinds, set(&[&["Listener", "Mapping", "TLSContext"][..], &resolvers].concat()));
+    let others = ["AuthService", "Listener", "Mapping", "Module", "RateLimitService", "TCPMapping", "TLSContext"];
+    assert_eq!(kinds, set(&[&others[..], &resolvers].concat()));
     for crd in crds {
         assert_eq!(crd["spec"]["group"], "getambassador.io");
         let plural = crd["spec"]["names"]["plural"].as_str().unwrap();
@@ -64,6 +65,10 @@ fn rbac_grants_exactly_read_access_to_what_is_watched() {
         "getambassador.io/mappings",
         "getambassador.io/tlscontexts",
         "getambassador.io/listeners",
+        "getambassador.io/modules",
+        "getambassador.io/tcpmappings",
+        "getambassador.io/authservices",
+        "getambassador.io/ratelimitservices",
         "getambassador.io/consulresolvers",
         "getambassador.io/kubernetesendpointresolvers",
         "getambassador.io/kubernetesserviceresolvers",

@@ -1,6 +1,9 @@
 //! Protocol tests: the xDS server in process, a tonic client playing Envoy. Snapshots are
 //! compiled from YAML and published by the test, so every step is deterministic.
 
+/// The cluster of Emissary's probe routes (`/ambassador/v0/check_alive`), in every configuration.
+const PROBE_CLUSTER: &str = "cluster_127_0_0_1_8877_default";
+
 use ambassador_xds::compile::{self, Options};
 use ambassador_xds::metrics::Metrics;
 use ambassador_xds::model::parse_documents;
@@ -184,7 +187,10 @@ async fn sotw_initial_fetch_ack_and_no_push_when_nothing_changed() {
     client.request(CDS, &[], "", "").await;
     let response = client.next().await;
     assert_eq!(response.type_url, CDS);
-    assert_eq!(names(&response), ["cluster_a_default", "cluster_b_default", "cluster_secure_otls_ctx_default"]);
+    assert_eq!(
+        names(&response),
+        [PROBE_CLUSTER, "cluster_a_default", "cluster_b_default", "cluster_secure_otls_ctx_default"]
+    );
     assert!(!response.version_info.is_empty() && !response.nonce.is_empty());
     client.ack(&response, &[]).await;
     client.expect_quiet().await;
@@ -314,7 +320,7 @@ async fn per_type_cds_service_answers_without_type_url() {
     let mut responses = client.stream_clusters(ReceiverStream::new(rx)).await.unwrap().into_inner();
     let response = tokio::time::timeout(PATIENCE, responses.message()).await.unwrap().unwrap().unwrap();
     assert_eq!(response.type_url, CDS);
-    assert_eq!(response.resources.len(), 3);
+    assert_eq!(response.resources.len(), 4, "three Mappings' clusters and the probe routes' one");
 }
 
 struct DeltaClient {
@@ -366,7 +372,10 @@ async fn delta_sends_only_changes_and_removals() {
     let mut client = harness.delta().await;
     client.subscribe(CDS, &[]).await;
     let initial = client.next().await;
-    assert_eq!(delta_names(&initial), ["cluster_a_default", "cluster_b_default", "cluster_secure_otls_ctx_default"]);
+    assert_eq!(
+        delta_names(&initial),
+        [PROBE_CLUSTER, "cluster_a_default", "cluster_b_default", "cluster_secure_otls_ctx_default"]
+    );
     assert!(initial.resources.iter().all(|r| !r.version.is_empty()));
     client.ack(&initial).await;
     client.expect_quiet().await;
@@ -532,7 +541,10 @@ async fn file_changes_are_pushed_and_broken_files_keep_their_last_good_version()
     let mut client = DeltaClient { tx, responses };
     client.subscribe(CDS, &[]).await;
     let initial = client.next().await;
-    assert_eq!(delta_names(&initial), ["cluster_a_default", "cluster_b_default"]);
+    // `serve` points the probe routes' cluster at its own admin address (a free port here).
+    let names: Vec<&str> = delta_names(&initial).into_iter().filter(|n| !n.starts_with("cluster_127_0_0_1_")).collect();
+    assert_eq!(names, ["cluster_a_default", "cluster_b_default"]);
+    assert_eq!(initial.resources.len(), 3, "and the probe routes' cluster");
     client.ack(&initial).await;
 
     // A new file: its cluster arrives.

@@ -10,6 +10,7 @@
 
 mod support;
 
+use ambassador_xds::compile::format::{PARAMETER_OPERATORS, PLAIN_OPERATORS};
 use ambassador_xds::compile::Options;
 use ambassador_xds::pipeline::translate_paths;
 use ambassador_xds::source::files::LoadOptions;
@@ -64,11 +65,15 @@ fn quoted(value: &str) -> String {
     serde_json::to_string(value).unwrap()
 }
 
-/// `(case name, extra Mapping spec lines, extra TLSContext spec lines or None)`.
+/// `(case name, extra Mapping spec lines, extra TLSContext spec lines or None)`; a case whose
+/// TLSContext lines start with `config:` is an `ambassador` Module instead.
 fn cases() -> Vec<(String, String, Option<String>)> {
     let cases = std::cell::RefCell::new(Vec::<(String, String, Option<String>)>::new());
     let mapping = |name: &str, spec: String| cases.borrow_mut().push((name.to_string(), spec, None));
     let tls = |name: &str, ctx: String| cases.borrow_mut().push((name.to_string(), "tls: ctx".into(), Some(ctx)));
+    let module = |name: &str, config: String| {
+        cases.borrow_mut().push((name.to_string(), "precedence: 0".into(), Some(format!("config: {config}"))))
+    };
     for (i, regex) in regexes().iter().enumerate() {
         mapping(&format!("prefix-regex-{i}"), format!("prefix: {}\n  prefix_regex: true", quoted(regex)));
         mapping(&format!("regex-header-{i}"), format!("regex_headers: {{x-test: {}}}", quoted(regex)));
@@ -128,6 +133,73 @@ fn cases() -> Vec<(String, String, Option<String>)> {
     for (min, max) in [("v1.0", "v1.3"), ("v1.3", "v1.3"), ("v1.2", "v1.1")] {
         tls(&format!("versions-{min}-{max}"), format!("min_tls_version: {min}\n  max_tls_version: {max}"));
     }
+    // Envoy's command operators in header values: every one the translator takes, in one route.
+    let operators: Vec<String> = PLAIN_OPERATORS
+        .iter()
+        .map(|op| format!("%{op}%"))
+        .chain(PARAMETER_OPERATORS.iter().map(|op| format!("%{op}(x-a:b)%")))
+        .chain(["%REQ(x-a):10%", "%RESP(x-a?x-b):3%", "%START_TIME(%s.%3f)%", "a %% b"].map(String::from))
+        .collect();
+    let headers: Vec<String> = operators.iter().enumerate().map(|(i, v)| format!("x-op-{i}: {}", quoted(v))).collect();
+    mapping("header-operators", format!("add_request_headers: {{{}}}", headers.join(", ")));
+    for (name, value) in [("percent", "50%"), ("unknown", "%NOT_AN_OPERATOR%"), ("open", "%REQ(x"), ("empty", "")] {
+        mapping(&format!("added-header-{name}"), format!("add_response_headers: {{x-v: {}}}", quoted(value)));
+    }
+    for (name, header) in [("pseudo", ":path"), ("host", "host"), ("empty", ""), ("space", "a b"), ("upper", "X-Up")] {
+        mapping(&format!("add-header-name-{name}"), format!("add_request_headers: {{{}: v}}", quoted(header)));
+        mapping(&format!("remove-header-{name}"), format!("remove_request_headers: [{}]", quoted(header)));
+        mapping(&format!("remove-response-header-{name}"), format!("remove_response_headers: [{}]", quoted(header)));
+    }
+    for timeout in ["0s", "0.000000001s", "315576000000s", "315576000001s"] {
+        mapping(&format!("per-try-{timeout}"), format!("retry_policy: {{retry_on: 5xx, per_try_timeout: {timeout}}}"));
+    }
+    mapping("num-retries-huge", "retry_policy: {retry_on: 5xx, num_retries: 4294967295}".into());
+    for (name, host) in [("empty", ""), ("space", "a b"), ("port", "example.com:8443"), ("ipv6", "[::1]:8443")] {
+        mapping(&format!("redirect-host-{name}"), format!("host_redirect: true\n  service: {}", quoted(host)));
+    }
+    for (name, path) in [("empty", ""), ("newline", "/a\nb"), ("relative", "a")] {
+        mapping(&format!("path-redirect-{name}"), format!("host_redirect: true\n  path_redirect: {}", quoted(path)));
+        mapping(
+            &format!("prefix-redirect-{name}"),
+            format!("host_redirect: true\n  prefix_redirect: {}", quoted(path)),
+        );
+    }
+    mapping("regex-redirect-bad", "host_redirect: true\n  regex_redirect: {pattern: '(', substitution: x}".into());
+    mapping("regex-rewrite-empty", "regex_rewrite: {pattern: '', substitution: x}".into());
+    for (name, upgrade) in [("empty", ""), ("websocket", "websocket"), ("space", "a b")] {
+        mapping(&format!("upgrade-{name}"), format!("allow_upgrade: [{}]", quoted(upgrade)));
+    }
+    for (name, cors) in [
+        ("empty-origin", "{origins: ['']}"),
+        ("max-age-text", "{origins: [a], max_age: forever}"),
+        ("all", "{origins: '*', methods: [GET], headers: [x], exposed_headers: [y], credentials: true, max_age: 10}"),
+    ] {
+        mapping(&format!("cors-{name}"), format!("cors: {cors}"));
+    }
+    for limit in ["0", "4294967295"] {
+        mapping(
+            &format!("breaker-{limit}"),
+            format!("circuit_breakers: [{{max_connections: {limit}, max_retries: {limit}}}]"),
+        );
+        mapping(
+            &format!("keepalive-{limit}"),
+            format!("keepalive: {{idle_time: {limit}, interval: {limit}, probes: {limit}}}"),
+        );
+    }
+    for ms in ["0", "1", "315576000001000"] {
+        mapping(&format!("cluster-idle-{ms}"), format!("cluster_idle_timeout_ms: {ms}\n  grpc: true"));
+    }
+    mapping("error-overrides", "error_response_overrides: [{on_status_code: 404, body: {json_format: {a: '%RESPONSE_CODE%', b: true, c: 1}}}, {on_status_code: 599, body: {text_format: '', content_type: ''}}]".into());
+    for kb in ["0", "1", "8192", "8193"] {
+        module(&format!("module-max-request-headers-kb-{kb}"), format!("{{max_request_headers_kb: {kb}}}"));
+    }
+    module("module-server-name-newline", "{server_name: \"a\\nb\"}".into());
+    module("module-buffer-limit-0", "{buffer_limit_bytes: 0}".into());
+    module("module-listener-idle-huge", "{listener_idle_timeout_ms: 315576000001000}".into());
+    module(
+        "module-error-overrides",
+        "{error_response_overrides: [{on_status_code: 500, body: {text_format: 'x %RESPONSE_CODE%'}}]}".into(),
+    );
     cases.into_inner()
 }
 
@@ -139,14 +211,20 @@ fn translate_case(
 ) -> ambassador_xds::pipeline::Translation {
     let input = dir.join(name);
     std::fs::create_dir_all(&input).unwrap();
+    // A case may give the probe's service itself (a redirect's host).
+    let service = if mapping_spec.contains("service:") { "" } else { "  service: upstream.example\n" };
     let mut yaml = format!(
         "apiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {{name: good, namespace: default}}\nspec:\n  prefix: /good/\n  service: good.example\n---\n\
-         apiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {{name: probe, namespace: default}}\nspec:\n  prefix: /probe/\n  service: upstream.example\n  {mapping_spec}\n"
+         apiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {{name: probe, namespace: default}}\nspec:\n  prefix: /probe/\n{service}  {mapping_spec}\n"
     );
-    if let Some(context) = context {
-        yaml.push_str(&format!(
+    match context {
+        Some(config) if config.starts_with("config:") => yaml.push_str(&format!(
+            "---\napiVersion: getambassador.io/v3alpha1\nkind: Module\nmetadata: {{name: ambassador, namespace: default}}\nspec:\n  {config}\n"
+        )),
+        Some(context) => yaml.push_str(&format!(
             "---\napiVersion: getambassador.io/v3alpha1\nkind: TLSContext\nmetadata: {{name: ctx, namespace: default}}\nspec:\n  hosts: []\n  {context}\n"
-        ));
+        )),
+        None => {}
     }
     std::fs::write(input.join("config.yaml"), yaml).unwrap();
     translate_paths(&[input], &LoadOptions::default(), &Options::default()).unwrap()

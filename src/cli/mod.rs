@@ -110,6 +110,12 @@ pub struct TranslationArgs {
     /// upstreams read `x_forwarded_for` as `x-forwarded-for`)
     #[arg(long, value_enum, default_value_t = UnderscorePolicy::Allow, value_name = "ACTION")]
     pub headers_with_underscores: UnderscorePolicy,
+
+    /// Where Envoy reaches the admin endpoint, which answers Emissary's probe routes
+    /// (/ambassador/v0/check_alive, check_ready); default: `serve`'s --admin-address (loopback
+    /// when it binds every address), else 127.0.0.1:8877
+    #[arg(long, value_name = "HOST:PORT")]
+    pub diagnostics_service: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -143,6 +149,10 @@ impl TranslationArgs {
                 UnderscorePolicy::Drop => UnderscoreHeaders::Drop,
                 UnderscorePolicy::Reject => UnderscoreHeaders::Reject,
             },
+            diagnostics_service: self
+                .diagnostics_service
+                .clone()
+                .unwrap_or_else(|| Options::default().diagnostics_service),
         }
     }
 

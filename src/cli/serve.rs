@@ -96,6 +96,19 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// The translation options; the probe routes go to this process's admin endpoint.
+    fn compile_options(&self) -> crate::compile::Options {
+        let mut options = self.translation.options();
+        if self.translation.diagnostics_service.is_none() {
+            let mut admin = self.admin_address;
+            if admin.ip().is_unspecified() {
+                admin.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            options.diagnostics_service = admin.to_string();
+        }
+        options
+    }
+
     fn limits(&self) -> Limits {
         Limits {
             max_connections: self.max_connections,
@@ -244,7 +257,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     }
     let tls_file_roots = (args.kubernetes || !args.tls_file_roots.is_empty()).then(|| args.tls_file_roots.clone());
     let options = ControllerOptions {
-        compile: args.translation.options(),
+        compile: args.compile_options(),
         load: args.translation.load_options(),
         tls_files: TlsFilePolicy { roots: tls_file_roots },
         debounce: Duration::from_millis(args.debounce_ms),

@@ -7,17 +7,31 @@
 //! what they are (the name's parts before mangling); targets whose names collide each get the
 //! first 8 hex digits of the SHA-1 of those parts appended, and a warning says so.
 
-use super::ir::{Cluster, LbPolicy, UpstreamTls};
+use super::ir::{Cluster, ClusterOptions, LbPolicy, UpstreamTls};
 use super::names;
 use super::service::Service;
 pub use super::transport::Transport;
 use super::upstream::Upstream;
 use crate::diagnostic::{Diagnostic, Kind};
-use crate::model::{Mapping, Meta};
+use crate::model::Meta;
 use sha1::{Digest, Sha1};
 use std::collections::BTreeMap;
 
-const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 3000;
+/// What one Mapping (or TCPMapping) needs from its cluster.
+pub struct ClusterRequest<'r, 'a> {
+    pub owner: &'r Meta,
+    pub service: &'r Service,
+    pub transport: &'r Transport<'a>,
+    /// Where the addresses come from, the load balancing and the identity to check; `None`:
+    /// DNS, round robin, no identity (TCPMappings).
+    pub upstream: Option<&'r Upstream>,
+    /// Emissary's marker before the service in the name: `shadow`, or the `cluster_tag`.
+    pub marker: Option<&'r str>,
+    pub host_rewrite: Option<&'r str>,
+    pub options: ClusterOptions,
+    /// Emissary's circuit-breaker names (`cbnc1024`), appended to the cluster name.
+    pub breaker_names: Vec<String>,
+}
 
 /// The clusters the Mappings need, by identity: the parts of their names, unmangled.
 #[derive(Default)]
@@ -27,18 +41,13 @@ pub struct ClusterSet {
 }
 
 impl ClusterSet {
-    /// Returns the identity of the cluster for this Mapping, creating it on first use.
-    pub fn cluster_for(
-        &mut self,
-        mapping: &Mapping,
-        service: &Service,
-        transport: &Transport<'_>,
-        upstream: &Upstream,
-        diagnostics: &mut Vec<Diagnostic>,
-    ) -> String {
-        let spec = &mapping.spec;
+    /// Returns the identity of the cluster for this request, creating it on first use.
+    pub fn cluster_for(&mut self, request: ClusterRequest<'_, '_>, diagnostics: &mut Vec<Diagnostic>) -> String {
+        let ClusterRequest { owner, service, transport, upstream, marker, host_rewrite, mut options, breaker_names } =
+            request;
         let uses_tls = !matches!(transport, Transport::Plaintext);
-        let mut fields = vec![service.normalized()];
+        let mut fields: Vec<String> = marker.into_iter().map(str::to_string).collect();
+        fields.push(service.normalized());
         if uses_tls {
             fields.push("otls".into());
             if let Transport::Context(ctx, _) = transport {
@@ -46,27 +55,38 @@ impl ClusterSet {
                 // `https://x` with and without a client certificate are different clusters.
                 fields.push(ctx.meta.name().to_string());
             }
-            if let Some(host_rewrite) = &spec.host_rewrite {
+            if let Some(host_rewrite) = host_rewrite {
                 fields.push(format!("hr-{host_rewrite}"));
             }
         }
-        fields.push(mapping.meta.namespace().to_string());
-        if let Some(balancing) = &upstream.balancing {
+        fields.push(owner.namespace().to_string());
+        let balancing = upstream.and_then(|u| u.balancing.as_ref());
+        if let Some(balancing) = balancing {
             fields.push(balancing.name_field.clone());
         }
+        fields.extend(breaker_names);
         let name = names::cluster_name(&fields.iter().map(String::as_str).collect::<Vec<_>>());
-        // Emissary leaves the endpoint source and the identity check out of the name (one name for
-        // a service reached through DNS and through its EndpointSlices): they are part of what the
+        // A separator no part contains. HTTP/2 or not is part of what a cluster is (Emissary
+        // would send one Mapping's HTTP/1.1 to another's gRPC upstream under one name). Emissary
+        // also leaves the endpoint source and the identity check out of the name (one name for a
+        // service reached through DNS and through its EndpointSlices): they are part of what the
         // cluster is, so such clusters are told apart like any other names that collide.
         let mut identity_parts = fields.clone();
-        if let Some(eds) = &upstream.eds {
+        if options.http2 {
+            identity_parts.push("h2".into());
+        }
+        let eds = upstream.and_then(|u| u.eds.clone());
+        if let Some(eds) = &eds {
             identity_parts.push(format!("eds={}", eds.eds_name()));
         }
-        if let Some(id) = &upstream.spiffe_id {
+        let spiffe_id = upstream.and_then(|u| u.spiffe_id.clone());
+        if let Some(id) = &spiffe_id {
             identity_parts.push(format!("spiffe={id}"));
         }
-        // A separator no part contains.
         let identity = identity_parts.join("\u{0}");
+        if options.stats_name.is_empty() {
+            options.stats_name = names::mangle(&service.without_scheme());
+        }
 
         let default_sni = service.is_dns_name().then(|| service.host.clone());
         let mut tls = match transport {
@@ -79,38 +99,38 @@ impl ClusterSet {
             }
         };
         if let Some(tls) = &mut tls {
-            tls.spiffe_id = upstream.spiffe_id.clone();
+            tls.spiffe_id = spiffe_id;
         }
         let cluster = Cluster {
             name: name.clone(),
             host: service.host.clone(),
             port: service.port_or_default(uses_tls),
-            eds: upstream.eds.clone(),
-            lb_policy: upstream.balancing.as_ref().map_or(LbPolicy::RoundRobin, |b| b.policy),
-            connect_timeout_ms: spec.connect_timeout_ms.unwrap_or(DEFAULT_CONNECT_TIMEOUT_MS),
+            eds,
+            lb_policy: balancing.map_or(LbPolicy::RoundRobin, |b| b.policy),
             tls,
-            provenance: std::iter::once(mapping.meta.provenance())
+            options,
+            provenance: std::iter::once(owner.provenance())
                 .chain(match transport {
                     Transport::Context(ctx, _) => Some(ctx.meta.provenance()),
                     _ => None,
                 })
-                .chain(upstream.resolver.provenance.clone())
+                .chain(upstream.and_then(|u| u.resolver.provenance.clone()))
                 .collect(),
         };
         match self.clusters.get_mut(&identity) {
             None => {
-                self.clusters.insert(identity.clone(), (cluster, mapping.meta.clone()));
+                self.clusters.insert(identity.clone(), (cluster, owner.clone()));
             }
-            Some((existing, owner)) => {
-                existing.provenance.push(mapping.meta.provenance());
-                if existing.connect_timeout_ms == cluster.connect_timeout_ms {
-                    return identity;
+            Some((existing, first)) => {
+                existing.provenance.push(owner.provenance());
+                if existing.options != cluster.options {
+                    let message = format!(
+                        "shares cluster {name} with {}, whose settings are used: {}",
+                        first.id,
+                        differences(&existing.options, &cluster.options)
+                    );
+                    diagnostics.push(Diagnostic::warning(Some(&owner.origin), Some(&owner.id), message));
                 }
-                let message = format!(
-                    "shares cluster {name} with {}, whose connect_timeout_ms ({}) is used",
-                    owner.id, existing.connect_timeout_ms
-                );
-                diagnostics.push(Diagnostic::warning(Some(&mapping.meta.origin), Some(&mapping.meta.id), message));
             }
         }
         identity
@@ -159,4 +179,26 @@ impl ClusterSet {
         clusters.sort_by(|a, b| a.name.cmp(&b.name));
         (clusters, routes_to)
     }
+}
+
+/// Which settings differ, for the warning (Emissary keeps the first Mapping's silently).
+fn differences(used: &ClusterOptions, ignored: &ClusterOptions) -> String {
+    let mut out = Vec::new();
+    let mut compare = |name: &str, differs: bool| {
+        if differs {
+            out.push(name.to_string());
+        }
+    };
+    compare("connect_timeout_ms", used.connect_timeout_ms != ignored.connect_timeout_ms);
+    compare("enable_ipv4/enable_ipv6", used.dns != ignored.dns);
+    compare("dns_type", used.logical_dns != ignored.logical_dns);
+    compare("respect_dns_ttl", used.respect_dns_ttl != ignored.respect_dns_ttl);
+    compare("cluster_idle_timeout_ms", used.idle_timeout_ms != ignored.idle_timeout_ms);
+    compare(
+        "cluster_max_connection_lifetime_ms",
+        used.max_connection_lifetime_ms != ignored.max_connection_lifetime_ms,
+    );
+    compare("keepalive", used.keepalive != ignored.keepalive);
+    compare("stats_name", used.stats_name != ignored.stats_name);
+    format!("this one's {} ignored", out.join(", "))
 }

@@ -28,7 +28,15 @@ pub fn is_authority(name: &str) -> bool {
 }
 
 pub fn host(spec: &MappingSpec, warnings: &mut Vec<String>) -> Result<Option<Host>, String> {
-    let authority = spec.headers.iter().find(|(name, _)| is_authority(name)).map(|(_, value)| value);
+    // Only an exact value is a host; `":authority": true` is a presence match like any header's.
+    let authority = spec.headers.iter().find_map(|(name, value)| match value {
+        HeaderValue::Exact(value) if is_authority(name) => Some(value),
+        _ => None,
+    });
+    if let Some(glob) = authority.filter(|value| value.contains('*')) {
+        // Refused even next to `host`/`hostname`, as Emissary refuses it.
+        return Err(format!("`headers.:authority: {glob}` is an exact match and contains `*`, which cannot match anything; use `hostname` for globs"));
+    }
     if spec.host.is_some() && spec.hostname.is_some() {
         warnings.push("both `host` and `hostname` are set; `hostname` wins".into());
     }
@@ -47,10 +55,7 @@ pub fn host(spec: &MappingSpec, warnings: &mut Vec<String>) -> Result<Option<Hos
     }
     let (field, host) = match (&spec.host, authority) {
         (Some(host), _) => ("host", host.clone()),
-        (None, Some(HeaderValue::Exact(value))) => ("headers.:authority", value.clone()),
-        (None, Some(HeaderValue::Present(_))) => {
-            return Err("`headers.:authority` must be a host name (every request has one)".into())
-        }
+        (None, Some(value)) => ("headers.:authority", value.clone()),
         (None, None) => return Ok(None),
     };
     if spec.host_regex && field == "host" {

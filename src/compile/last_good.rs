@@ -8,7 +8,7 @@
 //!    ([`Rejected`]: a syntax error, a value of the wrong type, an unreadable file) gets the last
 //!    good version of the resource it held put back, or of every resource its file held when the
 //!    document does not even say which resource it is.
-//! 2. [`compile_with`]: a Mapping or Listener that reads fine but does not compile (a bad
+//! 2. [`compile_with`]: a Mapping, TCPMapping, Module or Listener that reads fine but does not compile (a bad
 //!    `service`, a regex Envoy would refuse, a canary group pushed over 100%) is compiled again from
 //!    its last good version; one that never compiled is dropped, so it cannot take a group down.
 //! 3. TLS material (in `compile_pass`): a context whose certificate, key or CA is unusable for now
@@ -29,6 +29,8 @@ pub struct LastGood {
     tls_contexts: HashMap<ResourceId, Resource<crate::model::TlsContextSpec>>,
     listeners: HashMap<ResourceId, Resource<crate::model::ListenerSpec>>,
     secrets: HashMap<ResourceId, Resource<crate::model::SecretData>>,
+    modules: HashMap<ResourceId, Resource<crate::model::ModuleSpec>>,
+    tcp_mappings: HashMap<ResourceId, Resource<crate::model::TcpMappingSpec>>,
     resolvers: HashMap<ResourceId, Resource<crate::model::ResolverSpec>>,
     /// Resolved TLS contexts (settings, certificate, CA), by context id.
     pub(super) contexts: HashMap<ResourceId, ResolvedContext>,
@@ -48,6 +50,8 @@ impl LastGood {
         restore_kind(&mut model.tls_contexts, &self.tls_contexts, &rejected, &mut diagnostics);
         restore_kind(&mut model.listeners, &self.listeners, &rejected, &mut diagnostics);
         restore_kind(&mut model.secrets, &self.secrets, &rejected, &mut diagnostics);
+        restore_kind(&mut model.modules, &self.modules, &rejected, &mut diagnostics);
+        restore_kind(&mut model.tcp_mappings, &self.tcp_mappings, &rejected, &mut diagnostics);
         restore_kind(&mut model.resolvers, &self.resolvers, &rejected, &mut diagnostics);
         model.rejected = rejected;
         diagnostics
@@ -72,13 +76,18 @@ impl LastGood {
             tls_contexts: by_id(&model.tls_contexts, &none),
             listeners: by_id(&model.listeners, &pass.rejected),
             secrets: by_id(&model.secrets, &none),
+            modules: by_id(&model.modules, &pass.rejected),
+            tcp_mappings: by_id(&model.tcp_mappings, &pass.rejected),
             resolvers: by_id(&model.resolvers, &none),
             contexts: pass.resolved.clone(),
         }
     }
 
     fn has(&self, id: &ResourceId) -> bool {
-        self.mappings.contains_key(id) || self.listeners.contains_key(id)
+        self.mappings.contains_key(id)
+            || self.listeners.contains_key(id)
+            || self.modules.contains_key(id)
+            || self.tcp_mappings.contains_key(id)
     }
 }
 
@@ -135,6 +144,8 @@ pub fn compile_with(model: &Model, files: &TlsFiles, options: &Options, last: &L
     let mut notes = Vec::new();
     substitute(&mut retry.mappings, &last.mappings, &first.rejected, &mut notes);
     substitute(&mut retry.listeners, &last.listeners, &first.rejected, &mut notes);
+    substitute(&mut retry.modules, &last.modules, &first.rejected, &mut notes);
+    substitute(&mut retry.tcp_mappings, &last.tcp_mappings, &first.rejected, &mut notes);
     let mut second = compile_pass(&retry, files, options, &last.contexts);
     // The errors that explain the fallback stay visible.
     let explained = first

@@ -2,7 +2,7 @@
 //! `--listener-port` when none is given, or none of those given can be served (a broken Listener
 //! must not leave Envoy without any listener, and every route unreachable).
 
-use super::ir::HttpListener;
+use super::ir::{HttpListener, HttpOptions};
 use super::{Options, ROUTE_CONFIG_NAME};
 use crate::diagnostic::{Diagnostic, Kind, Provenance, ResourceId};
 use crate::model::Listener;
@@ -12,14 +12,14 @@ pub fn listener_name(port: u16) -> String {
     format!("ambassador-listener-0.0.0.0-{port}")
 }
 
-fn http_listener(port: u16, options: &Options, provenance: Vec<Provenance>) -> HttpListener {
+fn http_listener(port: u16, http: &HttpOptions, provenance: Vec<Provenance>) -> HttpListener {
     HttpListener {
         name: listener_name(port),
         port,
         stat_prefix: "ingress_http".to_string(),
         route_config: ROUTE_CONFIG_NAME.to_string(),
         provenance,
-        headers_with_underscores: options.headers_with_underscores,
+        options: http.clone(),
     }
 }
 
@@ -27,11 +27,12 @@ fn http_listener(port: u16, options: &Options, provenance: Vec<Provenance>) -> H
 pub fn http_listeners(
     listeners: &[&Listener],
     options: &Options,
+    http: &HttpOptions,
     diagnostics: &mut Vec<Diagnostic>,
     rejected: &mut BTreeSet<ResourceId>,
 ) -> Vec<HttpListener> {
     if listeners.is_empty() {
-        return vec![http_listener(options.listener_port, options, Vec::new())];
+        return vec![http_listener(options.listener_port, http, Vec::new())];
     }
     let mut by_port: BTreeMap<u16, (&ResourceId, Provenance)> = BTreeMap::new();
     for listener in listeners {
@@ -82,7 +83,7 @@ pub fn http_listeners(
         let message = format!("no Listener can be served; the default HTTP listener on port {port} is used");
         let (origin, id) = (&listeners[0].meta.origin, &listeners[0].meta.id);
         diagnostics.push(Diagnostic::warning(Some(origin), Some(id), message).with_kind(Kind::IgnoredField));
-        return vec![http_listener(port, options, Vec::new())];
+        return vec![http_listener(port, http, Vec::new())];
     }
-    by_port.into_iter().map(|(port, (_, provenance))| http_listener(port, options, vec![provenance])).collect()
+    by_port.into_iter().map(|(port, (_, provenance))| http_listener(port, http, vec![provenance])).collect()
 }

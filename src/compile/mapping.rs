@@ -1,33 +1,41 @@
-//! One Mapping → one route candidate: its match, and either a forward to its cluster or, when the
-//! TLS it asks for cannot be provided, a fail-closed direct response.
+//! One Mapping → one candidate for its canary group: its match; its role (a route, a shadow, a
+//! redirect); its action (a forward to its cluster, a redirect, or — when the TLS it asks for
+//! cannot be provided, or it uses a field that is not implemented — a fail-closed answer); and
+//! the settings its group shares.
 
-use super::cluster::{ClusterSet, Transport};
-use super::ir::{Forward, RouteAction};
-use super::order::Candidate;
-use super::resolver::Resolvers;
+use super::cluster::{ClusterRequest, ClusterSet, Transport};
+use super::cluster_options::{self, ClusterFields};
+use super::group::{Candidate, Core, Role, Shared};
+use super::ir::{ErrorResponses, Forward, HeaderToAdd, RegexRewrite, RouteAction};
+use super::module::{self, Settings};
+use super::resolver::{ResolverRef, Resolvers};
 use super::select::ContextLookup;
-use super::service::{self, Scheme};
+use super::service::{self, Scheme, Service};
 use super::tls::ResolvedContext;
 use super::upstream::{upstream, UpstreamError};
-use super::{matching, names, Options};
+use super::{error_response, matching, names, policy, redirect, Options};
 use crate::diagnostic::{Diagnostic, Kind, ResourceId};
+use crate::model::fields::Support;
 use crate::model::mapping::TlsSetting;
 use crate::model::Mapping;
 use std::collections::{BTreeSet, HashMap};
 
-const DEFAULT_TIMEOUT_MS: u64 = 3000;
 const FAIL_CLOSED_STATUS: u32 = 503;
-const FAIL_CLOSED_BODY: &str = "upstream TLS is not available for this route\n";
+const TLS_UNAVAILABLE_BODY: &str = "upstream TLS is not available for this route\n";
 const UNRESOLVED_BODY: &str = "the upstream of this route cannot be resolved or verified\n";
+const REFUSED_BODY: &str = "this route uses configuration ambassador-xds does not implement\n";
 
 /// `<namespace>/<name>`: the route's name, so golden diffs point at the Mapping.
 pub fn route_name(mapping: &Mapping) -> String {
     format!("{}/{}", mapping.meta.namespace(), mapping.meta.name())
 }
 
-/// Builds route candidates Mapping by Mapping, collecting the clusters and contexts they use.
+/// Builds candidates Mapping by Mapping, collecting the clusters and contexts they use.
 pub struct MappingCompiler<'a, 'd> {
     pub options: &'a Options,
+    pub settings: &'a Settings,
+    /// Kinds present in the input that are not translated (`AuthService`, ...).
+    pub skipped_kinds: &'a BTreeSet<String>,
     pub contexts: ContextLookup<'a>,
     pub resolvers: &'a Resolvers,
     pub resolved: &'a HashMap<&'a ResourceId, Result<ResolvedContext, String>>,
@@ -45,91 +53,315 @@ impl<'a> MappingCompiler<'a, '_> {
         self.diagnostics.push(Diagnostic::warning(Some(&mapping.meta.origin), Some(&mapping.meta.id), message));
     }
 
-    /// The Mapping's route, or `None` (with a diagnostic) when it cannot be routed at all.
+    /// The Mapping's candidate, or `None` (with a diagnostic) when it cannot be routed at all.
     pub fn candidate(&mut self, mapping: &Mapping) -> Option<Candidate> {
+        match self.try_candidate(mapping) {
+            Ok(candidate) => Some(candidate),
+            Err(message) => {
+                self.error(mapping, message);
+                None
+            }
+        }
+    }
+
+    fn try_candidate(&mut self, mapping: &Mapping) -> Result<Candidate, String> {
         let spec = &mapping.spec;
-        let Some(prefix) = spec.prefix.as_deref() else {
-            self.error(mapping, "missing required field `prefix`".into());
-            return None;
-        };
-        let Some(service_text) = spec.service.as_deref() else {
-            self.error(mapping, "missing required field `service`".into());
-            return None;
-        };
-        let resolver = self.resolvers.find(spec.resolver.as_deref(), mapping.meta.namespace());
+        let prefix = spec.prefix.as_deref().ok_or("missing required field `prefix`")?;
+        let service_text = spec.service.as_deref().ok_or("missing required field `service`")?;
+        // A Mapping inherits the Module's resolver unless it names its own; Emissary's probe
+        // routes go to the admin endpoint, whatever the Module says.
+        let module_resolver = self.settings.resolver.as_deref().filter(|_| !module::is_probe(&mapping.meta));
+        let resolver_name = spec.resolver.as_deref().or(module_resolver);
+        let resolver = self.resolvers.find(resolver_name, mapping.meta.namespace());
         // Emissary qualifies bare names with the Mapping's namespace only for the Kubernetes
         // resolvers: a Consul service name has no namespace.
-        let qualify_in = match &resolver {
-            Ok(resolver) if !resolver.qualifies_names() => &self.options.ambassador_namespace,
-            _ => mapping.meta.namespace(),
+        let qualify =
+            self.settings.defaults.qualify_services && resolver.as_ref().map_or(true, |r| r.qualifies_names());
+        let (service, warning) =
+            service::parse_service(service_text, mapping.meta.namespace(), &self.options.ambassador_namespace, qualify)
+                .map_err(|err| format!("bad `service: {service_text}`: {err}"))?;
+        let (matcher, warnings) = matching::match_spec(spec, prefix)?;
+        for warning in warning.into_iter().chain(warnings) {
+            self.warning(mapping, warning);
+        }
+        let role = match (spec.shadow == Some(true), spec.host_redirect == Some(true)) {
+            (true, redirect) => {
+                if redirect {
+                    self.warning(
+                        mapping,
+                        "both `shadow` and `host_redirect` are set; `shadow` wins, as in Emissary".into(),
+                    );
+                }
+                Role::Shadow
+            }
+            (false, true) => Role::Redirect,
+            (false, false) => Role::Route,
         };
-        let service = match service::parse_service(service_text, qualify_in, &self.options.ambassador_namespace) {
-            Ok(service) => service,
-            Err(err) => {
-                self.error(mapping, format!("bad `service: {service_text}`: {err}"));
-                return None;
+        if role != Role::Redirect {
+            for field in redirect::stray_fields(spec) {
+                self.warning(
+                    mapping,
+                    format!("`{field}` has no effect without `host_redirect: true`; ignored, as in Emissary"),
+                );
+            }
+        }
+        let shared = self.shared(mapping, &service)?;
+        let error_responses = match (spec.bypass_error_response_overrides, &spec.error_response_overrides) {
+            (Some(true), _) => ErrorResponses::Bypass,
+            (_, Some(rules)) => {
+                let (rules, problems) = error_response::rules(rules);
+                for problem in problems {
+                    self.warning(mapping, format!("`error_response_overrides`: {problem}; that rule is skipped"));
+                }
+                ErrorResponses::Override(rules)
+            }
+            _ => ErrorResponses::Inherit,
+        };
+        let core = self.core(mapping, &matcher);
+
+        let mut runtime_key =
+            names::mangle(&format!("fail_closed_{}_{}", mapping.meta.namespace(), mapping.meta.name()));
+        let action = match self.refusals(mapping) {
+            Some(reasons) => {
+                let message = format!("{reasons}; the route answers {FAIL_CLOSED_STATUS} until it is implemented");
+                self.diagnostics.push(
+                    Diagnostic::error(Some(&mapping.meta.origin), Some(&mapping.meta.id), message)
+                        .with_kind(Kind::Refused),
+                );
+                fail_closed(REFUSED_BODY)
+            }
+            None if role == Role::Redirect => {
+                let (redirect, warnings) = redirect::redirect(spec, &service);
+                for warning in warnings {
+                    self.warning(mapping, warning);
+                }
+                RouteAction::Redirect(redirect)
+            }
+            None => {
+                let action = self.forward(mapping, service_text, &service, resolver, role)?;
+                if let RouteAction::Forward(forward) = &action {
+                    runtime_key = forward.cluster.clone();
+                }
+                action
             }
         };
-        let (matcher, warnings) = match matching::match_spec(spec, prefix) {
-            Ok(matched) => matched,
-            Err(err) => {
-                self.error(mapping, err);
-                return None;
+        Ok(Candidate {
+            name: route_name(mapping),
+            meta: mapping.meta.clone(),
+            matcher,
+            role,
+            action,
+            weight: spec.weight,
+            runtime_key,
+            shared,
+            error_responses,
+            core,
+        })
+    }
+
+    /// Why the Mapping may not be served as written, if it may not.
+    fn refusals(&mut self, mapping: &Mapping) -> Option<String> {
+        let spec = &mapping.spec;
+        let mut reasons = Vec::new();
+        for field in &spec.unimplemented {
+            match field.support {
+                Support::IgnoredUnless(kind) if !self.skipped_kinds.contains(kind) => {
+                    self.diagnostics.push(
+                        Diagnostic::warning(
+                            Some(&mapping.meta.origin),
+                            Some(&mapping.meta.id),
+                            format!("field `{}` has no effect while no {kind} is configured; ignored", field.field),
+                        )
+                        .with_kind(Kind::IgnoredField),
+                    );
+                }
+                Support::IgnoredUnless(kind) => {
+                    reasons.push(format!("`{}` needs the {kind}, which ambassador-xds does not translate", field.field))
+                }
+                _ => reasons.push(format!("`{}` is not implemented", field.field)),
             }
+        }
+        if let Some(all) = &self.settings.refuse_all {
+            reasons.push(format!("the Module's {all}"));
+        }
+        if self.skipped_kinds.contains("AuthService") && spec.bypass_auth != Some(true) {
+            reasons.push("an AuthService is configured, which ambassador-xds does not translate (`bypass_auth: true` serves a Mapping without it)".into());
+        }
+        (!reasons.is_empty()).then(|| reasons.join("; "))
+    }
+
+    /// The forward (or fail-closed answer, when TLS or the upstream cannot be provided) to the
+    /// Mapping's cluster; `Err` drops the Mapping.
+    fn forward(
+        &mut self,
+        mapping: &Mapping,
+        service_text: &str,
+        service: &Service,
+        resolver: Result<ResolverRef, String>,
+        role: Role,
+    ) -> Result<RouteAction, String> {
+        let spec = &mapping.spec;
+        let defaults = &self.settings.defaults;
+        let fields = ClusterFields {
+            grpc: spec.grpc,
+            connect_timeout_ms: spec.connect_timeout_ms,
+            idle_timeout_ms: spec.cluster_idle_timeout_ms,
+            max_connection_lifetime_ms: spec.cluster_max_connection_lifetime_ms,
+            keepalive: spec.keepalive.as_ref(),
+            circuit_breakers: spec.circuit_breakers.as_deref(),
+            stats_name: spec.stats_name.as_deref(),
+            dns_type: spec.dns_type.as_deref(),
+            respect_dns_ttl: spec.respect_dns_ttl,
+            enable_ipv4: spec.enable_ipv4,
+            enable_ipv6: spec.enable_ipv6,
         };
+        let (options, breaker_names, warnings) = cluster_options::options(&fields, defaults)?;
         for warning in warnings {
             self.warning(mapping, warning);
         }
-
         let transport = self.transport(mapping, service.scheme);
         let amb_ns = &self.options.ambassador_namespace;
-        let upstream = match upstream(spec, service_text, &service, resolver, &transport, amb_ns) {
-            Err(UpstreamError::Invalid(reason)) => {
-                self.error(mapping, reason);
-                return None;
-            }
+        let default_balancing = self.settings.load_balancer.as_ref();
+        let upstream = match upstream(spec, default_balancing, service_text, service, resolver, &transport, amb_ns) {
+            Err(UpstreamError::Invalid(reason)) => return Err(reason),
+            Err(UpstreamError::Unavailable(reason)) => Err(reason),
             Ok((upstream, warning)) => {
                 if let Some(warning) = warning {
                     self.warning(mapping, warning);
                 }
                 Ok(upstream)
             }
-            Err(UpstreamError::Unavailable(reason)) => {
-                Err((format!("{reason}; the route answers {FAIL_CLOSED_STATUS}"), UNRESOLVED_BODY))
-            }
         };
-        let upstream = match &transport {
-            Transport::Unavailable(reason) => Err((
+        let failure = match (&transport, upstream) {
+            (Transport::Unavailable(reason), _) => Err((
                 format!("{reason}; the route answers {FAIL_CLOSED_STATUS} instead of sending plaintext"),
-                FAIL_CLOSED_BODY,
+                TLS_UNAVAILABLE_BODY,
             )),
-            _ => upstream,
+            (_, Err(reason)) => Err((format!("{reason}; the route answers {FAIL_CLOSED_STATUS}"), UNRESOLVED_BODY)),
+            (_, Ok(upstream)) => Ok(upstream),
         };
-        let action = match upstream {
-            Err((reason, body)) => {
+        let upstream = match failure {
+            Ok(upstream) => upstream,
+            Err((message, body)) => {
                 self.diagnostics.push(
-                    Diagnostic::error(Some(&mapping.meta.origin), Some(&mapping.meta.id), reason)
+                    Diagnostic::error(Some(&mapping.meta.origin), Some(&mapping.meta.id), message)
                         .with_kind(Kind::Reference),
                 );
-                RouteAction::FailClosed { status: FAIL_CLOSED_STATUS, body: body.to_string() }
+                return Ok(fail_closed(body));
             }
-            Ok(upstream) => RouteAction::Forward(Forward {
-                cluster: self.clusters.cluster_for(mapping, &service, &transport, &upstream, self.diagnostics),
-                prefix_rewrite: match spec.rewrite.as_deref() {
-                    None => Some("/".to_string()),
-                    Some("") => None,
-                    Some(rewrite) => Some(rewrite.to_string()),
-                },
-                timeout_ms: spec.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
-                idle_timeout_ms: spec.idle_timeout_ms,
-                host_rewrite: spec.host_rewrite.clone(),
-                auto_host_rewrite: spec.auto_host_rewrite.unwrap_or(false),
-                hash_policy: upstream.balancing.and_then(|b| b.hash),
-            }),
         };
-        let runtime_key = names::mangle(&format!("fail_closed_{}_{}", mapping.meta.namespace(), mapping.meta.name()));
-        let provenance = vec![mapping.meta.provenance()];
-        Some(Candidate { name: route_name(mapping), matcher, action, weight: spec.weight, runtime_key, provenance })
+        let marker = match role {
+            Role::Shadow => Some("shadow"),
+            _ => spec.cluster_tag.as_deref(),
+        };
+        let request = ClusterRequest {
+            owner: &mapping.meta,
+            service,
+            transport: &transport,
+            upstream: Some(&upstream),
+            marker,
+            host_rewrite: spec.host_rewrite.as_deref(),
+            options,
+            breaker_names,
+        };
+        let cluster = self.clusters.cluster_for(request, self.diagnostics);
+        Ok(RouteAction::Forward(Forward {
+            prefix_rewrite: match spec.rewrite.as_deref() {
+                None => Some("/".to_string()),
+                Some("") => None,
+                Some(rewrite) => Some(rewrite.to_string()),
+            },
+            timeout_ms: spec.timeout_ms.unwrap_or(defaults.timeout_ms),
+            idle_timeout_ms: spec.idle_timeout_ms,
+            host_rewrite: spec.host_rewrite.clone(),
+            auto_host_rewrite: spec.auto_host_rewrite.unwrap_or(false),
+            hash_policy: upstream.balancing.and_then(|b| b.hash).map(Box::new),
+            ..Forward::to(cluster)
+        }))
+    }
+
+    /// What the Mapping contributes to its group's settings.
+    fn shared(&self, mapping: &Mapping, service: &Service) -> Result<Shared, String> {
+        let spec = &mapping.spec;
+        let defaults = &self.settings.defaults.mapping;
+        let mut add_request = match spec.add_request_headers.as_ref().or(defaults.add_request_headers.as_ref()) {
+            Some(headers) => Some(policy::headers_to_add("add_request_headers", headers)?),
+            None => None,
+        };
+        if spec.add_linkerd_headers.unwrap_or(self.settings.defaults.add_linkerd_headers) {
+            let header = HeaderToAdd { name: "l5d-dst-override".into(), value: service.host_port(), append: true };
+            let headers = add_request.get_or_insert_with(Vec::new);
+            headers.retain(|h| h.name != header.name);
+            headers.push(header);
+        }
+        let add_response = match spec.add_response_headers.as_ref().or(defaults.add_response_headers.as_ref()) {
+            Some(headers) => Some(policy::headers_to_add("add_response_headers", headers)?),
+            None => None,
+        };
+        let remove = |field: &str, own: &Option<crate::model::OneOrMany>, default: &Option<crate::model::OneOrMany>| {
+            own.as_ref().or(default.as_ref()).map(|names| policy::header_names(field, names)).transpose()
+        };
+        let mut upgrades = spec.allow_upgrade.clone();
+        if spec.use_websocket == Some(true) {
+            let list = upgrades.get_or_insert_with(Vec::new);
+            if !list.iter().any(|u| u.eq_ignore_ascii_case("websocket")) {
+                list.push("websocket".into());
+            }
+        }
+        let high_priority = match spec.priority.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None => None,
+            Some("default") => Some(false),
+            Some("high") => Some(true),
+            Some(other) => return Err(format!("`priority: {other}` is not `default` or `high`")),
+        };
+        Ok(Shared {
+            add_request_headers: add_request,
+            add_response_headers: add_response,
+            remove_request_headers: remove(
+                "remove_request_headers",
+                &spec.remove_request_headers,
+                &defaults.remove_request_headers,
+            )?,
+            remove_response_headers: remove(
+                "remove_response_headers",
+                &spec.remove_response_headers,
+                &defaults.remove_response_headers,
+            )?,
+            cors: spec.cors.clone(),
+            retry: spec.retry_policy.as_ref().map(policy::retry_policy).transpose()?,
+            upgrades,
+            case_sensitive: spec.case_sensitive,
+            regex_rewrite: spec
+                .regex_rewrite
+                .as_ref()
+                .map(|r| RegexRewrite { pattern: r.pattern.clone(), substitution: r.substitution.clone() }),
+            high_priority,
+        })
+    }
+
+    /// The values Emissary makes every member of a canary group agree on.
+    fn core(&self, mapping: &Mapping, matcher: &matching::MatchSpec) -> Core {
+        let spec = &mapping.spec;
+        let mut core = Vec::new();
+        let mut set = |key: &'static str, value: Option<String>| {
+            if let Some(value) = value {
+                core.push((key, value));
+            }
+        };
+        let debug = |value: &dyn std::fmt::Debug| format!("{value:?}");
+        set("bypass_auth", spec.bypass_auth.map(|v| v.to_string()));
+        set("bypass_error_response_overrides", spec.bypass_error_response_overrides.map(|v| v.to_string()));
+        let breakers = spec.circuit_breakers.as_ref().or(self.settings.defaults.circuit_breakers.as_ref());
+        set("circuit_breakers", breakers.map(|b| debug(b)));
+        set("connect_timeout_ms", spec.connect_timeout_ms.map(|v| v.to_string()));
+        set("cluster_idle_timeout_ms", spec.cluster_idle_timeout_ms.map(|v| v.to_string()));
+        set("cluster_max_connection_lifetime_ms", spec.cluster_max_connection_lifetime_ms.map(|v| v.to_string()));
+        set("headers", Some(debug(&matcher.weighed_headers())));
+        set("keepalive", spec.keepalive.as_ref().map(|k| debug(k)));
+        set("method", spec.method.clone());
+        set("prefix_regex", spec.prefix_regex.then(|| "true".into()));
+        set("prefix_exact", spec.prefix_exact.then(|| "true".into()));
+        Core(core)
     }
 
     fn transport(&mut self, mapping: &Mapping, scheme: Option<Scheme>) -> Transport<'a> {
@@ -158,4 +390,8 @@ impl<'a> MappingCompiler<'a, '_> {
             _ => Transport::Plaintext,
         }
     }
+}
+
+fn fail_closed(body: &str) -> RouteAction {
+    RouteAction::FailClosed { status: FAIL_CLOSED_STATUS, body: body.to_string() }
 }

@@ -7,6 +7,10 @@
 
 mod balancing;
 mod cluster;
+mod cluster_options;
+mod error_response;
+pub mod format;
+mod group;
 mod host;
 mod identity;
 pub mod ir;
@@ -15,11 +19,15 @@ mod listener;
 mod mapping;
 pub mod matching;
 mod material;
+mod module;
 pub mod names;
 pub mod order;
+mod policy;
+mod redirect;
 mod resolver;
 mod select;
 pub mod service;
+mod tcp;
 pub mod tls;
 mod transport;
 mod upstream;
@@ -31,7 +39,7 @@ pub use material::{check_ca_bundle, check_certificate, leaf_uri_sans, CertifiedP
 use crate::diagnostic::{self, Diagnostic, Kind, ResourceId};
 use crate::model::{Meta, Model, TlsFiles};
 use ir::{Ir, RouteAction, RouteTable};
-use mapping::{route_name, MappingCompiler};
+use mapping::MappingCompiler;
 use select::{select, unique, ContextLookup};
 use std::collections::{BTreeSet, HashMap};
 use tls::{ResolvedContext, SecretIndex};
@@ -48,8 +56,11 @@ pub struct Options {
     pub max_regex_program_size: u32,
     /// Which namespaces' Secrets a TLSContext may name.
     pub secret_namespaces: SecretNamespaces,
-    /// What listeners do with request headers whose names contain `_`.
+    /// What listeners do with request headers whose names contain `_` (unless the Module says).
     pub headers_with_underscores: ir::UnderscoreHeaders,
+    /// `host:port` at which Envoy reaches the admin endpoint, which answers Emissary's probe
+    /// routes (`/ambassador/v0/check_alive`, `check_ready`).
+    pub diagnostics_service: String,
 }
 
 impl Default for Options {
@@ -62,6 +73,7 @@ impl Default for Options {
             max_regex_program_size: 100,
             secret_namespaces: SecretNamespaces::Any,
             headers_with_underscores: ir::UnderscoreHeaders::Allow,
+            diagnostics_service: "127.0.0.1:8877".into(),
         }
     }
 }
@@ -150,9 +162,23 @@ fn compile_pass(
         resolved.insert(id, result);
     }
 
+    let modules = unique(select(&model.modules, options), &mut diagnostics);
+    let tcp_mappings = unique(select(&model.tcp_mappings, options), &mut diagnostics);
+    let skipped_kinds: BTreeSet<String> = model
+        .skipped
+        .iter()
+        .filter(|meta| meta.belongs_to(&options.ambassador_id))
+        .map(|meta| meta.id.kind.clone())
+        .collect();
+    let mut rejected = BTreeSet::new();
+    let settings = module::settings(&modules, &skipped_kinds, options, &mut diagnostics, &mut rejected);
+
+    let context_lookup = ContextLookup::new(&contexts);
     let mut builder = MappingCompiler {
         options,
-        contexts: ContextLookup::new(&contexts),
+        settings: &settings,
+        skipped_kinds: &skipped_kinds,
+        contexts: context_lookup.clone(),
         resolvers: &resolvers,
         resolved: &resolved,
         clusters: Default::default(),
@@ -160,12 +186,11 @@ fn compile_pass(
         diagnostics: &mut diagnostics,
     };
     // Emissary processes Mappings in the order of their `name.namespace` keys; route order ties
-    // depend on it, so we do the same.
+    // depend on it, so we do the same. Its probe Mappings come first.
     let mut ordered = mappings;
     ordered.sort_by_cached_key(|m| format!("{}.{}", m.meta.name(), m.meta.namespace()));
-    let mut rejected = BTreeSet::new();
-    let mut candidates = Vec::with_capacity(ordered.len());
-    for mapping in &ordered {
+    let mut candidates = Vec::with_capacity(ordered.len() + settings.probes.len());
+    for mapping in settings.probes.iter().chain(ordered.iter().copied()) {
         match builder.candidate(mapping) {
             Some(candidate) => candidates.push(candidate),
             None => {
@@ -173,7 +198,26 @@ fn compile_pass(
             }
         }
     }
-    let MappingCompiler { clusters, used_contexts, .. } = builder;
+    let MappingCompiler { mut clusters, mut used_contexts, .. } = builder;
+
+    let listeners = listener::http_listeners(&listeners, options, &settings.http, &mut diagnostics, &mut rejected);
+    let http_ports: BTreeSet<u16> = listeners.iter().map(|l| l.port).collect();
+    let tcp_inputs = tcp::TcpInputs {
+        options,
+        settings: &settings,
+        contexts: &context_lookup,
+        all_contexts: &contexts,
+        resolved: &resolved,
+        http_ports: &http_ports,
+    };
+    let mut tcp_listeners = tcp::tcp_listeners(
+        &tcp_mappings,
+        &tcp_inputs,
+        &mut clusters,
+        &mut used_contexts,
+        &mut diagnostics,
+        &mut rejected,
+    );
 
     let (clusters, envoy_names) = clusters.finish(&mut diagnostics);
     for candidate in &mut candidates {
@@ -182,12 +226,18 @@ fn compile_pass(
             candidate.runtime_key = forward.cluster.clone();
         }
     }
+    for chain in tcp_listeners.iter_mut().flat_map(|l| l.chains.iter_mut()) {
+        for (cluster, _) in &mut chain.clusters {
+            *cluster = envoy_names[cluster.as_str()].clone();
+        }
+    }
 
-    let origins: HashMap<String, &Meta> = ordered.iter().map(|m| (route_name(m), &m.meta)).collect();
-    let (routes, rejected_groups) = order::order_routes(candidates);
+    let origins: HashMap<String, Meta> = candidates.iter().map(|c| (c.name.clone(), c.meta.clone())).collect();
+    let groups = group::group(candidates, &mut diagnostics, &mut rejected);
+    let (routes, rejected_groups) = order::order_routes(groups, &settings.defaults, &mut diagnostics);
     for group in rejected_groups {
         for member in &group.members {
-            let meta = origins[member];
+            let meta = &origins[member];
             rejected.insert(meta.id.clone());
             diagnostics.push(Diagnostic::error(
                 Some(&meta.origin),
@@ -205,12 +255,21 @@ fn compile_pass(
     secrets_out.sort_by(|a, b| a.name.cmp(&b.name));
 
     let endpoint_services = resolver::eds_services(&clusters, &mut diagnostics);
+    let mut listeners = listeners;
+    let uses_error_responses = routes.iter().any(|r| !matches!(r.policy.error_responses, ir::ErrorResponses::Inherit));
+    for listener in &mut listeners {
+        if uses_error_responses && listener.options.error_responses.is_none() {
+            listener.options.error_responses = Some(Vec::new());
+        }
+    }
     let ir = Ir {
-        listeners: listener::http_listeners(&listeners, options, &mut diagnostics, &mut rejected),
+        listeners,
+        tcp_listeners,
         route_configs: vec![RouteTable { name: ROUTE_CONFIG_NAME.to_string(), routes }],
         clusters,
         secrets: secrets_out,
         endpoint_services,
+        regex_max_size: settings.regex_max_size,
     };
     diagnostic::normalize(&mut diagnostics);
     let resolved = resolved.into_iter().filter_map(|(id, r)| Some((id.clone(), r.ok()?))).collect();

@@ -1,25 +1,17 @@
-//! Route order, as Emissary's: Mappings with the same match form a group (a canary); groups are
-//! ordered by their route weight `[precedence, len(prefix), header bytes, prefix, header keys]`,
-//! highest first, and equal weights come out in reverse order of the Mappings' `name.namespace`
-//! (as Emissary's reversed stable sort does). Inside a group, weighted Mappings (in order) then
-//! unweighted ones share 100% of the traffic by cumulative `runtime_fraction`s.
+//! Route order, as Emissary's: canary groups (see [`super::group`]) are ordered by their route
+//! weight `[precedence, len(prefix), header bytes, query bytes, prefix, method, keys]`, highest
+//! first, and equal weights come out in reverse order of the Mappings' `name.namespace` (as
+//! Emissary's reversed stable sort does). Inside a group, weighted Mappings (in order) then
+//! unweighted ones share 100% of the traffic by cumulative `runtime_fraction`s; a redirecting
+//! group is one redirect route. Every route of a group gets the group's flattened settings, the
+//! Module's CORS and retry policy where the group has none, and the group's mirror.
 
-use super::ir::{Route, RouteAction, RouteMatch, RuntimeFraction};
-use super::matching::{GroupKey, MatchSpec, RouteWeight};
-use std::collections::hash_map::{Entry, HashMap};
-
-/// One Mapping, ready to be ordered.
-#[derive(Debug, Clone)]
-pub struct Candidate {
-    /// `<namespace>/<name>`.
-    pub name: String,
-    pub matcher: MatchSpec,
-    pub action: RouteAction,
-    pub weight: Option<u32>,
-    /// `routing.traffic_shift.<this>`: the Envoy cluster name, as in Emissary.
-    pub runtime_key: String,
-    pub provenance: Vec<crate::diagnostic::Provenance>,
-}
+use super::group::{Candidate, Group, Shared};
+use super::ir::{Cors, Forward, Mirror, PathMatch, Route, RouteAction, RouteMatch, RoutePolicy, RuntimeFraction};
+use super::module::Defaults;
+use super::policy;
+use crate::diagnostic::Diagnostic;
+use sha1::{Digest, Sha1};
 
 /// A group whose weights cannot be normalized: every member is dropped and reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,77 +20,143 @@ pub struct RejectedGroup {
     pub reason: String,
 }
 
-/// Orders candidates (given in `name.namespace` order) into Envoy's route list.
-pub fn order_routes(candidates: Vec<Candidate>) -> (Vec<Route>, Vec<RejectedGroup>) {
-    // Groups in insertion order, then a stable ascending sort reversed: Emissary's order.
-    let mut groups: Vec<Vec<Candidate>> = Vec::new();
-    let mut group_of: HashMap<GroupKey, usize> = HashMap::with_capacity(candidates.len());
-    for candidate in candidates {
-        match group_of.entry(candidate.matcher.group_key()) {
-            Entry::Occupied(index) => groups[*index.get()].push(candidate),
-            Entry::Vacant(slot) => {
-                slot.insert(groups.len());
-                groups.push(vec![candidate]);
-            }
-        }
-    }
-    let mut weighed: Vec<(RouteWeight, Vec<Candidate>)> = groups
-        .into_iter()
-        .map(|group| (group.iter().map(|c| c.matcher.weight()).max().expect("groups are non-empty"), group))
-        .collect();
-    weighed.sort_by(|a, b| a.0.cmp(&b.0));
-    weighed.reverse();
+/// Orders groups (formed in `name.namespace` order) into Envoy's route list.
+pub fn order_routes(
+    groups: Vec<Group>,
+    defaults: &Defaults,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> (Vec<Route>, Vec<RejectedGroup>) {
+    // A stable ascending sort reversed: Emissary's order.
+    let mut groups = groups;
+    groups.sort_by(|a, b| a.weight.cmp(&b.weight));
+    groups.reverse();
 
     let mut routes = Vec::new();
     let mut rejected = Vec::new();
-    for (_, group) in weighed {
-        match normalize_weights(&group) {
-            Ok(shares) => {
-                let single = group.len() == 1;
-                let mut ordered: Vec<(Candidate, u32)> = Vec::new();
-                let (weighted, unweighted): (Vec<_>, Vec<_>) =
-                    group.into_iter().zip(shares).partition(|(c, _)| c.weight.is_some());
-                ordered.extend(weighted);
-                ordered.extend(unweighted);
-                for (candidate, cumulative) in ordered {
-                    routes.push(Route {
-                        name: candidate.name,
-                        matcher: RouteMatch {
-                            path: candidate.matcher.path,
-                            case_sensitive: candidate.matcher.case_sensitive,
-                            headers: candidate.matcher.header_matches,
-                            runtime_fraction: (!single).then(|| RuntimeFraction {
-                                percent: cumulative,
-                                runtime_key: format!("routing.traffic_shift.{}", candidate.runtime_key),
-                            }),
-                        },
-                        action: candidate.action,
-                        provenance: candidate.provenance,
-                    });
+    for group in groups {
+        if group.members.is_empty() {
+            if let Some(redirect) = group.redirect {
+                routes.push(redirect_route(redirect));
+            } else if let Some(shadow) = &group.shadow {
+                let message = "`shadow`: no Mapping shares its match (prefix, headers, query parameters, method, precedence), so nothing is mirrored";
+                diagnostics.push(Diagnostic::warning(Some(&shadow.meta.origin), Some(&shadow.meta.id), message));
+            }
+            continue;
+        }
+        let named: Vec<(String, Option<u32>)> =
+            group.members.iter().map(|c| (format!("Mapping {}", c.name), c.weight)).collect();
+        let shares = match cumulative_weights(&named) {
+            Ok(shares) => shares,
+            Err(reason) => {
+                rejected.push(RejectedGroup { members: group.members.into_iter().map(|c| c.name).collect(), reason });
+                continue;
+            }
+        };
+        let shared = group.shared();
+        let policy = group_policy(&shared, &group.id, defaults);
+        let retry = shared.retry.clone().or_else(|| defaults.retry.clone());
+        let mirror = group.shadow.as_ref().and_then(|shadow| match &shadow.action {
+            RouteAction::Forward(forward) => {
+                Some(Mirror { cluster: forward.cluster.clone(), percent: shadow.weight.unwrap_or(100).min(100) })
+            }
+            _ => None,
+        });
+        let single = group.members.len() == 1;
+        let (weighted, unweighted): (Vec<_>, Vec<_>) =
+            group.members.into_iter().zip(shares).partition(|(c, _)| c.weight.is_some());
+        for (candidate, cumulative) in weighted.into_iter().chain(unweighted) {
+            let case_sensitive = candidate.matcher.case_sensitive.or(shared.case_sensitive).unwrap_or(true);
+            let runtime_key = format!("routing.traffic_shift.{}", candidate.runtime_key);
+            let mut route = route(candidate, case_sensitive);
+            route.matcher.runtime_fraction = (!single).then_some(RuntimeFraction { percent: cumulative, runtime_key });
+            if let RouteAction::Forward(forward) = &mut route.action {
+                apply(forward, &shared, retry.clone(), mirror.clone());
+                if let Some(shadow) = &group.shadow {
+                    route.provenance.push(shadow.meta.provenance());
                 }
             }
-            Err(reason) => {
-                rejected.push(RejectedGroup { members: group.into_iter().map(|c| c.name).collect(), reason })
+            if !matches!(route.action, RouteAction::FailClosed { .. }) {
+                route.policy = RoutePolicy { error_responses: route.policy.error_responses, ..policy.clone() };
             }
+            routes.push(route);
         }
     }
     (routes, rejected)
 }
 
+/// What every route of the group does besides its own action: headers, CORS.
+fn group_policy(shared: &Shared, group_id: &str, defaults: &Defaults) -> RoutePolicy {
+    let cors = shared.cors.as_ref().or(defaults.cors.as_ref()).map(|spec| {
+        let digest = hex::encode(Sha1::digest(group_id.as_bytes()));
+        policy::cors(spec, format!("routing.cors_enabled.{digest}"))
+    });
+    RoutePolicy {
+        request_headers_to_add: shared.add_request_headers.clone().unwrap_or_default(),
+        response_headers_to_add: shared.add_response_headers.clone().unwrap_or_default(),
+        request_headers_to_remove: shared.remove_request_headers.clone().unwrap_or_default(),
+        response_headers_to_remove: shared.remove_response_headers.clone().unwrap_or_default(),
+        cors: cors.filter(|cors: &Cors| !cors.origins.is_empty() || cors.methods.is_some() || cors.headers.is_some()),
+        error_responses: Default::default(),
+    }
+}
+
+fn apply(forward: &mut Forward, shared: &Shared, retry: Option<super::ir::RetryPolicy>, mirror: Option<Mirror>) {
+    forward.retry = retry;
+    forward.mirror = mirror;
+    forward.upgrades = shared.upgrades.clone().unwrap_or_default();
+    forward.high_priority = shared.high_priority.unwrap_or(false);
+    if let Some(regex) = &shared.regex_rewrite {
+        // Emissary: `regex_rewrite` replaces `rewrite`.
+        forward.regex_rewrite = Some(regex.clone());
+        forward.prefix_rewrite = None;
+    }
+}
+
+/// The route of one member: its own match and action.
+fn route(candidate: Candidate, case_sensitive: bool) -> Route {
+    let path = match candidate.matcher.path {
+        // Envoy's `case_sensitive` does not apply to regexes: the regex itself must say it.
+        PathMatch::Regex(regex) if !case_sensitive => PathMatch::Regex(format!("(?i){regex}")),
+        path => path,
+    };
+    Route {
+        name: candidate.name,
+        matcher: RouteMatch {
+            path,
+            case_sensitive,
+            headers: candidate.matcher.header_matches,
+            query_parameters: candidate.matcher.query_matches,
+            runtime_fraction: None,
+        },
+        action: candidate.action,
+        policy: RoutePolicy { error_responses: candidate.error_responses, ..RoutePolicy::default() },
+        provenance: vec![candidate.meta.provenance()],
+    }
+}
+
+/// A redirecting group's one route: the redirecting Mapping's match, case sensitivity as it
+/// says (Emissary flattens only that into such a group).
+fn redirect_route(candidate: Candidate) -> Route {
+    let case_sensitive = candidate.matcher.case_sensitive.unwrap_or(true);
+    let mut route = route(candidate, case_sensitive);
+    route.policy = RoutePolicy::default();
+    route
+}
+
 /// Cumulative percentages, one per member in the group's order: weighted members add their
 /// weight; unweighted members split what is left (rounded half to even, as Python's `round`),
 /// and the last unweighted member takes the rest up to 100.
-fn normalize_weights(group: &[Candidate]) -> Result<Vec<u32>, String> {
+pub fn cumulative_weights(group: &[(String, Option<u32>)]) -> Result<Vec<u32>, String> {
     if group.len() == 1 {
         return Ok(vec![100]);
     }
-    if let Some(over) = group.iter().find(|c| c.weight.is_some_and(|w| w > 100)) {
-        return Err(format!("Mapping {} has weight {} (more than 100)", over.name, over.weight.unwrap_or_default()));
+    if let Some((name, Some(weight))) = group.iter().find(|(_, w)| w.is_some_and(|w| w > 100)) {
+        return Err(format!("{name} has weight {weight} (more than 100)"));
     }
     let mut shares = vec![0; group.len()];
     let mut current = 0u32;
-    for (index, candidate) in group.iter().enumerate() {
-        if let Some(weight) = candidate.weight {
+    for (index, (_, weight)) in group.iter().enumerate() {
+        if let Some(weight) = *weight {
             current += weight;
             shares[index] = current;
         }
@@ -106,7 +164,7 @@ fn normalize_weights(group: &[Candidate]) -> Result<Vec<u32>, String> {
     if current > 100 {
         return Err(format!("the weights of the Mappings sharing this match add up to {current}, more than 100"));
     }
-    let unweighted: Vec<usize> = (0..group.len()).filter(|&i| group[i].weight.is_none()).collect();
+    let unweighted: Vec<usize> = (0..group.len()).filter(|&i| group[i].1.is_none()).collect();
     if let Some((&last, rest)) = unweighted.split_last() {
         let per = ((100 - current) as f64 / unweighted.len() as f64).round_ties_even() as u32;
         for &index in rest {
@@ -121,33 +179,40 @@ fn normalize_weights(group: &[Candidate]) -> Result<Vec<u32>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compile::ir::Forward;
+    use crate::compile::group::{group, Core, Role};
     use crate::compile::matching::match_spec;
-    use crate::model::MappingSpec;
-
-    fn mapping(yaml: &str) -> MappingSpec {
-        serde_yaml::from_str(yaml).unwrap()
-    }
+    use crate::diagnostic::{Origin, ResourceId};
+    use crate::model::{MappingSpec, Meta};
 
     fn candidate(name: &str, yaml: &str) -> Candidate {
-        let spec = mapping(yaml);
+        let spec: MappingSpec = serde_yaml::from_str(yaml).unwrap();
         let (matcher, _) = match_spec(&spec, spec.prefix.as_deref().unwrap()).unwrap();
+        let role = if spec.shadow == Some(true) {
+            Role::Shadow
+        } else if spec.host_redirect == Some(true) {
+            Role::Redirect
+        } else {
+            Role::Route
+        };
+        let id = ResourceId::new("Mapping", "default", name);
         Candidate {
             name: name.into(),
+            meta: Meta { id, origin: Origin::file("t.yaml"), ambassador_id: None },
             matcher,
-            action: RouteAction::Forward(Forward {
-                cluster: format!("cluster_{name}"),
-                prefix_rewrite: None,
-                timeout_ms: 3000,
-                idle_timeout_ms: None,
-                host_rewrite: None,
-                auto_host_rewrite: false,
-                hash_policy: None,
-            }),
+            role,
+            action: RouteAction::Forward(Forward::to(format!("cluster_{name}"))),
             weight: spec.weight,
             runtime_key: format!("cluster_{name}"),
-            provenance: Vec::new(),
+            shared: Shared { case_sensitive: spec.case_sensitive, ..Shared::default() },
+            error_responses: Default::default(),
+            core: Core::default(),
         }
+    }
+
+    fn order(candidates: Vec<Candidate>) -> (Vec<Route>, Vec<RejectedGroup>) {
+        let mut diagnostics = Vec::new();
+        let groups = group(candidates, &mut diagnostics, &mut Default::default());
+        order_routes(groups, &Defaults::default(), &mut diagnostics)
     }
 
     fn names(routes: &[Route]) -> Vec<&str> {
@@ -156,7 +221,7 @@ mod tests {
 
     #[test]
     fn longer_prefixes_first_then_headers_then_precedence_wins() {
-        let (routes, _) = order_routes(vec![
+        let (routes, _) = order(vec![
             candidate("a", "prefix: /"),
             candidate("b", "prefix: /api/"),
             candidate("c", "{prefix: /api/, headers: {x-canary: 'yes'}}"),
@@ -166,15 +231,26 @@ mod tests {
     }
 
     #[test]
+    fn query_parameters_weigh_after_headers_and_split_groups() {
+        let (routes, _) = order(vec![
+            candidate("plain", "prefix: /api/"),
+            candidate("query", "{prefix: /api/, query_parameters: {debug: 'yes'}}"),
+            candidate("header", "{prefix: /api/, headers: {x: 'y'}}"),
+        ]);
+        assert_eq!(names(&routes), ["header", "query", "plain"], "three groups, not one canary");
+        assert!(routes.iter().all(|r| r.matcher.runtime_fraction.is_none()));
+    }
+
+    #[test]
     fn equal_weights_come_out_in_reverse_order() {
-        let (routes, _) = order_routes(vec![candidate("a", "prefix: /x/"), candidate("b", "prefix: /y/")]);
+        let (routes, _) = order(vec![candidate("a", "prefix: /x/"), candidate("b", "prefix: /y/")]);
         assert_eq!(names(&routes), ["b", "a"]);
     }
 
     #[test]
     fn canary_weights_are_cumulative_with_unweighted_last() {
         let (routes, rejected) =
-            order_routes(vec![candidate("main", "prefix: /svc/"), candidate("canary", "{prefix: /svc/, weight: 10}")]);
+            order(vec![candidate("main", "prefix: /svc/"), candidate("canary", "{prefix: /svc/, weight: 10}")]);
         assert!(rejected.is_empty());
         assert_eq!(names(&routes), ["canary", "main"]);
         let percents: Vec<u32> = routes.iter().map(|r| r.matcher.runtime_fraction.as_ref().unwrap().percent).collect();
@@ -186,32 +262,64 @@ mod tests {
     }
 
     #[test]
+    fn shadows_mirror_the_group_and_take_no_share() {
+        let (routes, _) = order(vec![
+            candidate("main", "prefix: /svc/"),
+            candidate("mirror", "{prefix: /svc/, shadow: true, weight: 10}"),
+        ]);
+        assert_eq!(names(&routes), ["main"]);
+        assert!(routes[0].matcher.runtime_fraction.is_none());
+        let RouteAction::Forward(forward) = &routes[0].action else { panic!() };
+        assert_eq!(forward.mirror, Some(Mirror { cluster: "cluster_mirror".into(), percent: 10 }));
+    }
+
+    #[test]
+    fn a_redirecting_group_is_one_redirect_route() {
+        let (routes, _) = order(vec![candidate("r", "{prefix: /old/, host_redirect: true}")]);
+        assert_eq!(names(&routes), ["r"]);
+        let mut diagnostics = Vec::new();
+        let mut rejected = Default::default();
+        let groups = group(
+            vec![candidate("a", "{prefix: /x/, host_redirect: true}"), candidate("b", "prefix: /x/")],
+            &mut diagnostics,
+            &mut rejected,
+        );
+        assert_eq!(groups.len(), 1);
+        assert!(rejected.contains(&ResourceId::new("Mapping", "default", "b")), "{diagnostics:?}");
+    }
+
+    #[test]
+    fn case_insensitive_regexes_say_so_themselves() {
+        let (routes, _) = order(vec![candidate("r", "{prefix: '/api/.*', prefix_regex: true, case_sensitive: false}")]);
+        assert_eq!(routes[0].matcher.path, PathMatch::Regex("(?i)/api/.*".into()));
+    }
+
+    #[test]
     fn unweighted_members_split_the_rest_rounding_half_to_even() {
-        let group: Vec<Candidate> = ["a", "b", "c"].iter().map(|n| candidate(n, "prefix: /s/")).collect();
-        assert_eq!(normalize_weights(&group).unwrap(), [33, 66, 100]);
-        let group = vec![
-            candidate("w", "{prefix: /s/, weight: 50}"),
-            candidate("a", "prefix: /s/"),
-            candidate("b", "prefix: /s/"),
-        ];
+        let named = |weights: &[Option<u32>]| -> Vec<(String, Option<u32>)> {
+            weights.iter().enumerate().map(|(i, w)| (i.to_string(), *w)).collect()
+        };
+        assert_eq!(cumulative_weights(&named(&[None, None, None])).unwrap(), [33, 66, 100]);
         // (100 - 50) / 2 = 25 each; the last takes the remainder.
-        assert_eq!(normalize_weights(&group).unwrap(), [50, 75, 100]);
+        assert_eq!(cumulative_weights(&named(&[Some(50), None, None])).unwrap(), [50, 75, 100]);
     }
 
     #[test]
     fn single_mapping_takes_all_traffic_without_runtime_fraction() {
-        let (routes, _) = order_routes(vec![candidate("a", "{prefix: /a/, weight: 5}")]);
+        let (routes, _) = order(vec![candidate("a", "{prefix: /a/, weight: 5}")]);
         assert!(routes[0].matcher.runtime_fraction.is_none());
     }
 
     #[test]
     fn overweight_groups_are_rejected() {
-        let (routes, rejected) = order_routes(vec![
-            candidate("a", "{prefix: /s/, weight: 70}"),
-            candidate("b", "{prefix: /s/, weight: 40}"),
-        ]);
+        let (routes, rejected) =
+            order(vec![candidate("a", "{prefix: /s/, weight: 70}"), candidate("b", "{prefix: /s/, weight: 40}")]);
         assert!(routes.is_empty());
         assert_eq!(rejected[0].members, ["a", "b"]);
         assert!(rejected[0].reason.contains("110"));
+        assert_eq!(
+            cumulative_weights(&[("a".into(), Some(101)), ("b".into(), None)]).unwrap_err(),
+            "a has weight 101 (more than 100)"
+        );
     }
 }

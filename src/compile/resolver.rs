@@ -16,6 +16,8 @@ use crate::model::{Resolver, ResolverKind};
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
+/// The resolver every Mapping (and TCPMapping) uses unless it, or the Module, names another.
+pub const DEFAULT_RESOLVER: &str = "kubernetes-service";
 /// Emissary's default datacenter for the implicit `consul` resolver.
 const DEFAULT_DATACENTER: &str = "dc1";
 
@@ -106,7 +108,7 @@ impl Resolvers {
     /// The resolver `name` (default `kubernetes-service`), as a Mapping in `namespace` sees it:
     /// one of that name in its own namespace, else the only one of that name.
     pub fn find(&self, name: Option<&str>, namespace: &str) -> Result<ResolverRef, String> {
-        let name = name.filter(|n| !n.is_empty()).unwrap_or("kubernetes-service");
+        let name = name.filter(|n| !n.is_empty()).unwrap_or(DEFAULT_RESOLVER);
         let candidates = self.by_name.get(name).map(Vec::as_slice).unwrap_or_default();
         let in_namespace = |entry: &&Result<ResolverRef, String>| match entry {
             Ok(resolver) => resolver.provenance.as_ref().is_some_and(|p| p.resource.namespace == namespace),

@@ -36,6 +36,7 @@ pub fn unique<'a, S>(resources: Vec<&'a Resource<S>>, diagnostics: &mut Vec<Diag
 
 /// `tls: name` finds a TLSContext in the Mapping's namespace, else the only one of that name in
 /// any namespace (Emissary treats context names as global).
+#[derive(Clone)]
 pub struct ContextLookup<'a> {
     by_name: HashMap<&'a str, Vec<&'a TlsContext>>,
 }

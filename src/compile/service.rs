@@ -34,6 +34,21 @@ impl Service {
         }
     }
 
+    /// `host[:port]` as written (no scheme): what Emissary names a cluster's stats after.
+    pub fn without_scheme(&self) -> String {
+        let normalized = self.normalized();
+        match normalized.split_once("://") {
+            Some((_, rest)) => rest.to_string(),
+            None => normalized,
+        }
+    }
+
+    /// `host:port`, the port defaulting by scheme only (Emissary's `hostname_port`, which
+    /// `add_linkerd_headers` sends).
+    pub fn host_port(&self) -> String {
+        format!("{}:{}", self.host, self.port_or_default(self.scheme == Some(Scheme::Https)))
+    }
+
     /// Whether the host is a DNS name (and so usable as SNI) rather than an IP literal.
     pub fn is_dns_name(&self) -> bool {
         self.host.parse::<IpAddr>().is_err()
@@ -46,8 +61,15 @@ impl Service {
 
 /// Parses a Mapping's `service`. A bare host (no `.`, not `localhost`) from a Mapping outside
 /// Ambassador's namespace gets `.<mapping namespace>` appended, as Emissary does, so it resolves
-/// from Envoy's namespace.
-pub fn parse_service(text: &str, mapping_namespace: &str, ambassador_namespace: &str) -> Result<Service, String> {
+/// from Envoy's namespace (unless the Module's `use_ambassador_namespace_for_service_resolution`
+/// turns that off: `qualify` false). A path, query or fragment after the host is ignored with a
+/// warning, as Emissary ignores it (its docs write `https://upstream/`).
+pub fn parse_service(
+    text: &str,
+    mapping_namespace: &str,
+    ambassador_namespace: &str,
+    qualify: bool,
+) -> Result<(Service, Option<String>), String> {
     let text = text.trim();
     let (scheme, rest) = match text.split_once("://") {
         None => (None, text),
@@ -57,10 +79,19 @@ pub fn parse_service(text: &str, mapping_namespace: &str, ambassador_namespace: 
             other => return Err(format!("unsupported scheme `{other}://` (expected http:// or https://)")),
         },
     };
-    if rest.contains(['/', '?', '#']) {
-        return Err("a service is [scheme://]host[:port]; paths and queries are not allowed".to_string());
-    }
-    let (host, port) = split_host_port(rest)?;
+    // `//host:port` is a URL without a scheme, as Emissary's URL parser reads it.
+    let rest = if scheme.is_none() { rest.strip_prefix("//").unwrap_or(rest) } else { rest };
+    let (authority, warning) = match rest.find(['/', '?', '#']) {
+        None => (rest, None),
+        Some(at) => {
+            let warning = format!(
+                "`service: {text}` has more than a host and port; `{}` is ignored, as Emissary ignores it",
+                &rest[at..]
+            );
+            (&rest[..at], Some(warning))
+        }
+    };
+    let (host, port) = split_host_port(authority)?;
     if host.is_empty() {
         return Err("no host".to_string());
     }
@@ -70,10 +101,10 @@ pub fn parse_service(text: &str, mapping_namespace: &str, ambassador_namespace: 
     }
     let mut host = host.to_ascii_lowercase();
     let qualified = host.contains('.') || is_ipv6 || host == "localhost";
-    if !qualified && mapping_namespace != ambassador_namespace {
+    if qualify && !qualified && mapping_namespace != ambassador_namespace {
         host = format!("{host}.{mapping_namespace}");
     }
-    Ok(Service { scheme, host, port })
+    Ok((Service { scheme, host, port }, warning))
 }
 
 fn split_host_port(text: &str) -> Result<(&str, Option<u16>), String> {
@@ -111,7 +142,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str, ns: &str) -> Result<Service, String> {
-        parse_service(text, ns, "default")
+        parse_service(text, ns, "default", true).map(|(service, _)| service)
     }
 
     #[test]
@@ -147,9 +178,21 @@ mod tests {
     }
 
     #[test]
-    fn rejects_paths_bad_ports_and_schemes() {
-        assert!(parse("foo:8080/x", "default").unwrap_err().contains("paths"));
-        assert!(parse("foo?x=1", "default").is_err());
+    fn paths_are_ignored_with_a_warning_as_emissary_does() {
+        let (svc, warning) = parse_service("https://upstream/", "default", "default", true).unwrap();
+        assert_eq!((svc.scheme, svc.host.as_str(), svc.port_or_default(true)), (Some(Scheme::Https), "upstream", 443));
+        assert!(warning.unwrap().contains("`/` is ignored"));
+        let (svc, warning) = parse_service("foo:8080/x?y#z", "default", "default", true).unwrap();
+        assert_eq!((svc.host.as_str(), svc.port), ("foo", Some(8080)));
+        assert!(warning.is_some());
+        assert!(parse_service("upstream", "default", "default", true).unwrap().1.is_none());
+        assert_eq!(parse("//foo.ns:1234", "otherns").unwrap().normalized(), "foo.ns:1234");
+        assert_eq!(parse_service("svc", "other", "default", false).unwrap().0.host, "svc", "not qualified");
+    }
+
+    #[test]
+    fn rejects_bad_ports_and_schemes() {
+        assert!(parse("/x", "default").is_err());
         assert!(parse("foo:http", "default").unwrap_err().contains("port"));
         assert!(parse("foo:70000", "default").is_err());
         assert!(parse("grpc://foo", "default").unwrap_err().contains("scheme"));

@@ -28,9 +28,12 @@ pub enum UpstreamError {
     Unavailable(String),
 }
 
-/// The Mapping's upstream, and a warning to report with it.
+/// The Mapping's upstream, and a warning to report with it. `default_balancing` is the Module's
+/// `load_balancer`, for Mappings without their own whose resolver routes to endpoints (a
+/// Kubernetes DNS name has none to balance, and naming a load balancer with it is an error).
 pub fn upstream(
     spec: &MappingSpec,
+    default_balancing: Option<&Balancing>,
     service_text: &str,
     service: &Service,
     resolver: Result<ResolverRef, String>,
@@ -41,6 +44,10 @@ pub fn upstream(
     let resolver = resolver.map_err(UpstreamError::Unavailable)?;
     let warning =
         check_mapping(&resolver, service_text, service, balancing.is_some()).map_err(UpstreamError::Invalid)?;
+    let balancing = match balancing {
+        None if resolver.kind != ResolverKind::KubernetesService => default_balancing.cloned(),
+        own => own,
+    };
 
     let spiffe_id = match &spec.verify_spiffe_id {
         None => None,

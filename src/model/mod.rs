@@ -5,22 +5,28 @@
 //! Parsing never fails as a whole: a bad document becomes a [`Diagnostic`] and is skipped.
 
 pub mod endpoint;
+pub mod fields;
 pub mod listener;
 pub mod mapping;
+pub mod module;
 mod parse;
+pub mod policy;
 pub mod resolver;
 pub mod secret;
 mod sensitive;
 mod service;
+pub mod tcp_mapping;
 pub mod tls_context;
 mod yaml;
 
 pub use listener::ListenerSpec;
 pub use mapping::MappingSpec;
+pub use module::ModuleSpec;
 pub use parse::{parse_documents, parse_object};
 pub use resolver::{ResolverKind, ResolverSpec};
 pub use secret::SecretData;
 pub use sensitive::Sensitive;
+pub use tcp_mapping::TcpMappingSpec;
 pub use tls_context::TlsContextSpec;
 pub use yaml::limits::DocumentLimits;
 pub use yaml::{DOCUMENT_LIMITS, MAX_DOCUMENTS, MAX_DOCUMENT_BYTES, MAX_STREAM_BYTES};
@@ -69,6 +75,8 @@ pub type Mapping = Resource<MappingSpec>;
 pub type TlsContext = Resource<TlsContextSpec>;
 pub type Listener = Resource<ListenerSpec>;
 pub type Secret = Resource<SecretData>;
+pub type Module = Resource<ModuleSpec>;
+pub type TcpMapping = Resource<TcpMappingSpec>;
 pub type Resolver = Resource<ResolverSpec>;
 
 /// Contents of the files TLSContexts name (`cert_chain_file`, ...), keyed by the path as written;
@@ -101,14 +109,23 @@ pub struct Model {
     pub tls_contexts: Vec<TlsContext>,
     pub listeners: Vec<Listener>,
     pub secrets: Vec<Secret>,
+    /// `ambassador` Modules (one is used; the others are reported).
+    pub modules: Vec<Module>,
+    pub tcp_mappings: Vec<TcpMapping>,
+    /// ConsulResolvers, KubernetesEndpointResolvers and KubernetesServiceResolvers.
     pub resolvers: Vec<Resolver>,
+    /// Ambassador resources of kinds that are not translated (an `AuthService`, a
+    /// `RateLimitService`, ...): what decides whether fields that only matter with them are safe
+    /// to ignore.
+    pub skipped: Vec<Meta>,
     /// Inputs that exist but could not be read into resources (each also reported as a
     /// diagnostic): what lets the last good version of their resources stay in service.
     pub rejected: Vec<Rejected>,
 }
 
 impl Model {
-    /// Every resource read, and where from (operators' inventory), in source order by kind.
+    /// Every resource read, and where from (operators' inventory), in source order by kind; the
+    /// kinds read but not translated (`skipped`, each with its own diagnostic) come last.
     pub fn inventory(&self) -> Vec<crate::diagnostic::Provenance> {
         let metas = self
             .mappings
@@ -117,7 +134,10 @@ impl Model {
             .chain(self.tls_contexts.iter().map(|r| &r.meta))
             .chain(self.listeners.iter().map(|r| &r.meta))
             .chain(self.secrets.iter().map(|r| &r.meta))
-            .chain(self.resolvers.iter().map(|r| &r.meta));
+            .chain(self.modules.iter().map(|r| &r.meta))
+            .chain(self.tcp_mappings.iter().map(|r| &r.meta))
+            .chain(self.resolvers.iter().map(|r| &r.meta))
+            .chain(self.skipped.iter());
         metas.map(Meta::provenance).collect()
     }
 
@@ -126,7 +146,10 @@ impl Model {
         self.tls_contexts.extend(other.tls_contexts);
         self.listeners.extend(other.listeners);
         self.secrets.extend(other.secrets);
+        self.modules.extend(other.modules);
+        self.tcp_mappings.extend(other.tcp_mappings);
         self.resolvers.extend(other.resolvers);
+        self.skipped.extend(other.skipped);
         self.rejected.extend(other.rejected);
     }
 }

@@ -1,11 +1,11 @@
 //! Documents → typed resources: dispatch on `apiVersion` and `kind`, the CRD and flat forms of
 //! Ambassador resources, and the Kubernetes kinds that carry them (`Secret`, `Service`, `List`).
 
+use super::module::AMBASSADOR_MODULE;
 use super::resolver::{ConsulResolverFields, KubernetesResolverFields, ResolverKind, ResolverSpec};
 use super::yaml::{self, Document};
-use super::{secret, service, ListenerSpec, MappingSpec, Meta, Model, OneOrMany, Rejected, Resource, TlsContextSpec};
+use super::{secret, service, Meta, Model, OneOrMany, Rejected, Resource};
 use crate::diagnostic::{self, Diagnostic, Kind, Origin, ResourceId};
-use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping as YamlMap, Value};
 use std::sync::Arc;
 
@@ -210,30 +210,32 @@ impl Parser {
         };
         match kind {
             "Mapping" => {
-                if let Some((spec, meta)) =
-                    self.typed_spec::<MappingSpec>(origin, id, spec, field_prefix, |s| s.ambassador_id.clone())
-                {
+                if let Some((spec, meta)) = self.typed_spec(origin, id, spec, field_prefix) {
                     self.model.mappings.push(Resource { meta, spec });
                 }
             }
+            "TCPMapping" => {
+                if let Some((spec, meta)) = self.typed_spec(origin, id, spec, field_prefix) {
+                    self.model.tcp_mappings.push(Resource { meta, spec });
+                }
+            }
             "TLSContext" => {
-                if let Some((spec, meta)) =
-                    self.typed_spec::<TlsContextSpec>(origin, id, spec, field_prefix, |s| s.ambassador_id.clone())
-                {
+                if let Some((spec, meta)) = self.typed_spec(origin, id, spec, field_prefix) {
                     self.model.tls_contexts.push(Resource { meta, spec });
                 }
             }
             "Listener" => {
-                if let Some((spec, meta)) =
-                    self.typed_spec::<ListenerSpec>(origin, id, spec, field_prefix, |s| s.ambassador_id.clone())
-                {
+                if let Some((spec, meta)) = self.typed_spec(origin, id, spec, field_prefix) {
                     self.model.listeners.push(Resource { meta, spec });
                 }
             }
+            "Module" if id.name == AMBASSADOR_MODULE => {
+                if let Some((spec, meta)) = self.typed_spec(origin, id, spec, field_prefix) {
+                    self.model.modules.push(Resource { meta, spec });
+                }
+            }
             "ConsulResolver" => {
-                if let Some((fields, meta)) =
-                    self.typed_spec::<ConsulResolverFields>(origin, id, spec, field_prefix, |s| s.ambassador_id.clone())
-                {
+                if let Some((fields, meta)) = self.typed_spec::<ConsulResolverFields>(origin, id, spec, field_prefix) {
                     let ConsulResolverFields { address, datacenter, ambassador_id } = fields;
                     let spec = ResolverSpec { kind: ResolverKind::Consul, address, datacenter, ambassador_id };
                     self.model.resolvers.push(Resource { meta, spec });
@@ -242,60 +244,28 @@ impl Parser {
             "KubernetesEndpointResolver" | "KubernetesServiceResolver" => {
                 let kind = ResolverKind::from_kind_name(kind).expect("a Kubernetes resolver kind");
                 if let Some((fields, meta)) =
-                    self.typed_spec::<KubernetesResolverFields>(origin, id, spec, field_prefix, |s| {
-                        s.ambassador_id.clone()
-                    })
+                    self.typed_spec::<KubernetesResolverFields>(origin, id, spec, field_prefix)
                 {
                     let spec =
                         ResolverSpec { kind, address: None, datacenter: None, ambassador_id: fields.ambassador_id };
                     self.model.resolvers.push(Resource { meta, spec });
                 }
             }
-            _ => self.push(
-                Diagnostic::warning(
-                    Some(origin),
-                    Some(&id),
-                    format!("kind {kind} is not supported by ambassador-xds; skipped"),
-                )
-                .with_kind(Kind::UnsupportedKind),
-            ),
-        }
-    }
-
-    /// Deserializes a spec, reporting every field it does not know as a warning (not an error:
-    /// Emissary has many fields this tool does not translate, and configs should still load).
-    fn typed_spec<S: DeserializeOwned>(
-        &mut self,
-        origin: &Origin,
-        id: ResourceId,
-        spec: Value,
-        field_prefix: &str,
-        ambassador_id: impl Fn(&S) -> Option<OneOrMany>,
-    ) -> Option<(S, Meta)> {
-        let mut ignored = Vec::new();
-        let parsed: Result<S, _> = serde_ignored::deserialize(spec, |path| ignored.push(path.to_string()));
-        match parsed {
-            Ok(spec) => {
-                for field in ignored {
-                    self.push(
-                        Diagnostic::warning(
-                            Some(origin),
-                            Some(&id),
-                            format!("field `{field_prefix}{field}` is not supported by ambassador-xds; ignored"),
-                        )
-                        .with_kind(Kind::IgnoredField),
-                    );
-                }
-                let ambassador_id = ambassador_id(&spec).map(OneOrMany::into_vec);
-                Some((spec, Meta { id, origin: origin.clone(), ambassador_id }))
-            }
-            Err(err) => {
-                self.error(
-                    origin,
-                    Some(&id),
-                    format!("invalid {}: {err}", if field_prefix.is_empty() { "fields" } else { "spec" }),
-                );
-                None
+            _ => {
+                let message = match kind {
+                    "Module" => format!(
+                        "only the `{AMBASSADOR_MODULE}` Module is read (Module {} is not supported by ambassador-xds); skipped",
+                        id.name
+                    ),
+                    _ => format!("kind {kind} is not supported by ambassador-xds; skipped"),
+                };
+                self.push(Diagnostic::warning(Some(origin), Some(&id), message).with_kind(Kind::UnsupportedKind));
+                // Whether such a resource is there decides about fields that only matter with it.
+                let ambassador_id = spec
+                    .get("ambassador_id")
+                    .and_then(|value| serde_yaml::from_value::<OneOrMany>(value.clone()).ok())
+                    .map(OneOrMany::into_vec);
+                self.model.skipped.push(Meta { id, origin: origin.clone(), ambassador_id });
             }
         }
     }
@@ -373,6 +343,8 @@ pub(super) fn take_string(map: &mut YamlMap, key: &str) -> Result<Option<String>
         Some(other) => Err(format!("`{key}` must be a string, found {}", yaml::type_name(&other))),
     }
 }
+
+mod spec;
 
 #[cfg(test)]
 mod tests;

@@ -12,7 +12,7 @@
 
 use super::provenance::ProvenanceIndex;
 use super::validate::{self, Limits};
-use super::{cluster, listener, route, secret, Resource, Resources, XdsType};
+use super::{cluster, listener, route, secret, tcp_listener, Resource, Resources, XdsType};
 use crate::compile::ir::{Ir, Route, RouteAction, RouteTable};
 use crate::diagnostic::{Diagnostic, Kind, Provenance};
 use bytes::Bytes;
@@ -98,6 +98,32 @@ pub fn admit(ir: &Ir, limits: &Limits) -> Admitted {
                 &ir_listener.provenance,
                 format!("listener {} is not served: {problem}", ir_listener.name),
             ),
+        }
+    }
+
+    for tcp in &ir.tcp_listeners {
+        let clusters = tcp.chains.iter().flat_map(|chain| chain.clusters.iter().map(|(name, _)| name));
+        let secrets = tcp.chains.iter().flat_map(|chain| [&chain.certificate_secret, &chain.validation_secret]);
+        let lost = clusters
+            .filter_map(|name| {
+                dropped_clusters.get(name.as_str()).map(|why| format!("its cluster {name} is not served ({why})"))
+            })
+            .chain(
+                secrets
+                    .flatten()
+                    .filter(|name| dropped_secrets.contains_key(name.as_str()))
+                    .map(|name| format!("its SDS secret {name} is not served")),
+            )
+            .next();
+        let message = tcp_listener::build_tcp_listener(tcp);
+        match lost.map_or_else(|| validate::check(&message, limits), Err) {
+            Ok(()) => {
+                out.provenance.insert(XdsType::Listener, &tcp.name, tcp.provenance.clone());
+                listeners.push(Resource::encode(&tcp.name, &message));
+            }
+            Err(problem) => {
+                report(&mut out.diagnostics, &tcp.provenance, format!("listener {} is not served: {problem}", tcp.name))
+            }
         }
     }
 

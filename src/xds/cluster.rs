@@ -1,12 +1,17 @@
-//! Upstream clusters: STRICT_DNS with an inline load assignment, or EDS (endpoints from a
-//! resolver, over ADS), and for TLS an `UpstreamTlsContext` whose certificate and CA come over
-//! SDS by name, with the upstream's SPIFFE ID checked when a Mapping asks.
+//! Upstream clusters: STRICT_DNS (or LOGICAL_DNS) with an inline load assignment, or EDS
+//! (endpoints from a resolver, over ADS); for TLS an `UpstreamTlsContext` whose certificate and
+//! CA come over SDS by name, with the upstream's SPIFFE ID checked when a Mapping asks; and the
+//! Mapping's connection settings: the load balancing policy, HTTP/2 for gRPC and idle timeouts
+//! (Envoy's upstream HTTP protocol options), circuit breakers, TCP keepalive, the stats name.
 
 use super::{ads_config_source, millis, to_any};
-use crate::compile::ir::{Cluster as IrCluster, LbPolicy, TlsVersion, UpstreamTls};
-use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster};
+use crate::compile::ir::{Cluster as IrCluster, ClusterOptions, DnsLookup, LbPolicy, TlsVersion, UpstreamTls};
+use envoy_types::pb::envoy::config::cluster::v3::{
+    circuit_breakers, cluster, CircuitBreakers, Cluster, UpstreamConnectionOptions,
+};
 use envoy_types::pb::envoy::config::core::v3::{
-    address, socket_address, transport_socket, Address, SocketAddress, TransportSocket,
+    address, socket_address, transport_socket, Address, Http1ProtocolOptions, Http2ProtocolOptions,
+    HttpProtocolOptions as CommonHttpProtocolOptions, RoutingPriority, SocketAddress, TcpKeepalive, TransportSocket,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     lb_endpoint, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
@@ -15,33 +20,59 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     common_tls_context, subject_alt_name_matcher::SanType, tls_parameters::TlsProtocol, CertificateValidationContext,
     CommonTlsContext, SdsSecretConfig, SubjectAltNameMatcher, TlsParameters, UpstreamTlsContext,
 };
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
+    explicit_http_config::ProtocolConfig, ExplicitHttpConfig, UpstreamProtocolOptions,
+};
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
+use envoy_types::pb::google::protobuf::UInt32Value;
 
 const TLS_TRANSPORT_SOCKET: &str = "envoy.transport_sockets.tls";
+const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
+// `respect_dns_ttl` is deprecated in the newest protos but read by every supported Envoy, as
+// Emissary sends it.
+#[allow(deprecated)]
 pub fn build_cluster(ir: &IrCluster) -> Cluster {
-    let transport_socket = ir.tls.as_ref().map(|tls| TransportSocket {
-        name: TLS_TRANSPORT_SOCKET.into(),
-        config_type: Some(transport_socket::ConfigType::TypedConfig(to_any(&build_upstream_tls_context(tls)))),
-    });
-    let lb_policy = match ir.lb_policy {
-        LbPolicy::RoundRobin => cluster::LbPolicy::RoundRobin,
-        LbPolicy::LeastRequest => cluster::LbPolicy::LeastRequest,
-        LbPolicy::RingHash => cluster::LbPolicy::RingHash,
-        LbPolicy::Maglev => cluster::LbPolicy::Maglev,
-    } as i32;
+    let options = &ir.options;
+    let common = Cluster {
+        name: ir.name.clone(),
+        alt_stat_name: options.stats_name.clone(),
+        connect_timeout: Some(millis(options.connect_timeout_ms)),
+        lb_policy: match ir.lb_policy {
+            LbPolicy::RoundRobin => cluster::LbPolicy::RoundRobin,
+            LbPolicy::LeastRequest => cluster::LbPolicy::LeastRequest,
+            LbPolicy::RingHash => cluster::LbPolicy::RingHash,
+            LbPolicy::Maglev => cluster::LbPolicy::Maglev,
+        } as i32,
+        circuit_breakers: (!options.circuit_breakers.is_empty()).then(|| build_circuit_breakers(options)),
+        upstream_connection_options: options.keepalive.as_ref().map(|keepalive| UpstreamConnectionOptions {
+            tcp_keepalive: Some(TcpKeepalive {
+                keepalive_probes: keepalive.probes.map(|value| UInt32Value { value }),
+                keepalive_time: keepalive.time.map(|value| UInt32Value { value }),
+                keepalive_interval: keepalive.interval.map(|value| UInt32Value { value }),
+            }),
+            ..Default::default()
+        }),
+        typed_extension_protocol_options: protocol_options(options)
+            .map(|options| (HTTP_PROTOCOL_OPTIONS.to_string(), to_any(&options)))
+            .into_iter()
+            .collect(),
+        transport_socket: ir.tls.as_ref().map(|tls| TransportSocket {
+            name: TLS_TRANSPORT_SOCKET.into(),
+            config_type: Some(transport_socket::ConfigType::TypedConfig(to_any(&build_upstream_tls_context(tls)))),
+        }),
+        ..Default::default()
+    };
     if let Some(target) = &ir.eds {
+        // Endpoints come over EDS: the DNS settings do not apply.
         return Cluster {
-            name: ir.name.clone(),
             cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Eds as i32)),
             eds_cluster_config: Some(cluster::EdsClusterConfig {
                 eds_config: Some(ads_config_source()),
                 service_name: target.eds_name(),
             }),
-            connect_timeout: Some(millis(ir.connect_timeout_ms)),
-            lb_policy,
-            transport_socket,
-            ..Default::default()
+            ..common
         };
     }
     let endpoint = LbEndpoint {
@@ -57,20 +88,66 @@ pub fn build_cluster(ir: &IrCluster) -> Cluster {
         })),
         ..Default::default()
     };
+    let discovery =
+        if options.logical_dns { cluster::DiscoveryType::LogicalDns } else { cluster::DiscoveryType::StrictDns };
     Cluster {
-        name: ir.name.clone(),
-        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::StrictDns as i32)),
-        connect_timeout: Some(millis(ir.connect_timeout_ms)),
-        lb_policy,
-        dns_lookup_family: cluster::DnsLookupFamily::V4Only as i32,
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(discovery as i32)),
+        dns_lookup_family: match options.dns {
+            DnsLookup::V4Only => cluster::DnsLookupFamily::V4Only,
+            DnsLookup::V6Only => cluster::DnsLookupFamily::V6Only,
+            DnsLookup::Auto => cluster::DnsLookupFamily::Auto,
+        } as i32,
+        respect_dns_ttl: options.respect_dns_ttl,
         load_assignment: Some(ClusterLoadAssignment {
             cluster_name: ir.name.clone(),
             endpoints: vec![LocalityLbEndpoints { lb_endpoints: vec![endpoint], ..Default::default() }],
             ..Default::default()
         }),
-        transport_socket,
+        ..common
+    }
+}
+
+fn build_circuit_breakers(options: &ClusterOptions) -> CircuitBreakers {
+    let limit = |value: Option<u32>| value.map(|value| UInt32Value { value });
+    CircuitBreakers {
+        thresholds: options
+            .circuit_breakers
+            .iter()
+            .map(|breaker| circuit_breakers::Thresholds {
+                priority: if breaker.high_priority { RoutingPriority::High } else { RoutingPriority::Default } as i32,
+                max_connections: limit(breaker.max_connections),
+                max_pending_requests: limit(breaker.max_pending_requests),
+                max_requests: limit(breaker.max_requests),
+                max_retries: limit(breaker.max_retries),
+                ..Default::default()
+            })
+            .collect(),
         ..Default::default()
     }
+}
+
+/// HTTP/2 for gRPC, and the connection timeouts; `None` when all are Envoy's defaults.
+fn protocol_options(options: &ClusterOptions) -> Option<HttpProtocolOptions> {
+    let timeouts = options.idle_timeout_ms.is_some() || options.max_connection_lifetime_ms.is_some();
+    if !options.http2 && !timeouts {
+        return None;
+    }
+    let protocol = if options.http2 {
+        ProtocolConfig::Http2ProtocolOptions(Http2ProtocolOptions::default())
+    } else {
+        ProtocolConfig::HttpProtocolOptions(Http1ProtocolOptions::default())
+    };
+    Some(HttpProtocolOptions {
+        common_http_protocol_options: timeouts.then(|| CommonHttpProtocolOptions {
+            idle_timeout: options.idle_timeout_ms.map(millis),
+            max_connection_duration: options.max_connection_lifetime_ms.map(millis),
+            ..Default::default()
+        }),
+        upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig {
+            protocol_config: Some(protocol),
+        })),
+        ..Default::default()
+    })
 }
 
 fn sds(name: &str) -> SdsSecretConfig {

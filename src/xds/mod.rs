@@ -4,11 +4,13 @@ mod admit;
 pub mod cluster;
 pub mod descriptors;
 pub mod endpoint;
+pub mod error_response;
 pub mod listener;
 pub mod provenance;
 mod resource_type;
 pub mod route;
 pub mod secret;
+pub mod tcp_listener;
 pub mod validate;
 
 pub use admit::{admit, Admitted};
@@ -93,4 +95,8 @@ pub fn to_any<M: Message + prost::Name>(message: &M) -> Any {
 
 pub fn millis(ms: u64) -> Duration {
     Duration { seconds: (ms / 1000) as i64, nanos: ((ms % 1000) * 1_000_000) as i32 }
+}
+
+pub fn to_duration(duration: std::time::Duration) -> Duration {
+    Duration { seconds: duration.as_secs() as i64, nanos: duration.subsec_nanos() as i32 }
 }

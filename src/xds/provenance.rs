@@ -34,6 +34,11 @@ impl ProvenanceIndex {
         self.routes.insert(config.to_string(), routes);
     }
 
+    /// The resources behind each route of a route configuration, in route order.
+    pub fn routes(&self, config: &str) -> &[Vec<Provenance>] {
+        self.routes.get(config).map(Vec::as_slice).unwrap_or_default()
+    }
+
     /// The resources behind one xDS resource.
     pub fn of(&self, xds_type: XdsType, name: &str) -> &[Provenance] {
         self.by_name[xds_type].get(name).map(Vec::as_slice).unwrap_or_default()

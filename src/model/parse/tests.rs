@@ -70,9 +70,41 @@ fn bad_base64_is_a_diagnostic() {
 
 #[test]
 fn unknown_fields_warn_and_keep_the_resource() {
-    let (model, diags) = parse("apiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {name: m}\nspec: {prefix: /, service: s, cors: {origins: '*'}}\n");
+    let (model, diags) = parse("apiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {name: m}\nspec: {prefix: /, service: s, hosname: x, cors: {origins: '*', colour: blue}}\n");
     assert_eq!(model.mappings.len(), 1);
-    assert_eq!(diags, vec!["warning: test.yaml (document 0): Mapping default/m: field `spec.cors` is not supported by ambassador-xds; ignored"]);
+    assert_eq!(
+        diags,
+        vec![
+            "warning: test.yaml (document 0): Mapping default/m: field `spec.hosname` is not supported by ambassador-xds; ignored",
+            "warning: test.yaml (document 0): Mapping default/m: field `spec.cors.colour` is not supported by ambassador-xds; ignored",
+        ]
+    );
+}
+
+#[test]
+fn fields_are_looked_up_in_the_field_table() {
+    use crate::model::fields::Support;
+    let (model, diags) = parse("kind: Mapping\nname: m\nprefix: /\nservice: s\ndocs: {path: /x}\nload_balancer: {policy: round_robin}\nlabels: {a: []}\n");
+    assert_eq!(diags, vec!["warning: test.yaml (document 0): Mapping default/m: field `docs` has no effect in ambassador-xds (developer-portal metadata); ignored"]);
+    let mut decided: Vec<(&str, Support)> =
+        model.mappings[0].spec.unimplemented.iter().map(|f| (f.field.as_str(), f.support)).collect();
+    decided.sort_by_key(|(field, _)| *field);
+    assert_eq!(decided, [("labels", Support::IgnoredUnless("RateLimitService"))]);
+    assert_eq!(model.mappings[0].spec.load_balancer.as_ref().and_then(|lb| lb.policy.as_deref()), Some("round_robin"));
+}
+
+#[test]
+fn modules_tcp_mappings_and_skipped_kinds() {
+    let text = "---\nkind: Module\nname: ambassador\nconfig: {use_remote_address: false, lua_scripts: x, gzip: {}}\n---\nkind: Module\nname: tls\nconfig: {}\n---\napiVersion: getambassador.io/v3alpha1\nkind: TCPMapping\nmetadata: {name: t}\nspec: {port: 2222, service: db:5432}\n---\napiVersion: getambassador.io/v3alpha1\nkind: AuthService\nmetadata: {name: auth}\nspec: {auth_service: a, ambassador_id: [other]}\n";
+    let (model, diags) = parse(text);
+    assert_eq!(model.modules.len(), 1);
+    assert_eq!(model.modules[0].spec.config.use_remote_address, Some(false));
+    assert_eq!(model.modules[0].spec.config.unimplemented[0].field, "lua_scripts");
+    assert!(diags[0].contains("`config.gzip` has no effect"), "{diags:?}");
+    assert!(diags[1].contains("only the `ambassador` Module is read"), "{diags:?}");
+    assert_eq!(model.tcp_mappings[0].spec.port, Some(2222));
+    assert_eq!(model.skipped.len(), 2, "the tls Module and the AuthService");
+    assert_eq!(model.skipped[1].ambassador_id, Some(vec!["other".to_string()]));
 }
 
 #[test]
@@ -120,4 +152,15 @@ fn other_api_groups_are_skipped_quietly() {
 fn unknown_ambassador_version_is_an_error() {
     let (_, diags) = parse("apiVersion: getambassador.io/v9\nkind: Mapping\nmetadata: {name: m}\n");
     assert!(diags[0].contains("unsupported apiVersion `getambassador.io/v9`"), "{diags:?}");
+}
+
+#[test]
+fn the_inventory_lists_every_kind_read() {
+    let text = "---\nkind: Mapping\nname: m\nprefix: /\nservice: s\nresolver: consul-dc1\n---\napiVersion: getambassador.io/v3alpha1\nkind: ConsulResolver\nmetadata: {name: consul-dc1}\nspec: {datacenter: dc1}\n---\nkind: KubernetesEndpointResolver\nname: endpoint\n---\nkind: Module\nname: ambassador\nconfig: {}\n---\nkind: TCPMapping\nname: t\nport: 2222\nservice: db\n---\nkind: AuthService\nname: auth\nauth_service: a\n";
+    let (model, _) = parse(text);
+    let kinds: Vec<String> = model.inventory().into_iter().map(|p| p.resource.kind).collect();
+    assert_eq!(
+        kinds,
+        ["Mapping", "Module", "TCPMapping", "ConsulResolver", "KubernetesEndpointResolver", "AuthService"]
+    );
 }

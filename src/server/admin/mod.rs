@@ -1,7 +1,9 @@
 //! The admin endpoint, for operators only (bind it to loopback): the diagnostics page (`/`), the
 //! same data as JSON (`/debug/status`, what `ambassador-xds status` reads), `/healthz` (process
 //! up), `/readyz` (first snapshot built), `/snapshot` (the served resources in `translate`'s
-//! canonical JSON, keys redacted, with the current diagnostics) and `/metrics` (Prometheus text).
+//! canonical JSON, keys redacted, with the current diagnostics), `/metrics` (Prometheus text), and
+//! Emissary's probe paths, which the probe routes every configuration has send here through Envoy:
+//! `/ambassador/v0/check_alive` and `/ambassador/v0/check_ready` (as `/healthz` and `/readyz`).
 
 mod certs;
 mod exposition;
@@ -54,6 +56,8 @@ pub fn router(state: AdminState) -> axum::Router {
         .route("/debug/status", get(status))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(|State(state): State<AdminState>| readyz(state.ready)))
+        .route("/ambassador/v0/check_alive", get(|| async { "ambassador liveness check OK\n" }))
+        .route("/ambassador/v0/check_ready", get(check_ready))
         .route("/snapshot", get(snapshot))
         .route("/metrics", get(metrics))
         .with_state(state)
@@ -89,6 +93,14 @@ async fn readyz(ready: watch::Receiver<bool>) -> impl IntoResponse {
         (StatusCode::OK, "ready\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready: no snapshot built yet\n")
+    }
+}
+
+async fn check_ready(State(state): State<AdminState>) -> impl IntoResponse {
+    if *state.ready.borrow() {
+        (StatusCode::OK, "ambassador readiness check OK\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "ambassador waiting for config\n")
     }
 }
 

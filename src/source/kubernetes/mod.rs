@@ -1,8 +1,10 @@
 //! The Kubernetes API as a source: one reflector per watched kind (and namespace), feeding the
 //! same parse/compile pipeline as files.
 //!
-//! * `getambassador.io` Mapping and TLSContext in the version the cluster serves (v3alpha1
-//!   preferred, else v2), Listener (v3alpha1); a missing CRD is a warning, not a failure;
+//! * `getambassador.io` Mapping, TLSContext, Module and TCPMapping in the version the cluster
+//!   serves (v3alpha1 preferred, else v2), Listener (v3alpha1), and AuthService and
+//!   RateLimitService (not translated, but whether one exists decides whether Mappings that
+//!   depend on them are served); a missing CRD is a warning, not a failure;
 //! * core `Service`s (for `getambassador.io/config` annotations) and every `Secret` in the
 //!   watched namespaces (so a TLSContext may name any of them; secret data is never logged);
 //! * kube-rs watchers relist on 410 Gone and back off on errors; the reflector stores keep the
@@ -28,10 +30,14 @@ use std::time::Duration;
 
 const GROUP: &str = "getambassador.io";
 /// Versions used for each kind, in order of preference.
-const AMBASSADOR_KINDS: [(&str, &[&str]); 6] = [
+const AMBASSADOR_KINDS: [(&str, &[&str]); 10] = [
     ("Mapping", &["v3alpha1", "v2"]),
     ("TLSContext", &["v3alpha1", "v2"]),
     ("Listener", &["v3alpha1"]),
+    ("Module", &["v3alpha1", "v2"]),
+    ("TCPMapping", &["v3alpha1", "v2"]),
+    ("AuthService", &["v3alpha1", "v2"]),
+    ("RateLimitService", &["v3alpha1", "v2"]),
     ("ConsulResolver", &["v3alpha1", "v2"]),
     ("KubernetesEndpointResolver", &["v3alpha1", "v2"]),
     ("KubernetesServiceResolver", &["v3alpha1", "v2"]),

@@ -5,8 +5,10 @@
 use super::re2;
 use prost_reflect::{DynamicMessage, ReflectMessage};
 
-/// Envoy's `DurationUtil` limit: about 10,000 years, as protobuf's own JSON mapping allows.
-const MAX_DURATION_SECONDS: i64 = 315_576_000_000;
+/// The longest duration every supported Envoy takes: it converts durations to nanoseconds in a
+/// 64-bit integer, and refuses 9,223,372,036 s or more (found by the route/cluster oracle; the
+/// protobuf JSON limit of 315,576,000,000 s is far above it).
+const MAX_DURATION_SECONDS: i64 = 9_223_372_035;
 
 /// Cipher names every Envoy from 1.36 to 1.40 accepts in `cipher_suites` (OpenSSL-style and RFC
 /// names of BoringSSL's TLS 1.2 suites). TLS 1.3 suites are not configurable in BoringSSL;
@@ -69,10 +71,7 @@ pub fn check(message: &DynamicMessage, path: &str, regex_program_size_limit: u32
             let nanos = message.get_field_by_name("nanos").and_then(|v| v.as_i32()).unwrap_or_default();
             if seconds < 0 || nanos < 0 {
                 out.push(format!("{path}: a duration must not be negative"));
-            } else if seconds > MAX_DURATION_SECONDS
-                || (seconds == MAX_DURATION_SECONDS && nanos > 0)
-                || nanos > 999_999_999
-            {
+            } else if seconds > MAX_DURATION_SECONDS || nanos > 999_999_999 {
                 out.push(format!("{path}: duration out of range (at most {MAX_DURATION_SECONDS} s)"));
             }
         }
@@ -86,6 +85,9 @@ pub fn check(message: &DynamicMessage, path: &str, regex_program_size_limit: u32
                 Ok(_) => {}
             }
         }
+        // Envoy's route-level header manipulation: no pseudo-headers or `host`, and values that
+        // are valid format strings.
+        "envoy.config.route.v3.Route" => route_headers(message, path, out),
         // Envoy builds the ALPN wire list itself: each protocol is one length byte and its name.
         "envoy.extensions.transport_sockets.tls.v3.CommonTlsContext" => {
             let protocols = message.get_field_by_name("alpn_protocols");
@@ -151,4 +153,34 @@ fn curve_problem(curves: &[String]) -> Option<String> {
         seen.push(curve);
     }
     None
+}
+
+fn route_headers(route: &DynamicMessage, path: &str, out: &mut Vec<String>) {
+    let list =
+        |field: &str| route.get_field_by_name(field).and_then(|v| v.as_list().map(<[_]>::to_vec)).unwrap_or_default();
+    let forbidden = |name: &str| name.starts_with(':') || name.eq_ignore_ascii_case("host");
+    for field in ["request_headers_to_remove", "response_headers_to_remove"] {
+        for name in list(field).iter().filter_map(|v| v.as_str().map(str::to_string)) {
+            if forbidden(&name) {
+                out.push(format!("{path}.{field}: `{name}` (pseudo-headers and host) may not be removed"));
+            }
+        }
+    }
+    for field in ["request_headers_to_add", "response_headers_to_add"] {
+        for option in list(field).iter().filter_map(|v| v.as_message().cloned()) {
+            let Some(header) = option.get_field_by_name("header").and_then(|v| v.as_message().cloned()) else {
+                continue;
+            };
+            let text = |name: &str| {
+                header.get_field_by_name(name).and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+            };
+            let (key, value) = (text("key"), text("value"));
+            if forbidden(&key) {
+                out.push(format!("{path}.{field}: `{key}` (pseudo-headers and host) may not be modified"));
+            }
+            if let Err(problem) = crate::compile::format::check_command_operators(&value) {
+                out.push(format!("{path}.{field}: {problem}"));
+            }
+        }
+    }
 }

@@ -29,6 +29,16 @@ pub const SERVED_MESSAGES: &[&str] = &[
     "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
     "envoy.extensions.filters.http.router.v3.Router",
+    "envoy.extensions.filters.http.cors.v3.Cors",
+    "envoy.extensions.filters.http.cors.v3.CorsPolicy",
+    "envoy.extensions.filters.http.custom_response.v3.CustomResponse",
+    "envoy.extensions.http.custom_response.local_response_policy.v3.LocalResponsePolicy",
+    "envoy.type.matcher.v3.HttpResponseStatusCodeMatchInput",
+    "envoy.config.route.v3.FilterConfig",
+    "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+    "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
+    "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
 ];
 
 /// What the validation is checked against.

@@ -202,7 +202,12 @@ mod tests {
         let roots = super::super::SERVED_MESSAGES;
         let mut seen = BTreeSet::new();
         let mut rules = BTreeSet::new();
-        let mut stack: Vec<_> = roots.iter().map(|name| pool().get_message_by_name(name).unwrap()).collect();
+        let mut stack: Vec<_> = roots
+            .iter()
+            .map(|name| {
+                pool().get_message_by_name(name).unwrap_or_else(|| panic!("{name} is not in the descriptor pool"))
+            })
+            .collect();
         while let Some(message) = stack.pop() {
             if !seen.insert(message.full_name().to_string()) {
                 continue;

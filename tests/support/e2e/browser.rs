@@ -118,8 +118,9 @@ impl Drop for Browser {
 /// One WebDriver call; an answer with `value.error` is an error.
 fn call(driver: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
     let body = body.map(Value::to_string).or_else(|| (method == "POST").then(|| "{}".to_string()));
-    let response = http::request_within(driver, method, path, &driver.to_string(), body.as_deref(), COMMAND_TIMEOUT)
-        .map_err(|err| format!("chromedriver {method} {path}: {err}"))?;
+    let response =
+        http::request_within(driver, method, path, &[("host", &driver.to_string())], body.as_deref(), COMMAND_TIMEOUT)
+            .map_err(|err| format!("chromedriver {method} {path}: {err}"))?;
     let answer = response.json()?;
     if let Some(error) = answer["value"]["error"].as_str() {
         return Err(format!("chromedriver {method} {path}: {error}: {}", answer["value"]["message"]));

@@ -15,10 +15,17 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
+    /// Names lowercased, in the order received.
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
 impl Response {
+    /// The first value of header `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    }
+
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
@@ -57,29 +64,46 @@ pub fn get_from_host(addr: SocketAddr, path: &str, host: &str) -> io::Result<Res
 
 /// `method path`, with a JSON body when there is one.
 pub fn request(addr: SocketAddr, method: &str, path: &str, host: &str, json: Option<&str>) -> io::Result<Response> {
-    request_within(addr, method, path, host, json, IO_TIMEOUT)
+    request_within(addr, method, path, &[("host", host)], json, IO_TIMEOUT)
 }
 
-/// [`request`], waiting up to `timeout` for each read and write (a browser starting up under
-/// load takes longer than any server here).
+/// `method path` with `headers` (a `host` among them replaces `e2e.test`) and `connection: close`.
+pub fn request_with_headers(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> io::Result<Response> {
+    request_within(addr, method, path, headers, None, IO_TIMEOUT)
+}
+
+/// `method path` with `headers` and a JSON body when there is one, waiting up to `timeout` for
+/// each read and write (a browser starting up under load takes longer than any server here).
 pub fn request_within(
     addr: SocketAddr,
     method: &str,
     path: &str,
-    host: &str,
+    headers: &[(&str, &str)],
     json: Option<&str>,
     timeout: Duration,
 ) -> io::Result<Response> {
     let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    let body = match json {
-        Some(json) => format!("content-type: application/json\r\ncontent-length: {}\r\n\r\n{json}", json.len()),
-        None => "\r\n".to_string(),
-    };
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {host}\r\nuser-agent: ambassador-xds-e2e\r\nconnection: close\r\n{body}"
-    );
+    let mut request = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host")) {
+        request.push_str("host: e2e.test\r\n");
+    }
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("user-agent: ambassador-xds-e2e\r\nconnection: close\r\n");
+    match json {
+        Some(json) => {
+            request.push_str(&format!("content-type: application/json\r\ncontent-length: {}\r\n\r\n{json}", json.len()))
+        }
+        None => request.push_str("\r\n"),
+    }
     stream.write_all(request.as_bytes())?;
     let raw = read_response(&mut stream)?;
     parse_response(&raw).map_err(|msg| io::Error::new(io::ErrorKind::InvalidData, msg))
@@ -136,7 +160,7 @@ fn parse_response(raw: &[u8]) -> Result<Response, String> {
         let length: usize = length.1.parse().map_err(|_| format!("bad content-length {:?}", length.1))?;
         body.truncate(length);
     }
-    Ok(Response { status, body })
+    Ok(Response { status, headers, body })
 }
 
 fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {

@@ -377,6 +377,18 @@ impl Stack {
         eventually(POLL, POLL_INTERVAL, attempt).unwrap_or_else(|err| self.fail(&format!("{what}: {err}")))
     }
 
+    /// `GET path` on Envoy's admin address, once.
+    pub fn envoy_admin_get(&self, path: &str) -> Response {
+        http::get(self.envoy_admin, path)
+            .unwrap_or_else(|err| self.fail(&format!("GET {path} on Envoy's admin: {err}")))
+    }
+
+    /// The names of the clusters Envoy has (its admin `/clusters`).
+    pub fn envoy_clusters(&self) -> std::collections::BTreeSet<String> {
+        let text = self.envoy_admin_get("/clusters").text();
+        text.lines().filter_map(|line| line.split_once("::")).map(|(name, _)| name.to_string()).collect()
+    }
+
     /// Envoy's numeric stats matching the regex `filter`.
     pub fn envoy_stats(&self, filter: &str) -> BTreeMap<String, u64> {
         envoy_stats(self.envoy_admin, filter).unwrap_or_else(|err| self.fail(&err))

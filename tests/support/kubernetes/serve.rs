@@ -440,8 +440,13 @@ impl Snapshot {
             .collect()
     }
 
+    /// The routes' names, without Emissary's probe routes (which every configuration has).
     pub fn route_names(&self) -> Vec<String> {
-        self.routes().iter().filter_map(|route| route["name"].as_str().map(str::to_owned)).collect()
+        self.routes()
+            .iter()
+            .filter_map(|route| route["name"].as_str().map(str::to_owned))
+            .filter(|name| !name.contains("/internal_"))
+            .collect()
     }
 
     pub fn route(&self, name: &str) -> Option<Value> {
