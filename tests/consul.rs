@@ -411,9 +411,9 @@ fn mesh_traffic_follows_consul_certificates_health_and_identities(mode: AdsMode)
     consul.set_passing("qotm", "qotm-1", false);
     let refused = stack.await_status("/qotm/", 503);
     assert!(impostor.requests().is_empty(), "no request reached the impostor: {}", refused.summary());
-    // The cluster's name is over 60 characters: Emissary's hashed short form.
+    // Envoy's stats name the cluster by its `alt_stat_name`: the service, as in Emissary.
     let san = stack.envoy_stats("ssl\\.fail_verify_san$");
-    let qotm: u64 = san.iter().filter(|(name, _)| name.starts_with("cluster.cluster_qotm_otls_")).map(|(_, n)| n).sum();
+    let qotm: u64 = san.iter().filter(|(name, _)| name.starts_with("cluster.qotm.")).map(|(_, n)| n).sum();
     assert!(qotm > 0, "Envoy counted the SAN mismatch: {san:?}");
     consul.set_passing("qotm", "qotm-1", true);
     consul.deregister("qotm", "impostor");
