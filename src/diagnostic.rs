@@ -100,6 +100,9 @@ pub enum Kind {
     /// The built xDS resource breaks a rule Envoy enforces (proto validation, regex size, ...);
     /// it is not sent, or sent as a fail-closed replacement.
     Rejected,
+    /// The endpoints of an EDS cluster could not be refreshed (Consul or the Kubernetes API
+    /// failing, no source for them); the last known ones stay in service.
+    Endpoints,
 }
 
 impl Kind {
@@ -118,6 +121,7 @@ impl Kind {
             Kind::Material => "material",
             Kind::Stale => "stale",
             Kind::Rejected => "rejected",
+            Kind::Endpoints => "endpoints",
         }
     }
 }

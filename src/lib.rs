@@ -11,6 +11,7 @@
 
 pub mod cli;
 pub mod compile;
+pub mod connector;
 pub mod controller;
 pub mod diagnostic;
 pub mod metrics;

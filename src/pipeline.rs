@@ -1,12 +1,15 @@
 //! The one translation path, from what the sources read to encoded Envoy resources: what
 //! `translate`, `diff`, the golden tests and the serving controller all run.
 
+use crate::compile::ir::EdsService;
 use crate::compile::{self, LastGood, Options};
 use crate::diagnostic::{self, Diagnostic};
+use crate::model::endpoint::EndpointTable;
 use crate::source::files::{self, LoadError, LoadOptions, Loaded};
+use crate::xds::endpoint::{admit_endpoints, AdmittedEndpoints};
 use crate::xds::provenance::ProvenanceIndex;
 use crate::xds::validate::Limits;
-use crate::xds::{self, Resources};
+use crate::xds::{self, Resources, XdsType};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -16,18 +19,41 @@ pub struct Translation {
     pub diagnostics: Vec<Diagnostic>,
     /// The Ambassador resources behind each served resource, for NACK reports.
     pub provenance: ProvenanceIndex,
+    /// What the EDS clusters' endpoints come from: the endpoint sources watch these, and
+    /// [`endpoints`] builds their assignments.
+    pub endpoint_services: Vec<EdsService>,
 }
 
-/// Compiles, validates (as Envoy will) and encodes everything that was read.
+impl Translation {
+    /// Takes `endpoints` as the served `ClusterLoadAssignment`s.
+    pub fn set_endpoints(&mut self, endpoints: AdmittedEndpoints) {
+        *self.resources.of_mut(XdsType::Endpoint) = endpoints.resources;
+        self.diagnostics.extend(endpoints.diagnostics);
+        diagnostic::normalize(&mut self.diagnostics);
+        self.provenance.merge(endpoints.provenance);
+    }
+}
+
+/// Compiles, validates (as Envoy will) and encodes everything that was read. With no endpoint
+/// source to ask, every EDS cluster's assignment is empty.
 pub fn translate(loaded: Loaded, options: &Options) -> Translation {
     let compiled = compile::compile(&loaded.model, &loaded.tls_files, options);
     // The model is no longer needed; freeing it before building keeps peak memory down.
     drop(loaded.model);
-    finish(loaded.diagnostics, compiled, options)
+    let mut translation = finish(loaded.diagnostics, compiled, options);
+    translation.set_endpoints(endpoints(&translation.endpoint_services, &EndpointTable::new(), options));
+    translation
 }
 
-/// [`translate`], falling back to `last` for whatever does not compile now (the serving
-/// controller); returns what the next reload falls back to.
+/// The `ClusterLoadAssignment`s of `services` as `table` knows them: all that is rebuilt when
+/// only endpoints change.
+pub fn endpoints(services: &[EdsService], table: &EndpointTable, options: &Options) -> AdmittedEndpoints {
+    admit_endpoints(services, table, &Limits { regex_program_size: options.max_regex_program_size })
+}
+
+/// [`translate`] without endpoints (the caller sets them, see [`Translation::set_endpoints`]),
+/// falling back to `last` for whatever does not compile now (the serving controller); returns
+/// what the next reload falls back to.
 pub fn translate_with(loaded: Loaded, options: &Options, last: &LastGood) -> (Translation, LastGood) {
     let started = std::time::Instant::now();
     let (compiled, next) = compile::compile_with(&loaded.model, &loaded.tls_files, options, last);
@@ -50,7 +76,8 @@ fn finish(mut diagnostics: Vec<Diagnostic>, compiled: compile::Compiled, options
     diagnostics.extend(compiled.diagnostics);
     diagnostics.extend(admitted.diagnostics);
     diagnostic::normalize(&mut diagnostics);
-    Translation { resources: admitted.resources, diagnostics, provenance: admitted.provenance }
+    let endpoint_services = compiled.ir.endpoint_services;
+    Translation { resources: admitted.resources, diagnostics, provenance: admitted.provenance, endpoint_services }
 }
 
 /// Reads files and directories, then [`translate`]s them.

@@ -133,6 +133,7 @@ fn check_case(case: &Path) -> CaseReport {
         .chain(model.hosts.iter().map(|r| &r.meta))
         .chain(model.secrets.iter().map(|r| &r.meta))
         .chain(model.modules.iter().map(|r| &r.meta))
+        .chain(model.resolvers.iter().map(|r| &r.meta))
         .chain(model.skipped.iter());
     for meta in metas {
         accounted.extend(document_of(&meta.origin.file, meta.origin.document, &input_name));
@@ -178,8 +179,7 @@ fn check_case(case: &Path) -> CaseReport {
             Fate::FailClosed => counts.fail_closed += 1,
             Fate::Skipped => counts.skipped += 1,
         }
-        let refused = mapping.spec.unimplemented.iter().any(|f| f.support == Support::Refused)
-            || mapping.spec.resolver.as_deref().is_some_and(|r| r != "kubernetes-service");
+        let refused = mapping.spec.unimplemented.iter().any(|f| f.support == Support::Refused);
         if refused && fate == Fate::Served {
             problems.push(format!(
                 "{}: {} is served although it uses a refused field",

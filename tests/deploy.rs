@@ -35,10 +35,10 @@ fn crds_define_the_kinds_the_source_watches() {
     let crds = find(&docs, "CustomResourceDefinition");
     let kinds: BTreeSet<String> =
         crds.iter().map(|c| c["spec"]["names"]["kind"].as_str().unwrap().to_string()).collect();
-    assert_eq!(
-        kinds,
-        set(&["AuthService", "Host", "Listener", "Mapping", "Module", "RateLimitService", "TCPMapping", "TLSContext"])
-    );
+    let resolvers = ["ConsulResolver", "KubernetesEndpointResolver", "KubernetesServiceResolver"];
+    let others =
+        ["AuthService", "Host", "Listener", "Mapping", "Module", "RateLimitService", "TCPMapping", "TLSContext"];
+    assert_eq!(kinds, set(&[&others[..], &resolvers].concat()));
     for crd in crds {
         assert_eq!(crd["spec"]["group"], "getambassador.io");
         let plural = crd["spec"]["names"]["plural"].as_str().unwrap();
@@ -71,8 +71,12 @@ fn rbac_grants_exactly_read_access_to_what_is_watched() {
         "getambassador.io/tcpmappings",
         "getambassador.io/authservices",
         "getambassador.io/ratelimitservices",
+        "getambassador.io/consulresolvers",
+        "getambassador.io/kubernetesendpointresolvers",
+        "getambassador.io/kubernetesserviceresolvers",
         "/services",
         "/secrets",
+        "discovery.k8s.io/endpointslices",
     ]);
     assert_eq!(granted, watched);
 
@@ -137,4 +141,64 @@ fn deployment_runs_serve_with_flags_it_accepts_and_a_matching_envoy_bootstrap() 
     for probe in ["readinessProbe", "livenessProbe"] {
         assert_eq!(control_plane[probe]["httpGet"]["port"], "health", "{probe}");
     }
+}
+
+/// The environment variables clap reads for a subcommand's arguments.
+fn env_names(subcommand: &str) -> BTreeSet<String> {
+    use clap::CommandFactory;
+    let command = Cli::command();
+    let sub = command.find_subcommand(subcommand).unwrap();
+    sub.get_arguments().filter_map(|arg| arg.get_env()).map(|env| env.to_string_lossy().into_owned()).collect()
+}
+
+#[test]
+fn consul_connector_manifest_runs_what_the_cli_reads() {
+    let docs = documents("consul-connect.yaml");
+    let deployment = find(&docs, "Deployment")[0];
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let args: Vec<String> =
+        container["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect();
+    let cli = Cli::try_parse_from(std::iter::once("ambassador-xds".to_string()).chain(args))
+        .expect("consul-connect accepts these flags");
+    let Command::ConsulConnect(connect) = cli.command else { panic!("the container runs `consul-connect`") };
+    assert!(!connect.admin_address.ip().is_loopback(), "kubelet probes reach the Pod IP");
+    let admin_port = container["ports"][0]["containerPort"].as_u64().unwrap();
+    assert_eq!(admin_port, u64::from(connect.admin_address.port()));
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert!(deployment["spec"]["replicas"].as_u64().unwrap() >= 2, "a standby replica");
+
+    // Every variable set is one the connector reads, the seed's names included.
+    let known = env_names("consul-connect");
+    let env = container["env"].as_sequence().unwrap();
+    let names: BTreeSet<String> = env.iter().map(|e| e["name"].as_str().unwrap().to_string()).collect();
+    for name in &names {
+        assert!(known.contains(name), "the connector does not read {name}");
+    }
+    for seed in ["_CONSUL_HOST", "_CONSUL_PORT", "_AMBASSADOR_ID", "_AMBASSADOR_TLS_SECRET_NAMESPACE"] {
+        assert!(names.contains(seed), "{seed} is not set");
+        assert!(known.contains(seed));
+    }
+    for documented in [
+        "_AMBASSADOR_TLS_SECRET_NAME",
+        "CONSUL_HTTP_TOKEN",
+        "CONSUL_HTTP_SSL",
+        "CONSUL_CACERT",
+        "CONSUL_CLIENT_CERT",
+        "CONSUL_CLIENT_KEY",
+    ] {
+        assert!(known.contains(documented), "{documented} is not read");
+    }
+    let field =
+        |name: &str| env.iter().find(|e| e["name"] == name).unwrap()["valueFrom"]["fieldRef"]["fieldPath"].clone();
+    assert_eq!(field("_CONSUL_HOST"), "status.hostIP", "the node's agent, as Emissary's manifest");
+    assert_eq!(field("_AMBASSADOR_TLS_SECRET_NAMESPACE"), "metadata.namespace");
+    assert_eq!(field("POD_NAME"), "metadata.name", "each replica has its own identity in the Lease");
+
+    let account = find(&docs, "ServiceAccount")[0];
+    let binding = find(&docs, "RoleBinding")[0];
+    assert_eq!(pod["serviceAccountName"], account["metadata"]["name"]);
+    assert_eq!(binding["subjects"][0]["name"], account["metadata"]["name"]);
+    assert_eq!(binding["roleRef"]["name"], find(&docs, "Role")[0]["metadata"]["name"]);
+    assert!(find(&docs, "ClusterRole").is_empty(), "namespaced grants only");
 }

@@ -62,6 +62,7 @@ fn sample(field: &str) -> &'static str {
         "forward_client_cert_details" => "SANITIZE",
         "ambassador_id" => "[default]",
         "resolver" => "kubernetes-service",
+        "load_balancer" => "{policy: round_robin}",
         _ => "1",
     }
 }

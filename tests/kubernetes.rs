@@ -952,5 +952,85 @@ fn helm_release_secrets_are_never_sent_to_serve() {
     let canary = b64(HELM_CANARY.as_bytes());
     assert!(!serve.log().contains(HELM_CANARY) && !serve.snapshot_text().contains(&canary[..16]));
     assert_no_secret_data_logged(&serve);
+}
+
+// ---- 13. KubernetesEndpointResolver: EndpointSlices ----
+
+fn endpoint_slice(name: &str, port: u16, ready: bool) -> String {
+    format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}\n  namespace: shop\n  labels:\n    kubernetes.io/service-name: web\naddressType: IPv4\nports:\n- name: https\n  port: {port}\n  protocol: TCP\nendpoints:\n- addresses: [127.0.0.1]\n  conditions: {{ready: {ready}}}\n"
+    )
+}
+
+/// A Mapping with the `endpoint` resolver gets an EDS cluster whose assignment is the ready
+/// endpoints of the Service's EndpointSlices, on the slice port named like the Service port
+/// (443 `https` here, a different target port in each slice); an endpoint that stops being
+/// ready stops getting traffic, and such changes never recompile the configuration.
+#[test]
+fn endpoint_slices_feed_eds_clusters_without_recompiling() {
+    let one = Upstream::start("web-1", ServerCert::Upstream, ClientAuth::Optional);
+    let two = Upstream::start("web-2", ServerCert::Upstream, ClientAuth::Optional);
+    let api = FakeKube::start();
+    api.apply(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: shop\nspec:\n  ports:\n  - name: https\n    port: 443\n    targetPort: https\n  - name: metrics\n    port: 9090\n",
+    );
+    api.apply(&endpoint_slice("web-a", one.port(), true));
+    api.apply(&endpoint_slice("web-b", two.port(), true));
+    api.apply(&format!(
+        "apiVersion: {V3}\nkind: Mapping\nmetadata:\n  name: web\n  namespace: shop\nspec:\n  prefix: /web/\n  service: https://web\n  resolver: endpoint\n  load_balancer:\n    policy: round_robin\n"
+    ));
+    let mut serve = Serve::new("endpointslices", &api);
+    serve.observe(&one);
+    serve.observe(&two);
+    serve.start();
+    let assignment = serve.await_snapshot("k8s/shop/web/443 has both endpoints", CHANGE, |snapshot| {
+        let all = snapshot.resources("endpoints");
+        let found = all.iter().find(|a| a["cluster_name"] == "k8s/shop/web/443").ok_or("no assignment")?;
+        match found["endpoints"][0]["lb_endpoints"].as_array().map(Vec::len) {
+            Some(2) => Ok(found.clone()),
+            other => Err(format!("{other:?} endpoints: {found}")),
+        }
+    });
+    let ports: Vec<u64> = assignment["endpoints"][0]["lb_endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["endpoint"]["address"]["socket_address"]["port_value"].as_u64().unwrap())
+        .collect();
+    let mut expected = vec![u64::from(one.port()), u64::from(two.port())];
+    expected.sort();
+    assert_eq!(ports, expected);
+
+    serve.start_envoy();
+    let upstream = |serve: &Serve| -> String {
+        let response = harness::http::get(serve.listener(), "/web/").unwrap();
+        response
+            .json()
+            .map(|j| j["upstream"].as_str().unwrap_or_default().to_owned())
+            .unwrap_or_else(|_| response.summary())
+    };
+    serve.eventually("both endpoints get requests", CHANGE, || {
+        let seen: std::collections::BTreeSet<String> = (0..10).map(|_| upstream(&serve)).collect();
+        if seen.len() == 2 && seen.contains("web-1") {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    });
+
+    let compiles = |serve: &Serve| serve.log().matches("publishing configuration").count();
+    let before = compiles(&serve);
+    serve.mark("web-b's endpoint stops being ready");
+    api.apply(&endpoint_slice("web-b", two.port(), false));
+    serve.eventually("only web-1 gets requests", CHANGE, || {
+        let seen: Vec<String> = (0..10).map(|_| upstream(&serve)).collect();
+        if seen.iter().all(|u| u == "web-1") {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    });
+    assert_eq!(compiles(&serve), before, "an endpoint change recompiled the configuration");
+    serve.assert_no_rejected_updates();
     serve.assert_running();
 }

@@ -1,6 +1,8 @@
 //! Command-line interface: one module per subcommand. `main.rs` only parses and dispatches.
 
 pub mod bootstrap;
+pub mod consul;
+pub mod consul_connect;
 pub mod diff;
 pub mod serve;
 pub mod status;
@@ -34,9 +36,12 @@ pub enum Command {
     /// Compare the Envoy resources compiled from PATHs with a golden file
     Diff(diff::DiffArgs),
     /// Serve a watched config directory to Envoy over ADS/SDS (gRPC)
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Print an Envoy bootstrap that points ADS at ambassador-xds
     Bootstrap(bootstrap::BootstrapArgs),
+    /// Store Consul Connect's certificate for Ambassador as the Kubernetes Secret
+    /// ambassador-consul-connect (the Consul connector of the mTLS docs)
+    ConsulConnect(Box<consul_connect::ConsulConnectArgs>),
     /// Show the Envoys connected to a running `serve` and whether each took the latest
     /// configuration (exit 1 when any did not)
     Status(status::StatusArgs),
@@ -181,6 +186,18 @@ pub fn run(cli: Cli) -> i32 {
         Command::Diff(args) => diff::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Bootstrap(args) => bootstrap::run(&args),
+        Command::ConsulConnect(args) => consul_connect::run(&args),
         Command::Status(args) => status::run(&args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_subcommand_parses_its_own_arguments() {
+        Cli::command().debug_assert();
     }
 }

@@ -2,6 +2,7 @@
 //! and the admin endpoint together. Never exits on bad input: diagnostics are logged and the
 //! last good configuration keeps being served.
 
+use super::consul::ConsulArgs;
 use super::TranslationArgs;
 use crate::controller::{Controller, ControllerOptions, Outputs, ReloadReport};
 use crate::metrics::Metrics;
@@ -11,8 +12,10 @@ use crate::server::status::Registry;
 use crate::server::{self, Shared};
 use crate::snapshot::Snapshot;
 use crate::source::config_dir::ConfigDirSource;
+use crate::source::consul::{blocking, ConnectWatch, ConsulCertificateSource, ConsulClient, ConsulEndpoints};
+use crate::source::endpoints::EndpointSource;
 use crate::source::files::TlsFilePolicy;
-use crate::source::kubernetes::{KubernetesOptions, KubernetesSource};
+use crate::source::kubernetes::{KubernetesEndpoints, KubernetesOptions, KubernetesSource};
 use crate::source::{Changes, Source};
 use anyhow::Context as _;
 use clap::Args;
@@ -81,6 +84,15 @@ pub struct ServeArgs {
     /// flag, none); otherwise, without it, any absolute path without `..` is
     #[arg(long = "tls-files-under", value_name = "DIR")]
     pub tls_file_roots: Vec<PathBuf>,
+
+    /// Fetch Ambassador's Consul Connect certificate from the agent at HOST:PORT and serve it
+    /// as the Secret ambassador-consul-connect (see the README's Consul section). Also the agent
+    /// ConsulResolvers without an `address` use (default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500)
+    #[arg(long, value_name = "HOST:PORT")]
+    pub consul_address: Option<String>,
+
+    #[command(flatten)]
+    pub consul: ConsulArgs,
 }
 
 impl ServeArgs {
@@ -197,7 +209,34 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     tracing::info!(xds = %args.xds_address, admin = %args.admin_address, "listening");
 
     let (changes, change_events) = Changes::channel();
+    let (endpoint_changes, endpoint_events) = Changes::channel();
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
+    let mut endpoint_sources: Vec<Arc<dyn EndpointSource>> = Vec::new();
+    let default_agent = args
+        .consul_address
+        .clone()
+        .or_else(|| std::env::var("CONSUL_HTTP_ADDR").ok().filter(|a| !a.is_empty()))
+        .unwrap_or_else(|| "127.0.0.1:8500".to_string());
+    let consul = args.consul.config(&default_agent).map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Handle::current();
+    endpoint_sources.push(Arc::new(ConsulEndpoints::new(
+        consul.clone(),
+        blocking::DEFAULT_WAIT,
+        endpoint_changes.clone(),
+        runtime,
+    )));
+    if let Some(address) = &args.consul_address {
+        let client = ConsulClient::new(address, &consul).map_err(anyhow::Error::msg)?;
+        let watch = ConnectWatch::start(client, &args.consul.service(), blocking::DEFAULT_WAIT);
+        let namespace = args
+            .consul
+            .consul_secret_namespace
+            .clone()
+            .unwrap_or_else(|| args.translation.ambassador_namespace.clone());
+        let name = args.consul.secret_name();
+        tracing::info!(agent = %address, service = %args.consul.service(), secret = %format!("{namespace}/{name}"), "serving Consul's Connect certificate");
+        sources.push(Box::new(ConsulCertificateSource::new(address, watch, &namespace, &name, changes.clone())));
+    }
     if let Some(dir) = &args.config_dir {
         let source = ConfigDirSource::watched(dir.clone(), changes.clone()).context("starting the file watcher")?;
         sources.push(Box::new(source));
@@ -208,7 +247,11 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             .context("configuring the Kubernetes client (KUBECONFIG or in-cluster)")?;
         let options = KubernetesOptions { namespaces: args.namespaces.clone() };
         tokio::select! {
-            source = KubernetesSource::start(client, &options, changes.clone()) => sources.push(Box::new(source)),
+            source = KubernetesSource::start(client.clone(), &options, changes.clone()) => {
+                let endpoints = KubernetesEndpoints::new(client, &options, source.services(), endpoint_changes.clone());
+                endpoint_sources.push(Arc::new(endpoints));
+                sources.push(Box::new(source));
+            }
             () = stopped(shutdown.clone()) => return Ok(()),
         }
     }
@@ -221,8 +264,9 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         debounce_max: Duration::from_millis(args.debounce_max_ms),
     };
     let outputs = Outputs { snapshots: snapshot_tx, ready: ready_tx, report: report_tx, metrics };
-    let controller = Controller::new(sources, options, changes, outputs).context("starting the file watcher")?;
-    controller.run(change_events, shutdown.clone()).await;
+    let controller =
+        Controller::new(sources, endpoint_sources, options, changes, outputs).context("starting the file watcher")?;
+    controller.run(change_events, endpoint_events, shutdown.clone()).await;
 
     // Streams end with UNAVAILABLE on the shutdown signal; give them a moment to flush, then go.
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
@@ -242,7 +286,7 @@ async fn stopped(mut shutdown: watch::Receiver<bool>) {
 
 /// Registers SIGTERM and SIGINT once, for the whole process; the returned flag turns true on the
 /// first of them, whatever the rest of the process is doing at the time.
-fn on_termination_signal() -> anyhow::Result<watch::Receiver<bool>> {
+pub(super) fn on_termination_signal() -> anyhow::Result<watch::Receiver<bool>> {
     let (tx, rx) = watch::channel(false);
     #[cfg(unix)]
     {

@@ -7,30 +7,24 @@
 //! what they are (the name's parts before mangling); targets whose names collide each get the
 //! first 8 hex digits of the SHA-1 of those parts appended, and a warning says so.
 
-use super::ir::{Cluster, ClusterOptions, UpstreamTls};
+use super::ir::{Cluster, ClusterOptions, LbPolicy, UpstreamTls};
 use super::names;
 use super::service::Service;
-use super::tls::ResolvedContext;
+pub use super::transport::Transport;
+use super::upstream::Upstream;
 use crate::diagnostic::{Diagnostic, Kind};
-use crate::model::{Meta, TlsContext};
+use crate::model::Meta;
 use sha1::{Digest, Sha1};
 use std::collections::BTreeMap;
-
-/// How a Mapping talks to its upstream.
-pub enum Transport<'a> {
-    Plaintext,
-    /// `https://` or `tls: true`: TLS without a client certificate.
-    Tls,
-    Context(&'a TlsContext, &'a ResolvedContext),
-    /// TLS was asked for but cannot be provided: the route fails closed.
-    Unavailable(String),
-}
 
 /// What one Mapping (or TCPMapping) needs from its cluster.
 pub struct ClusterRequest<'r, 'a> {
     pub owner: &'r Meta,
     pub service: &'r Service,
     pub transport: &'r Transport<'a>,
+    /// Where the addresses come from, the load balancing and the identity to check; `None`:
+    /// DNS, round robin, no identity (TCPMappings).
+    pub upstream: Option<&'r Upstream>,
     /// Emissary's marker before the service in the name: `shadow`, or the `cluster_tag`.
     pub marker: Option<&'r str>,
     pub host_rewrite: Option<&'r str>,
@@ -49,7 +43,8 @@ pub struct ClusterSet {
 impl ClusterSet {
     /// Returns the identity of the cluster for this request, creating it on first use.
     pub fn cluster_for(&mut self, request: ClusterRequest<'_, '_>, diagnostics: &mut Vec<Diagnostic>) -> String {
-        let ClusterRequest { owner, service, transport, marker, host_rewrite, mut options, breaker_names } = request;
+        let ClusterRequest { owner, service, transport, upstream, marker, host_rewrite, mut options, breaker_names } =
+            request;
         let uses_tls = !matches!(transport, Transport::Plaintext);
         let mut fields: Vec<String> = marker.into_iter().map(str::to_string).collect();
         fields.push(service.normalized());
@@ -65,17 +60,36 @@ impl ClusterSet {
             }
         }
         fields.push(owner.namespace().to_string());
+        let balancing = upstream.and_then(|u| u.balancing.as_ref());
+        if let Some(balancing) = balancing {
+            fields.push(balancing.name_field.clone());
+        }
         fields.extend(breaker_names);
         let name = names::cluster_name(&fields.iter().map(String::as_str).collect::<Vec<_>>());
         // A separator no part contains. HTTP/2 or not is part of what a cluster is (Emissary
-        // would send one Mapping's HTTP/1.1 to another's gRPC upstream under one name).
-        let identity = format!("{}{}", fields.join("\u{0}"), if options.http2 { "\u{0}h2" } else { "" });
+        // would send one Mapping's HTTP/1.1 to another's gRPC upstream under one name). Emissary
+        // also leaves the endpoint source and the identity check out of the name (one name for a
+        // service reached through DNS and through its EndpointSlices): they are part of what the
+        // cluster is, so such clusters are told apart like any other names that collide.
+        let mut identity_parts = fields.clone();
+        if options.http2 {
+            identity_parts.push("h2".into());
+        }
+        let eds = upstream.and_then(|u| u.eds.clone());
+        if let Some(eds) = &eds {
+            identity_parts.push(format!("eds={}", eds.eds_name()));
+        }
+        let spiffe_id = upstream.and_then(|u| u.spiffe_id.clone());
+        if let Some(id) = &spiffe_id {
+            identity_parts.push(format!("spiffe={id}"));
+        }
+        let identity = identity_parts.join("\u{0}");
         if options.stats_name.is_empty() {
             options.stats_name = names::mangle(&service.without_scheme());
         }
 
         let default_sni = service.is_dns_name().then(|| service.host.clone());
-        let tls = match transport {
+        let mut tls = match transport {
             Transport::Plaintext | Transport::Unavailable(_) => None,
             Transport::Tls => Some(UpstreamTls { sni: default_sni, ..Default::default() }),
             Transport::Context(_, resolved) => {
@@ -84,10 +98,15 @@ impl ClusterSet {
                 Some(tls)
             }
         };
+        if let Some(tls) = &mut tls {
+            tls.spiffe_id = spiffe_id;
+        }
         let cluster = Cluster {
             name: name.clone(),
             host: service.host.clone(),
             port: service.port_or_default(uses_tls),
+            eds,
+            lb_policy: balancing.map_or(LbPolicy::RoundRobin, |b| b.policy),
             tls,
             options,
             provenance: std::iter::once(owner.provenance())
@@ -95,6 +114,7 @@ impl ClusterSet {
                     Transport::Context(ctx, _) => Some(ctx.meta.provenance()),
                     _ => None,
                 })
+                .chain(upstream.and_then(|u| u.resolver.provenance.clone()))
                 .collect(),
         };
         match self.clusters.get_mut(&identity) {
@@ -131,9 +151,12 @@ impl ClusterSet {
                     let digest = hex::encode(Sha1::digest(identity.as_bytes()));
                     let (cluster, owner) = &self.clusters[identity];
                     let full = format!("{name}_{}", &digest[..8]);
+                    let target = match &cluster.eds {
+                        Some(eds) => format!("{}:{} through {}", cluster.host, cluster.port, eds.eds_name()),
+                        None => format!("{}:{}", cluster.host, cluster.port),
+                    };
                     let message = format!(
-                        "cluster name {name} would also be another target's; this one ({}:{}) is named {full}",
-                        cluster.host, cluster.port
+                        "cluster name {name} would also be another target's; this one ({target}) is named {full}"
                     );
                     diagnostics.push(
                         Diagnostic::warning(Some(&owner.origin), Some(&owner.id), message).with_kind(Kind::Duplicate),

@@ -36,6 +36,7 @@ pub struct LastGood {
     /// Resolved TLS (settings, certificate, CA, CRL): origination by context id, termination by
     /// owner id.
     resolutions: Resolutions,
+    resolvers: HashMap<ResourceId, Resource<crate::model::ResolverSpec>>,
 }
 
 const STALE: &str =
@@ -55,6 +56,7 @@ impl LastGood {
         restore_kind(&mut model.modules, &self.modules, &rejected, &mut diagnostics);
         restore_kind(&mut model.secrets, &self.secrets, &rejected, &mut diagnostics);
         restore_kind(&mut model.tcp_mappings, &self.tcp_mappings, &rejected, &mut diagnostics);
+        restore_kind(&mut model.resolvers, &self.resolvers, &rejected, &mut diagnostics);
         model.rejected = rejected;
         diagnostics
     }
@@ -82,6 +84,7 @@ impl LastGood {
             secrets: by_id(&model.secrets, &none),
             tcp_mappings: by_id(&model.tcp_mappings, &pass.rejected),
             resolutions: pass.resolved.clone(),
+            resolvers: by_id(&model.resolvers, &none),
         }
     }
 

@@ -4,13 +4,15 @@
 //! the settings its group shares.
 
 use super::cluster::{ClusterRequest, ClusterSet, Transport};
+use super::cluster_options::{self, ClusterFields};
 use super::group::{Candidate, Core, Role, Shared};
 use super::ir::{ErrorResponses, Forward, HeaderToAdd, RegexRewrite, RouteAction};
-use super::module::Settings;
+use super::module::{self, Settings};
+use super::resolver::{ResolverRef, Resolvers};
 use super::select::ContextLookup;
 use super::service::{self, Scheme, Service};
 use super::tls::ResolvedContext;
-use super::upstream::{self, UpstreamSpec};
+use super::upstream::{upstream, UpstreamError};
 use super::{error_response, matching, names, policy, redirect, Options};
 use crate::diagnostic::{Diagnostic, Kind, ResourceId};
 use crate::model::fields::Support;
@@ -20,9 +22,8 @@ use std::collections::{BTreeSet, HashMap};
 
 const FAIL_CLOSED_STATUS: u32 = 503;
 const TLS_UNAVAILABLE_BODY: &str = "upstream TLS is not available for this route\n";
+const UNRESOLVED_BODY: &str = "the upstream of this route cannot be resolved or verified\n";
 const REFUSED_BODY: &str = "this route uses configuration ambassador-xds does not implement\n";
-/// The resolver every Mapping uses unless it names another (the only one implemented).
-pub const DEFAULT_RESOLVER: &str = "kubernetes-service";
 
 /// `<namespace>/<name>`: the route's name, so golden diffs point at the Mapping.
 pub fn route_name(mapping: &Mapping) -> String {
@@ -36,6 +37,7 @@ pub struct MappingCompiler<'a, 'd> {
     /// Kinds present in the input that are not translated (`AuthService`, ...).
     pub skipped_kinds: &'a BTreeSet<String>,
     pub contexts: ContextLookup<'a>,
+    pub resolvers: &'a Resolvers,
     pub resolved: &'a HashMap<&'a ResourceId, Result<ResolvedContext, String>>,
     pub clusters: ClusterSet,
     pub used_contexts: BTreeSet<&'a ResourceId>,
@@ -66,7 +68,15 @@ impl<'a> MappingCompiler<'a, '_> {
         let spec = &mapping.spec;
         let prefix = spec.prefix.as_deref().ok_or("missing required field `prefix`")?;
         let service_text = spec.service.as_deref().ok_or("missing required field `service`")?;
-        let qualify = self.settings.defaults.qualify_services;
+        // A Mapping inherits the Module's resolver unless it names its own; Emissary's probe
+        // routes go to the admin endpoint, whatever the Module says.
+        let module_resolver = self.settings.resolver.as_deref().filter(|_| !module::is_probe(&mapping.meta));
+        let resolver_name = spec.resolver.as_deref().or(module_resolver);
+        let resolver = self.resolvers.find(resolver_name, mapping.meta.namespace());
+        // Emissary qualifies bare names with the Mapping's namespace only for the Kubernetes
+        // resolvers: a Consul service name has no namespace.
+        let qualify =
+            self.settings.defaults.qualify_services && resolver.as_ref().map_or(true, |r| r.qualifies_names());
         let (service, warning) =
             service::parse_service(service_text, mapping.meta.namespace(), &self.options.ambassador_namespace, qualify)
                 .map_err(|err| format!("bad `service: {service_text}`: {err}"))?;
@@ -128,7 +138,7 @@ impl<'a> MappingCompiler<'a, '_> {
                 RouteAction::Redirect(redirect)
             }
             None => {
-                let action = self.forward(mapping, &service, role)?;
+                let action = self.forward(mapping, service_text, &service, resolver, role)?;
                 if let RouteAction::Forward(forward) = &action {
                     runtime_key = forward.cluster.clone();
                 }
@@ -171,15 +181,6 @@ impl<'a> MappingCompiler<'a, '_> {
                 _ => reasons.push(format!("`{}` is not implemented", field.field)),
             }
         }
-        // A Mapping inherits the Module's resolver and load balancer unless it names its own.
-        match spec.resolver.as_deref().or(self.settings.resolver.as_deref()) {
-            None | Some(DEFAULT_RESOLVER) => {}
-            Some(resolver) => reasons.push(format!("`resolver: {resolver}` is not implemented")),
-        }
-        let own_load_balancer = spec.unimplemented.iter().any(|f| f.field == "load_balancer");
-        if self.settings.load_balancer && !own_load_balancer {
-            reasons.push("the Module's `load_balancer` is not implemented".into());
-        }
         if let Some(all) = &self.settings.refuse_all {
             reasons.push(format!("the Module's {all}"));
         }
@@ -189,11 +190,19 @@ impl<'a> MappingCompiler<'a, '_> {
         (!reasons.is_empty()).then(|| reasons.join("; "))
     }
 
-    /// The forward (or fail-closed answer, when TLS cannot be provided) to the Mapping's cluster.
-    fn forward(&mut self, mapping: &Mapping, service: &Service, role: Role) -> Result<RouteAction, String> {
+    /// The forward (or fail-closed answer, when TLS or the upstream cannot be provided) to the
+    /// Mapping's cluster; `Err` drops the Mapping.
+    fn forward(
+        &mut self,
+        mapping: &Mapping,
+        service_text: &str,
+        service: &Service,
+        resolver: Result<ResolverRef, String>,
+        role: Role,
+    ) -> Result<RouteAction, String> {
         let spec = &mapping.spec;
         let defaults = &self.settings.defaults;
-        let upstream = UpstreamSpec {
+        let fields = ClusterFields {
             grpc: spec.grpc,
             connect_timeout_ms: spec.connect_timeout_ms,
             idle_timeout_ms: spec.cluster_idle_timeout_ms,
@@ -206,22 +215,41 @@ impl<'a> MappingCompiler<'a, '_> {
             enable_ipv4: spec.enable_ipv4,
             enable_ipv6: spec.enable_ipv6,
         };
-        let (options, breaker_names, warnings) = upstream::options(&upstream, defaults)?;
+        let (options, breaker_names, warnings) = cluster_options::options(&fields, defaults)?;
         for warning in warnings {
             self.warning(mapping, warning);
         }
         let transport = self.transport(mapping, service.scheme);
-        if let Transport::Unavailable(reason) = &transport {
-            self.diagnostics.push(
-                Diagnostic::error(
-                    Some(&mapping.meta.origin),
-                    Some(&mapping.meta.id),
-                    format!("{reason}; the route answers {FAIL_CLOSED_STATUS} instead of sending plaintext"),
-                )
-                .with_kind(Kind::Reference),
-            );
-            return Ok(fail_closed(TLS_UNAVAILABLE_BODY));
-        }
+        let amb_ns = &self.options.ambassador_namespace;
+        let default_balancing = self.settings.load_balancer.as_ref();
+        let upstream = match upstream(spec, default_balancing, service_text, service, resolver, &transport, amb_ns) {
+            Err(UpstreamError::Invalid(reason)) => return Err(reason),
+            Err(UpstreamError::Unavailable(reason)) => Err(reason),
+            Ok((upstream, warning)) => {
+                if let Some(warning) = warning {
+                    self.warning(mapping, warning);
+                }
+                Ok(upstream)
+            }
+        };
+        let failure = match (&transport, upstream) {
+            (Transport::Unavailable(reason), _) => Err((
+                format!("{reason}; the route answers {FAIL_CLOSED_STATUS} instead of sending plaintext"),
+                TLS_UNAVAILABLE_BODY,
+            )),
+            (_, Err(reason)) => Err((format!("{reason}; the route answers {FAIL_CLOSED_STATUS}"), UNRESOLVED_BODY)),
+            (_, Ok(upstream)) => Ok(upstream),
+        };
+        let upstream = match failure {
+            Ok(upstream) => upstream,
+            Err((message, body)) => {
+                self.diagnostics.push(
+                    Diagnostic::error(Some(&mapping.meta.origin), Some(&mapping.meta.id), message)
+                        .with_kind(Kind::Reference),
+                );
+                return Ok(fail_closed(body));
+            }
+        };
         let marker = match role {
             Role::Shadow => Some("shadow"),
             _ => spec.cluster_tag.as_deref(),
@@ -230,6 +258,7 @@ impl<'a> MappingCompiler<'a, '_> {
             owner: &mapping.meta,
             service,
             transport: &transport,
+            upstream: Some(&upstream),
             marker,
             host_rewrite: spec.host_rewrite.as_deref(),
             options,
@@ -246,6 +275,7 @@ impl<'a> MappingCompiler<'a, '_> {
             idle_timeout_ms: spec.idle_timeout_ms,
             host_rewrite: spec.host_rewrite.clone(),
             auto_host_rewrite: spec.auto_host_rewrite.unwrap_or(false),
+            hash_policy: upstream.balancing.and_then(|b| b.hash).map(Box::new),
             ..Forward::to(cluster)
         }))
     }

@@ -5,12 +5,15 @@
 //! weights; our fixes for TLS: certificates over SDS, default SNI, cert-less origination contexts,
 //! one cluster per (service, context), and fail-closed routes when TLS cannot be provided.
 
+mod balancing;
 mod cluster;
+mod cluster_options;
 mod edge;
 mod error_response;
 pub mod format;
 mod group;
 mod host;
+mod identity;
 pub mod ir;
 mod last_good;
 mod mapping;
@@ -21,14 +24,17 @@ pub mod names;
 pub mod order;
 mod policy;
 mod redirect;
+mod resolver;
 mod select;
 pub mod service;
 mod tcp;
 pub mod tls;
+mod transport;
 mod upstream;
 
 pub use edge::{listener_name, ALL_HOSTS_VIRTUAL_HOST};
 pub use last_good::{compile_with, LastGood};
+pub use material::{check_ca_bundle, check_certificate, leaf_uri_sans, CertifiedPem, MaterialError};
 
 use crate::diagnostic::{self, Diagnostic, Kind, ResourceId};
 use crate::model::{Mapping, Model, TlsFiles};
@@ -140,6 +146,8 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
     let listeners = unique(select(&model.listeners, options), &mut diagnostics);
     let hosts = unique(select(&model.hosts, options), &mut diagnostics);
     let secrets = unique(model.secrets.iter().collect(), &mut diagnostics);
+    let resolvers =
+        resolver::Resolvers::new(&unique(select(&model.resolvers, options), &mut diagnostics), &mut diagnostics);
 
     let secret_index: SecretIndex<'_> = secrets.iter().map(|s| ((s.meta.namespace(), s.meta.name()), *s)).collect();
     let inputs = tls::Inputs { secrets: &secret_index, files, secret_namespaces: &options.secret_namespaces };
@@ -183,6 +191,7 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
         settings: &settings,
         skipped_kinds: &skipped_kinds,
         contexts: lookup.clone(),
+        resolvers: &resolvers,
         resolved: &resolved,
         clusters: Default::default(),
         used_contexts: BTreeSet::new(),
@@ -278,12 +287,14 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
     // A termination several Hosts share is listed once per chain.
     secrets_out.dedup_by(|a, b| a.name == b.name);
 
+    let endpoint_services = resolver::eds_services(&clusters, &mut diagnostics);
     let ir = Ir {
         listeners: edge.listeners,
         tcp_listeners,
         route_configs: edge.route_configs,
         clusters,
         secrets: secrets_out,
+        endpoint_services,
         regex_max_size: settings.regex_max_size,
     };
     diagnostic::normalize(&mut diagnostics);

@@ -2,6 +2,7 @@
 //! probe routes Emissary adds (`/ambassador/v0/check_alive`, `check_ready`), and what it asks
 //! for that is not implemented (refused: the routes it would change fail closed).
 
+use super::balancing::{balancing, Balancing};
 use super::ir::{ClientCertDetails, ErrorResponseRule, ForwardClientCert, HttpOptions, Keepalive, RetryPolicy};
 use super::{error_response, policy, Options};
 use crate::diagnostic::{Diagnostic, Kind, Origin, ResourceId};
@@ -63,13 +64,16 @@ pub struct Settings {
     pub refuse_all: Option<String>,
     /// The Module's `resolver`, which Mappings without their own inherit.
     pub resolver: Option<String>,
-    /// The Module sets a `load_balancer` (refused for every Mapping without its own).
-    pub load_balancer: bool,
+    /// The Module's `load_balancer`: the default for Mappings without their own whose resolver
+    /// routes to endpoints.
+    pub load_balancer: Option<Balancing>,
     pub module: Option<Meta>,
 }
 
 const LIVENESS: (&str, &str) = ("internal_liveness_probe_mapping", "/ambassador/v0/check_alive");
 const READINESS: (&str, &str) = ("internal_readiness_probe_mapping", "/ambassador/v0/check_ready");
+/// What Emissary's probe Mappings are (they come from no resource).
+const PROBE_KIND: &str = "InternalMapping";
 /// Emissary gives its probe routes a 10 s timeout.
 const PROBE_TIMEOUT_MS: u64 = 10_000;
 
@@ -130,6 +134,11 @@ pub fn settings(
     settings
 }
 
+/// Whether a Mapping is one of Emissary's probe routes.
+pub fn is_probe(meta: &Meta) -> bool {
+    meta.id.kind == PROBE_KIND
+}
+
 fn probe_mapping(name: &str, path: &str, probe: &Probe, origin: &Origin, options: &Options) -> Mapping {
     let prefix = probe.prefix.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| path.to_string());
     let spec = MappingSpec {
@@ -142,7 +151,7 @@ fn probe_mapping(name: &str, path: &str, probe: &Probe, origin: &Origin, options
         hostname: Some("*".into()),
         ..MappingSpec::default()
     };
-    let id = ResourceId::new("InternalMapping", options.ambassador_namespace.clone(), name);
+    let id = ResourceId::new(PROBE_KIND, options.ambassador_namespace.clone(), name);
     Resource::new(Meta { id, origin: origin.clone(), ambassador_id: None, labels: Default::default() }, spec)
 }
 
@@ -171,16 +180,17 @@ fn configure(
             Support::IgnoredUnless(kind) => {
                 format!("`config.{}` needs the {kind}, which ambassador-xds does not translate", field.field)
             }
-            // Mappings inherit it unless they set their own (and then they are refused anyway).
-            _ if field.field == "load_balancer" => {
-                settings.load_balancer = true;
-                continue;
-            }
             _ => format!("`config.{}` is not implemented ({})", field.field, field.note),
         };
         settings.refuse_all.get_or_insert(refused);
     }
     settings.resolver = config.resolver.clone();
+    settings.load_balancer = config
+        .load_balancer
+        .as_ref()
+        .map(balancing)
+        .transpose()
+        .map_err(|problem| format!("`config.load_balancer`: {problem}"))?;
 
     let http = &mut settings.http;
     let set = |target: &mut bool, value: Option<bool>| {

@@ -4,13 +4,13 @@
 //! match that SNI (Emissary's rule); `tls` or `https://` originates TLS to the upstream.
 
 use super::cluster::{ClusterRequest, ClusterSet, Transport};
+use super::cluster_options::{self, ClusterFields};
 use super::ir::{TcpChain, TcpListener};
-use super::mapping::DEFAULT_RESOLVER;
 use super::module::Settings;
+use super::resolver::DEFAULT_RESOLVER;
 use super::select::ContextLookup;
 use super::service::{self, Scheme};
 use super::tls::ResolvedContext;
-use super::upstream::{self, UpstreamSpec};
 use super::Options;
 use crate::diagnostic::{Diagnostic, Kind, ResourceId};
 use crate::model::mapping::TlsSetting;
@@ -135,7 +135,9 @@ fn member<'a>(
     }
     match spec.resolver.as_deref().or(inputs.settings.resolver.as_deref()) {
         None | Some(DEFAULT_RESOLVER) => {}
-        Some(resolver) => return Err((Kind::Refused, format!("`resolver: {resolver}` is not implemented"))),
+        Some(resolver) => {
+            return Err((Kind::Refused, format!("`resolver: {resolver}` is not implemented for TCPMappings")))
+        }
     }
     let text = spec.service.as_deref().ok_or_else(|| invalid("missing required field `service`".into()))?;
     let qualify = inputs.settings.defaults.qualify_services;
@@ -163,14 +165,14 @@ fn member<'a>(
         _ if service.scheme == Some(Scheme::Https) => Transport::Tls,
         _ => Transport::Plaintext,
     };
-    let upstream = UpstreamSpec {
+    let upstream = ClusterFields {
         circuit_breakers: spec.circuit_breakers.as_deref(),
         enable_ipv4: spec.enable_ipv4,
         enable_ipv6: spec.enable_ipv6,
-        ..UpstreamSpec::default()
+        ..ClusterFields::default()
     };
     let (options, breaker_names, warnings) =
-        upstream::options(&upstream, &inputs.settings.defaults).map_err(invalid)?;
+        cluster_options::options(&upstream, &inputs.settings.defaults).map_err(invalid)?;
     for warning in warnings {
         warn(diagnostics, warning);
     }
@@ -180,6 +182,7 @@ fn member<'a>(
         service: &service,
         transport: &transport,
         marker: spec.cluster_tag.as_deref(),
+        upstream: None,
         host_rewrite: None,
         options,
         breaker_names,

@@ -5,7 +5,7 @@
 //! it then fails closed (503) instead of falling back to plaintext as Emissary does (#4476).
 
 use super::ir::{SecretContent, TlsSecret, TlsVersion, UpstreamTls};
-use super::material::{check_ca_bundle, check_certificate, CertifiedPem};
+use super::material::{check_ca_bundle, check_certificate, leaf_uri_sans, CertifiedPem};
 use super::SecretNamespaces;
 use crate::diagnostic::{Diagnostic, Kind, Provenance, ResourceId};
 use crate::model::{Secret, SecretData, TlsContext, TlsContextSpec, TlsFileError, TlsFiles};
@@ -17,6 +17,8 @@ use std::collections::HashMap;
 pub struct ResolvedContext {
     pub tls: UpstreamTls,
     pub secrets: Vec<TlsSecret>,
+    /// The client certificate's URI SANs (its SPIFFE ID, for `verify_spiffe_id: true`).
+    pub client_uri_sans: Vec<String>,
 }
 
 pub type SecretIndex<'a> = HashMap<(&'a str, &'a str), &'a Secret>;
@@ -131,6 +133,7 @@ pub fn resolve_context(
         ..Default::default()
     };
     let provenance = material.provenance;
+    let client_uri_sans = material.certificate.as_ref().map(|c| leaf_uri_sans(&c.chain)).unwrap_or_default();
     if let Some(certificate) = material.certificate {
         let name = client_certificate_secret_name(id);
         tls.client_certificate_secret = Some(name.clone());
@@ -149,7 +152,7 @@ pub fn resolve_context(
             provenance,
         });
     }
-    Ok(ResolvedContext { tls, secrets: secrets_out })
+    Ok(ResolvedContext { tls, secrets: secrets_out, client_uri_sans })
 }
 
 /// The certificate and CA of a context whose namespace and identity `first` gives.

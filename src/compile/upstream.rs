@@ -1,64 +1,76 @@
-//! How Envoy talks to a Mapping's upstream: the cluster settings a Mapping (or the Module, by
-//! default) asks for, checked, and the circuit-breaker names that go into the cluster's name.
+//! Where a Mapping's requests go besides its service and transport: its resolver (DNS or EDS),
+//! its load balancing, and the identity its upstream must prove (`verify_spiffe_id`).
 
-use super::ir::{ClusterOptions, DnsLookup};
-use super::module::Defaults;
-use super::policy;
-use crate::model::policy::{CircuitBreakerSpec, KeepaliveSpec};
+use super::balancing::{balancing, Balancing};
+use super::identity::upstream_spiffe_id;
+use super::resolver::{check_mapping, endpoint_target, ResolverRef};
+use super::service::Service;
+use super::transport::Transport;
+use crate::model::endpoint::EndpointTarget;
+use crate::model::{MappingSpec, ResolverKind};
 
-/// The cluster fields of a Mapping or TCPMapping (what each leaves unset is `None`).
-#[derive(Default)]
-pub struct UpstreamSpec<'a> {
-    pub grpc: Option<bool>,
-    pub connect_timeout_ms: Option<u64>,
-    pub idle_timeout_ms: Option<u64>,
-    pub max_connection_lifetime_ms: Option<u64>,
-    pub keepalive: Option<&'a KeepaliveSpec>,
-    pub circuit_breakers: Option<&'a [CircuitBreakerSpec]>,
-    pub stats_name: Option<&'a str>,
-    pub dns_type: Option<&'a str>,
-    pub respect_dns_ttl: Option<bool>,
-    pub enable_ipv4: Option<bool>,
-    pub enable_ipv6: Option<bool>,
+/// What besides the service and transport makes a Mapping's cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub resolver: ResolverRef,
+    pub eds: Option<EndpointTarget>,
+    pub balancing: Option<Balancing>,
+    pub spiffe_id: Option<String>,
 }
 
-/// The options, the breaker names, and warnings; an error for values Emissary refuses.
-pub fn options(
-    spec: &UpstreamSpec<'_>,
-    defaults: &Defaults,
-) -> Result<(ClusterOptions, Vec<String>, Vec<String>), String> {
-    let mut warnings = Vec::new();
-    let breakers = spec.circuit_breakers.or(defaults.circuit_breakers.as_deref()).unwrap_or_default();
-    let (circuit_breakers, breaker_names) =
-        policy::circuit_breakers(breakers).map_err(|problem| format!("`circuit_breakers`: {problem}"))?;
-    let ipv4 = spec.enable_ipv4.or(defaults.enable_ipv4).unwrap_or(true);
-    let ipv6 = spec.enable_ipv6.or(defaults.enable_ipv6).unwrap_or(false);
-    let dns = match (ipv6, ipv4) {
-        (false, _) => DnsLookup::V4Only,
-        (true, true) => DnsLookup::Auto,
-        (true, false) => DnsLookup::V6Only,
+/// Why a Mapping gets no forwarding route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamError {
+    /// The Mapping is invalid and dropped, as Emissary drops it.
+    Invalid(String),
+    /// What it asks for cannot be provided (an unknown resolver, an identity that cannot be
+    /// checked): the route fails closed.
+    Unavailable(String),
+}
+
+/// The Mapping's upstream, and a warning to report with it. `default_balancing` is the Module's
+/// `load_balancer`, for Mappings without their own whose resolver routes to endpoints (a
+/// Kubernetes DNS name has none to balance, and naming a load balancer with it is an error).
+pub fn upstream(
+    spec: &MappingSpec,
+    default_balancing: Option<&Balancing>,
+    service_text: &str,
+    service: &Service,
+    resolver: Result<ResolverRef, String>,
+    transport: &Transport<'_>,
+    ambassador_namespace: &str,
+) -> Result<(Upstream, Option<String>), UpstreamError> {
+    let balancing = spec.load_balancer.as_ref().map(balancing).transpose().map_err(UpstreamError::Invalid)?;
+    let resolver = resolver.map_err(UpstreamError::Unavailable)?;
+    let warning =
+        check_mapping(&resolver, service_text, service, balancing.is_some()).map_err(UpstreamError::Invalid)?;
+    let balancing = match balancing {
+        None if resolver.kind != ResolverKind::KubernetesService => default_balancing.cloned(),
+        own => own,
     };
-    let logical_dns = match spec.dns_type.map(str::to_ascii_lowercase).as_deref() {
-        None | Some("strict_dns") => false,
-        Some("logical_dns") => true,
-        Some(other) => {
-            warnings.push(format!(
-                "`dns_type: {other}` is not strict_dns or logical_dns; strict_dns is used, as Emissary does"
-            ));
-            false
+
+    let spiffe_id = match &spec.verify_spiffe_id {
+        None => None,
+        Some(setting) => {
+            let Transport::Context(_, context) = transport else {
+                return Err(UpstreamError::Unavailable(
+                    "`verify_spiffe_id` needs `tls:` naming a TLSContext that trusts the upstream's CA".into(),
+                ));
+            };
+            if context.tls.validation_secret.is_none() {
+                return Err(UpstreamError::Unavailable(
+                    "`verify_spiffe_id` needs the TLSContext to trust the upstream's CA (`ca_secret` or `cacert_chain_file`): Envoy checks no SAN of a certificate it does not verify".into(),
+                ));
+            }
+            let datacenter = (resolver.kind == ResolverKind::Consul).then_some(resolver.datacenter.as_str());
+            upstream_spiffe_id(setting, &context.client_uri_sans, &service.host, datacenter)
+                .map_err(UpstreamError::Unavailable)?
         }
     };
-    let options = ClusterOptions {
-        connect_timeout_ms: spec.connect_timeout_ms.unwrap_or(3000),
-        http2: spec.grpc.unwrap_or(false),
-        dns,
-        logical_dns,
-        respect_dns_ttl: spec.respect_dns_ttl.unwrap_or(false),
-        idle_timeout_ms: spec.idle_timeout_ms.or(defaults.cluster_idle_timeout_ms),
-        max_connection_lifetime_ms: spec.max_connection_lifetime_ms.or(defaults.cluster_max_connection_lifetime_ms),
-        keepalive: spec.keepalive.map(policy::keepalive).or_else(|| defaults.keepalive.clone()),
-        circuit_breakers,
-        stats_name: spec.stats_name.map(str::to_string).unwrap_or_default(),
-    };
-    Ok((options, breaker_names, warnings))
+    // A Consul service whose identity is checked is a Connect service: its proxies are the
+    // endpoints that present that identity.
+    let connect = spiffe_id.is_some();
+    let tls = !matches!(transport, Transport::Plaintext);
+    let eds = endpoint_target(&resolver, service, tls, connect, ambassador_namespace);
+    Ok((Upstream { resolver, eds, balancing, spiffe_id }, warning))
 }

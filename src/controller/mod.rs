@@ -4,17 +4,20 @@
 //! publishes a snapshot when anything changed.
 
 mod debounce;
+mod endpoints;
 mod reload;
 
 pub use debounce::Debounce;
+pub use endpoints::FIRST_FETCH;
 
 use crate::compile::Options;
 use crate::diagnostic::{Diagnostic, Provenance};
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
+use crate::source::endpoints::EndpointSource;
 use crate::source::files::{LoadOptions, TlsFilePolicy};
 use crate::source::{Changes, FileWatcher, Source};
-use reload::Compiler;
+use reload::{Compiler, Outcome};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -48,74 +51,113 @@ pub struct ReloadReport {
     pub inventory: Vec<Provenance>,
 }
 
+/// Endpoint changes wait less than configuration changes (they are cheap to apply: nothing is
+/// compiled), but bursts of them (a rollout) are still one update.
+pub const ENDPOINT_QUIET: Duration = Duration::from_millis(10);
+pub const ENDPOINT_MAX_DELAY: Duration = Duration::from_millis(100);
+
 pub struct Controller {
     /// `None` only while a reload runs on its blocking thread.
     compiler: Option<Compiler>,
     /// Watches the directories of the files TLSContexts name (any source's).
     tls_watcher: FileWatcher,
     debounce: Debounce,
+    endpoint_debounce: Debounce,
     outputs: Outputs,
+}
+
+/// What a blocking-thread job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Job {
+    /// Read every source, compile, build everything.
+    Reload,
+    /// Rebuild only the endpoint assignments.
+    Endpoints,
 }
 
 impl Controller {
     /// `changes` is the handle the sources notify; the controller adds its own watches (the
-    /// files TLSContexts name) to it.
+    /// files TLSContexts name) to it. Endpoint sources notify a channel of their own (see
+    /// [`Controller::run`]).
     pub fn new(
         sources: Vec<Box<dyn Source>>,
+        endpoint_sources: Vec<Arc<dyn EndpointSource>>,
         options: ControllerOptions,
         changes: Changes,
         outputs: Outputs,
     ) -> notify::Result<Controller> {
         Ok(Controller {
             debounce: Debounce::new(options.debounce, options.debounce_max),
-            compiler: Some(Compiler::new(sources, options)),
+            endpoint_debounce: Debounce::new(ENDPOINT_QUIET, ENDPOINT_MAX_DELAY),
+            compiler: Some(Compiler::new(sources, endpoint_sources, options)),
             tls_watcher: FileWatcher::new(changes)?,
             outputs,
         })
     }
 
     /// Waits for every source to be ready, publishes the first snapshot, then reloads after each
-    /// burst of changes (see [`Debounce`]) until `shutdown` turns true (or every change handle is
-    /// gone).
-    pub async fn run(mut self, mut changes: mpsc::UnboundedReceiver<()>, mut shutdown: watch::Receiver<bool>) {
+    /// burst of `changes` (see [`Debounce`]) and rebuilds the endpoint assignments after each
+    /// burst of `endpoint_changes`, until `shutdown` turns true (or every change handle is gone).
+    pub async fn run(
+        mut self,
+        mut changes: mpsc::UnboundedReceiver<()>,
+        mut endpoint_changes: mpsc::UnboundedReceiver<()>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let compiler = self.compiler.as_ref().expect("no reload is running");
         tokio::select! {
             _ = compiler.all_ready() => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
-        if self.reload(&mut shutdown).await.is_err() {
+        if self.run_job(Job::Reload, &mut shutdown).await.is_err() {
             return;
         }
         self.outputs.ready.send_replace(true);
+        let mut endpoint_changes_open = true;
         loop {
-            let deadline = self.debounce.deadline();
+            let (deadline, endpoint_deadline) = (self.debounce.deadline(), self.endpoint_debounce.deadline());
             let due = tokio::select! {
                 change = changes.recv() => match change {
                     Some(()) => {
                         self.debounce.change(std::time::Instant::now());
-                        false
+                        None
                     }
                     None => return,
                 },
-                _ = sleep_until(deadline), if deadline.is_some() => true,
+                change = endpoint_changes.recv(), if endpoint_changes_open => {
+                    match change {
+                        Some(()) => self.endpoint_debounce.change(std::time::Instant::now()),
+                        None => endpoint_changes_open = false,
+                    }
+                    None
+                }
+                _ = sleep_until(deadline), if deadline.is_some() => Some(Job::Reload),
+                _ = sleep_until(endpoint_deadline), if endpoint_deadline.is_some() => Some(Job::Endpoints),
                 _ = shutdown.wait_for(|stop| *stop) => return,
             };
-            if due {
-                self.debounce.start_reload();
-                if self.reload(&mut shutdown).await.is_err() {
+            if let Some(job) = due {
+                if job == Job::Reload {
+                    self.debounce.start_reload();
+                }
+                // A reload builds the endpoints too.
+                self.endpoint_debounce.start_reload();
+                if self.run_job(job, &mut shutdown).await.is_err() {
                     return;
                 }
             }
         }
     }
 
-    /// One reload on a blocking thread; `Err` if shutdown came first (the reload is abandoned).
-    async fn reload(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<(), ShuttingDown> {
-        let mut compiler = self.compiler.take().expect("one reload at a time");
+    /// One job on a blocking thread; `Err` if shutdown came first (the job is abandoned).
+    async fn run_job(&mut self, job: Job, shutdown: &mut watch::Receiver<bool>) -> Result<(), ShuttingDown> {
+        let mut compiler = self.compiler.take().expect("one job at a time");
         let previous = self.outputs.snapshots.borrow().clone();
         let started = std::time::Instant::now();
         let task = tokio::task::spawn_blocking(move || {
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| compiler.reload(&previous)));
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match job {
+                Job::Reload => compiler.reload(&previous),
+                Job::Endpoints => compiler.refresh_endpoints(&previous),
+            }));
             (compiler, outcome)
         });
         let (compiler, outcome) = tokio::select! {
@@ -123,24 +165,15 @@ impl Controller {
             _ = shutdown.wait_for(|stop| *stop) => return Err(ShuttingDown),
         };
         self.compiler = Some(compiler);
-        let metrics = &self.outputs.metrics;
-        metrics.reload_duration.observe(started.elapsed());
+        // Endpoint refreshes are not reloads: the reload metrics count compiles only.
+        let metrics = self.outputs.metrics.clone();
         match outcome {
             Ok(outcome) => {
-                for dir in &outcome.tls_dirs {
-                    self.tls_watcher.watch(dir, false);
+                if let Job::Reload = job {
+                    metrics.reload_duration.observe(started.elapsed());
+                    metrics.reloads.inc(if outcome.snapshot.is_some() { "published" } else { "unchanged" });
                 }
-                metrics.reloads.inc(if outcome.snapshot.is_some() { "published" } else { "unchanged" });
-                if let Some(snapshot) = outcome.snapshot {
-                    self.outputs.snapshots.send_replace(Arc::new(snapshot));
-                }
-                self.outputs.report.send_if_modified(|current| {
-                    let changed = **current != outcome.report;
-                    if changed {
-                        *current = Arc::new(outcome.report);
-                    }
-                    changed
-                });
+                self.publish(outcome);
             }
             // A bug, not bad input: keep serving the last snapshot and say so.
             Err(_) => {
@@ -149,6 +182,22 @@ impl Controller {
             }
         }
         Ok(())
+    }
+
+    fn publish(&mut self, outcome: Outcome) {
+        for dir in &outcome.tls_dirs {
+            self.tls_watcher.watch(dir, false);
+        }
+        if let Some(snapshot) = outcome.snapshot {
+            self.outputs.snapshots.send_replace(Arc::new(snapshot));
+        }
+        self.outputs.report.send_if_modified(|current| {
+            let changed = **current != outcome.report;
+            if changed {
+                *current = Arc::new(outcome.report);
+            }
+            changed
+        });
     }
 }
 

@@ -2,16 +2,20 @@
 //! read at all), put back the last good version of whatever is broken, read the files
 //! TLSContexts name, compile (falling back to last good versions), and build the snapshot.
 
+use super::endpoints::Endpoints;
 use super::{ControllerOptions, ReloadReport};
 use crate::compile::LastGood;
-use crate::diagnostic::{Diagnostic, Severity};
+use crate::diagnostic::{Diagnostic, Provenance, Severity};
 use crate::pipeline;
 use crate::snapshot::Snapshot;
 use crate::source::deadline::DeadlineReader;
+use crate::source::endpoints::EndpointSource;
 use crate::source::files::{self, Loaded, MAX_TLS_FILE_BYTES};
 use crate::source::{Contribution, Source};
+use crate::xds::XdsType;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// A source and what it last contributed successfully.
@@ -30,6 +34,13 @@ pub(super) struct Compiler {
     last_diagnostics: BTreeSet<Diagnostic>,
     /// Reads the files TLSContexts name without letting a hung file system hold the reload.
     tls_reader: DeadlineReader,
+    /// The EDS clusters' endpoints.
+    endpoints: Endpoints,
+    /// The last reload's diagnostics without the endpoints' (what an endpoint refresh reports
+    /// beside its own).
+    config_diagnostics: Vec<Diagnostic>,
+    /// The last reload's inventory (an endpoint refresh reads no resources).
+    inventory: Vec<Provenance>,
 }
 
 /// Longest a reload waits for the files TLSContexts name.
@@ -43,7 +54,11 @@ pub(super) struct Outcome {
 }
 
 impl Compiler {
-    pub fn new(sources: Vec<Box<dyn Source>>, options: ControllerOptions) -> Compiler {
+    pub fn new(
+        sources: Vec<Box<dyn Source>>,
+        endpoint_sources: Vec<Arc<dyn EndpointSource>>,
+        options: ControllerOptions,
+    ) -> Compiler {
         let sources = sources.into_iter().map(|source| SourceSlot { source, last_good: None }).collect();
         Compiler {
             sources,
@@ -51,6 +66,9 @@ impl Compiler {
             last_good: LastGood::default(),
             last_diagnostics: BTreeSet::new(),
             tls_reader: DeadlineReader::new(TLS_READ_DEADLINE),
+            endpoints: Endpoints::new(endpoint_sources),
+            config_diagnostics: Vec::new(),
+            inventory: Vec::new(),
         }
     }
 
@@ -83,10 +101,14 @@ impl Compiler {
         let tls_dirs = files::tls_file_dirs(&loaded.tls_files, load, policy);
         let inventory = loaded.model.inventory();
         let prepared_at = started.elapsed();
-        let (translation, last_good) = pipeline::translate_with(loaded, compile, &self.last_good);
+        let (mut translation, last_good) = pipeline::translate_with(loaded, compile, &self.last_good);
         let translated_at = started.elapsed();
         self.last_good = last_good;
         crate::xds::validate::memo::end_reload();
+        self.config_diagnostics = translation.diagnostics.clone();
+        self.inventory = inventory.clone();
+        let services = std::mem::take(&mut translation.endpoint_services);
+        translation.set_endpoints(self.endpoints.after_compile(services, compile));
         self.log_new_diagnostics(&translation.diagnostics);
 
         let report = ReloadReport { diagnostics: translation.diagnostics, inventory };
@@ -114,6 +136,28 @@ impl Compiler {
             "publishing configuration"
         );
         Outcome { snapshot: Some(snapshot), tls_dirs, report }
+    }
+
+    /// Rebuilds only the endpoint assignments from what the endpoint sources know now; `None`
+    /// snapshot when they did not change. Nothing is read or compiled.
+    pub fn refresh_endpoints(&mut self, previous: &Snapshot) -> Outcome {
+        let started = Instant::now();
+        let endpoints = self.endpoints.current(&self.options.compile);
+        let mut diagnostics = self.config_diagnostics.clone();
+        diagnostics.extend(endpoints.diagnostics);
+        crate::diagnostic::normalize(&mut diagnostics);
+        self.log_new_diagnostics(&diagnostics);
+        let report = ReloadReport { diagnostics, inventory: self.inventory.clone() };
+        if self.endpoints.is_empty() || endpoints.resources == previous.resources.of(XdsType::Endpoint) {
+            return Outcome { snapshot: None, tls_dirs: BTreeSet::new(), report };
+        }
+        let mut resources = previous.resources.clone();
+        *resources.of_mut(XdsType::Endpoint) = endpoints.resources;
+        // The EDS names and what is behind them change only with a compile: the provenance stays.
+        let snapshot = Snapshot::new(resources, previous.serial + 1, Some(previous))
+            .with_provenance(previous.provenance().clone());
+        tracing::debug!(serial = snapshot.serial, elapsed = ?started.elapsed(), "publishing endpoints");
+        Outcome { snapshot: Some(snapshot), tls_dirs: BTreeSet::new(), report }
     }
 
     /// Logs diagnostics not seen in the previous reload.

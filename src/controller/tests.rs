@@ -34,7 +34,7 @@ impl World {
             debounce: Duration::ZERO,
             debounce_max: Duration::ZERO,
         };
-        let compiler = Compiler::new(vec![Box::new(ConfigDirSource::unwatched(config.clone()))], options);
+        let compiler = Compiler::new(vec![Box::new(ConfigDirSource::unwatched(config.clone()))], Vec::new(), options);
         World { _dir: dir, config, files, compiler, snapshot: Snapshot::empty() }
     }
 

@@ -43,8 +43,14 @@ pub struct MappingSpec {
     pub prefix_redirect: Option<String>,
     pub regex_redirect: Option<RegexMap>,
     pub redirect_response_code: Option<u32>,
-    /// Only the default resolver is implemented; anything else is refused by the compiler.
+    /// The resolver (a ConsulResolver, KubernetesEndpointResolver or KubernetesServiceResolver, by
+    /// name) that turns `service` into addresses; the default is the Module's, else
+    /// `kubernetes-service` (DNS).
     pub resolver: Option<String>,
+    pub load_balancer: Option<LoadBalancer>,
+    /// Verify the upstream's mesh identity: `true` derives its SPIFFE ID the way Consul Connect
+    /// names services, or a `spiffe://` URI is matched exactly (see `compile::identity`).
+    pub verify_spiffe_id: Option<SpiffeIdSetting>,
 
     // ---- what the route does on the way ----
     /// `None` means Emissary's default rewrite `/`; `Some("")` turns rewriting off.
@@ -87,6 +93,34 @@ pub struct MappingSpec {
     /// Fields this struct does not hold, as the field table classifies them.
     #[serde(skip)]
     pub unimplemented: Vec<Unimplemented>,
+}
+
+/// `load_balancer:` as Emissary reads it: `policy` and, for the hashing policies, exactly one of
+/// `cookie`, `header` or `source_ip`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct LoadBalancer {
+    pub policy: Option<String>,
+    pub cookie: Option<LoadBalancerCookie>,
+    pub header: Option<String>,
+    pub source_ip: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct LoadBalancerCookie {
+    pub name: Option<String>,
+    pub path: Option<String>,
+    /// A protobuf duration (`10s`, `1.5s`), as Envoy reads it.
+    pub ttl: Option<String>,
+}
+
+/// `verify_spiffe_id: true` or `verify_spiffe_id: spiffe://trust.domain/path`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum SpiffeIdSetting {
+    Derived(bool),
+    Exact(String),
 }
 
 /// `tls:` names a TLSContext, or (older Ambassador) is `true` for TLS without a client certificate.

@@ -4,6 +4,7 @@
 //!
 //! Parsing never fails as a whole: a bad document becomes a [`Diagnostic`] and is skipped.
 
+pub mod endpoint;
 pub mod fields;
 pub mod host;
 pub mod listener;
@@ -11,6 +12,7 @@ pub mod mapping;
 pub mod module;
 mod parse;
 pub mod policy;
+pub mod resolver;
 pub mod secret;
 mod sensitive;
 mod service;
@@ -23,6 +25,7 @@ pub use listener::ListenerSpec;
 pub use mapping::MappingSpec;
 pub use module::ModuleSpec;
 pub use parse::{parse_documents, parse_object};
+pub use resolver::{ResolverKind, ResolverSpec};
 pub use secret::SecretData;
 pub use sensitive::Sensitive;
 pub use tcp_mapping::TcpMappingSpec;
@@ -90,6 +93,7 @@ pub type Host = Resource<HostSpec>;
 pub type Module = Resource<ModuleSpec>;
 pub type Secret = Resource<SecretData>;
 pub type TcpMapping = Resource<TcpMappingSpec>;
+pub type Resolver = Resource<ResolverSpec>;
 
 /// Contents of the files TLSContexts name (`cert_chain_file`, ...), keyed by the path as written;
 /// `Err` holds why the file could not be read. Read by the sources, so that compiling stays pure.
@@ -125,6 +129,8 @@ pub struct Model {
     /// `ambassador` Modules (one is used; the others are reported).
     pub modules: Vec<Module>,
     pub tcp_mappings: Vec<TcpMapping>,
+    /// ConsulResolvers, KubernetesEndpointResolvers and KubernetesServiceResolvers.
+    pub resolvers: Vec<Resolver>,
     /// Ambassador resources of kinds that are not translated (an `AuthService`, a
     /// `RateLimitService`, ...): what decides whether fields that only matter with them are safe
     /// to ignore.
@@ -148,6 +154,7 @@ impl Model {
             .chain(self.secrets.iter().map(|r| &r.meta))
             .chain(self.modules.iter().map(|r| &r.meta))
             .chain(self.tcp_mappings.iter().map(|r| &r.meta))
+            .chain(self.resolvers.iter().map(|r| &r.meta))
             .chain(self.skipped.iter());
         metas.map(Meta::provenance).collect()
     }
@@ -160,6 +167,7 @@ impl Model {
         self.secrets.extend(other.secrets);
         self.modules.extend(other.modules);
         self.tcp_mappings.extend(other.tcp_mappings);
+        self.resolvers.extend(other.resolvers);
         self.skipped.extend(other.skipped);
         self.rejected.extend(other.rejected);
     }

@@ -2,6 +2,7 @@
 //! Mapping (see [`super::fields::MODULE`] for every key).
 
 use super::fields::Unimplemented;
+use super::mapping::LoadBalancer;
 use super::policy::RetryPolicySpec;
 use super::policy::{AddedHeaders, CircuitBreakerSpec, CorsSpec, ErrorResponseOverride, KeepaliveSpec};
 use super::OneOrMany;
@@ -55,8 +56,10 @@ pub struct ModuleConfig {
     pub enable_ipv6: Option<bool>,
     pub use_ambassador_namespace_for_service_resolution: Option<bool>,
     pub defaults: Option<Defaults>,
-    /// Only the default resolver is implemented; anything else is refused by the compiler.
+    /// The resolver of every Mapping that names none (default `kubernetes-service`).
     pub resolver: Option<String>,
+    /// The load balancer of every Mapping that sets none and uses an endpoint resolver.
+    pub load_balancer: Option<LoadBalancer>,
 
     // ---- the routes Emissary adds ----
     pub liveness_probe: Option<Probe>,

@@ -2,6 +2,7 @@
 //! Ambassador resources, and the Kubernetes kinds that carry them (`Secret`, `Service`, `List`).
 
 use super::module::AMBASSADOR_MODULE;
+use super::resolver::{ConsulResolverFields, KubernetesResolverFields, ResolverKind, ResolverSpec};
 use super::yaml::{self, Document};
 use super::{secret, service, Labels, Meta, Model, OneOrMany, Rejected, Resource};
 use crate::diagnostic::{self, Diagnostic, Kind, Origin, ResourceId};
@@ -223,6 +224,25 @@ impl Parser {
             "Listener" => typed!(listeners),
             "Host" => typed!(hosts),
             "Module" if id.name == AMBASSADOR_MODULE => typed!(modules),
+            "ConsulResolver" => {
+                if let Some((fields, meta)) =
+                    self.typed_spec::<ConsulResolverFields>(origin, id, labels, spec, field_prefix)
+                {
+                    let ConsulResolverFields { address, datacenter, ambassador_id } = fields;
+                    let spec = ResolverSpec { kind: ResolverKind::Consul, address, datacenter, ambassador_id };
+                    self.model.resolvers.push(Resource::new(meta, spec));
+                }
+            }
+            "KubernetesEndpointResolver" | "KubernetesServiceResolver" => {
+                let kind = ResolverKind::from_kind_name(kind).expect("a Kubernetes resolver kind");
+                if let Some((fields, meta)) =
+                    self.typed_spec::<KubernetesResolverFields>(origin, id, labels, spec, field_prefix)
+                {
+                    let spec =
+                        ResolverSpec { kind, address: None, datacenter: None, ambassador_id: fields.ambassador_id };
+                    self.model.resolvers.push(Resource::new(meta, spec));
+                }
+            }
             _ => {
                 let message = match kind {
                     "Module" => format!(

@@ -6,7 +6,9 @@
 //! source, compiles, and publishes. Sources never see xDS.
 
 pub mod config_dir;
+pub mod consul;
 pub mod deadline;
+pub mod endpoints;
 pub mod files;
 pub mod kubernetes;
 pub mod read;

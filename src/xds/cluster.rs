@@ -1,10 +1,11 @@
-//! Upstream clusters: STRICT_DNS (or LOGICAL_DNS) with an inline load assignment, for TLS an
-//! `UpstreamTlsContext` whose certificate and CA come over SDS by name, and the Mapping's
-//! connection settings: HTTP/2 for gRPC and idle timeouts (Envoy's upstream HTTP protocol
-//! options), circuit breakers, TCP keepalive, the stats name.
+//! Upstream clusters: STRICT_DNS (or LOGICAL_DNS) with an inline load assignment, or EDS
+//! (endpoints from a resolver, over ADS); for TLS an `UpstreamTlsContext` whose certificate and
+//! CA come over SDS by name, with the upstream's SPIFFE ID checked when a Mapping asks; and the
+//! Mapping's connection settings: the load balancing policy, HTTP/2 for gRPC and idle timeouts
+//! (Envoy's upstream HTTP protocol options), circuit breakers, TCP keepalive, the stats name.
 
 use super::{ads_config_source, millis, to_any};
-use crate::compile::ir::{Cluster as IrCluster, ClusterOptions, DnsLookup, TlsVersion, UpstreamTls};
+use crate::compile::ir::{Cluster as IrCluster, ClusterOptions, DnsLookup, LbPolicy, TlsVersion, UpstreamTls};
 use envoy_types::pb::envoy::config::cluster::v3::{
     circuit_breakers, cluster, CircuitBreakers, Cluster, UpstreamConnectionOptions,
 };
@@ -16,13 +17,14 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
     lb_endpoint, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
 };
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    common_tls_context, tls_parameters::TlsProtocol, CommonTlsContext, SdsSecretConfig, TlsParameters,
-    UpstreamTlsContext,
+    common_tls_context, subject_alt_name_matcher::SanType, tls_parameters::TlsProtocol, CertificateValidationContext,
+    CommonTlsContext, SdsSecretConfig, SubjectAltNameMatcher, TlsParameters, UpstreamTlsContext,
 };
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
     explicit_http_config::ProtocolConfig, ExplicitHttpConfig, UpstreamProtocolOptions,
 };
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
+use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
 use envoy_types::pb::google::protobuf::UInt32Value;
 
 const TLS_TRANSPORT_SOCKET: &str = "envoy.transport_sockets.tls";
@@ -32,34 +34,17 @@ const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProt
 // Emissary sends it.
 #[allow(deprecated)]
 pub fn build_cluster(ir: &IrCluster) -> Cluster {
-    let endpoint = LbEndpoint {
-        host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
-            address: Some(Address {
-                address: Some(address::Address::SocketAddress(SocketAddress {
-                    address: ir.host.clone(),
-                    port_specifier: Some(socket_address::PortSpecifier::PortValue(ir.port.into())),
-                    ..Default::default()
-                })),
-            }),
-            ..Default::default()
-        })),
-        ..Default::default()
-    };
     let options = &ir.options;
-    let discovery =
-        if options.logical_dns { cluster::DiscoveryType::LogicalDns } else { cluster::DiscoveryType::StrictDns };
-    Cluster {
+    let common = Cluster {
         name: ir.name.clone(),
         alt_stat_name: options.stats_name.clone(),
-        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(discovery as i32)),
         connect_timeout: Some(millis(options.connect_timeout_ms)),
-        lb_policy: cluster::LbPolicy::RoundRobin as i32,
-        dns_lookup_family: match options.dns {
-            DnsLookup::V4Only => cluster::DnsLookupFamily::V4Only,
-            DnsLookup::V6Only => cluster::DnsLookupFamily::V6Only,
-            DnsLookup::Auto => cluster::DnsLookupFamily::Auto,
+        lb_policy: match ir.lb_policy {
+            LbPolicy::RoundRobin => cluster::LbPolicy::RoundRobin,
+            LbPolicy::LeastRequest => cluster::LbPolicy::LeastRequest,
+            LbPolicy::RingHash => cluster::LbPolicy::RingHash,
+            LbPolicy::Maglev => cluster::LbPolicy::Maglev,
         } as i32,
-        respect_dns_ttl: options.respect_dns_ttl,
         circuit_breakers: (!options.circuit_breakers.is_empty()).then(|| build_circuit_breakers(options)),
         upstream_connection_options: options.keepalive.as_ref().map(|keepalive| UpstreamConnectionOptions {
             tcp_keepalive: Some(TcpKeepalive {
@@ -73,16 +58,52 @@ pub fn build_cluster(ir: &IrCluster) -> Cluster {
             .map(|options| (HTTP_PROTOCOL_OPTIONS.to_string(), to_any(&options)))
             .into_iter()
             .collect(),
-        load_assignment: Some(ClusterLoadAssignment {
-            cluster_name: ir.name.clone(),
-            endpoints: vec![LocalityLbEndpoints { lb_endpoints: vec![endpoint], ..Default::default() }],
-            ..Default::default()
-        }),
         transport_socket: ir.tls.as_ref().map(|tls| TransportSocket {
             name: TLS_TRANSPORT_SOCKET.into(),
             config_type: Some(transport_socket::ConfigType::TypedConfig(to_any(&build_upstream_tls_context(tls)))),
         }),
         ..Default::default()
+    };
+    if let Some(target) = &ir.eds {
+        // Endpoints come over EDS: the DNS settings do not apply.
+        return Cluster {
+            cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Eds as i32)),
+            eds_cluster_config: Some(cluster::EdsClusterConfig {
+                eds_config: Some(ads_config_source()),
+                service_name: target.eds_name(),
+            }),
+            ..common
+        };
+    }
+    let endpoint = LbEndpoint {
+        host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+            address: Some(Address {
+                address: Some(address::Address::SocketAddress(SocketAddress {
+                    address: ir.host.clone(),
+                    port_specifier: Some(socket_address::PortSpecifier::PortValue(ir.port.into())),
+                    ..Default::default()
+                })),
+            }),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let discovery =
+        if options.logical_dns { cluster::DiscoveryType::LogicalDns } else { cluster::DiscoveryType::StrictDns };
+    Cluster {
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(discovery as i32)),
+        dns_lookup_family: match options.dns {
+            DnsLookup::V4Only => cluster::DnsLookupFamily::V4Only,
+            DnsLookup::V6Only => cluster::DnsLookupFamily::V6Only,
+            DnsLookup::Auto => cluster::DnsLookupFamily::Auto,
+        } as i32,
+        respect_dns_ttl: options.respect_dns_ttl,
+        load_assignment: Some(ClusterLoadAssignment {
+            cluster_name: ir.name.clone(),
+            endpoints: vec![LocalityLbEndpoints { lb_endpoints: vec![endpoint], ..Default::default() }],
+            ..Default::default()
+        }),
+        ..common
     }
 }
 
@@ -157,10 +178,27 @@ pub fn build_upstream_tls_context(tls: &UpstreamTls) -> UpstreamTlsContext {
             ..Default::default()
         }),
         tls_certificate_sds_secret_configs: tls.client_certificate_secret.iter().map(|name| sds(name)).collect(),
-        validation_context_type: tls
-            .validation_secret
-            .as_ref()
-            .map(|name| common_tls_context::ValidationContextType::ValidationContextSdsSecretConfig(sds(name))),
+        validation_context_type: tls.validation_secret.as_ref().map(|name| match &tls.spiffe_id {
+            None => common_tls_context::ValidationContextType::ValidationContextSdsSecretConfig(sds(name)),
+            // The CA comes over SDS; the SAN to match is the cluster's own.
+            Some(id) => common_tls_context::ValidationContextType::CombinedValidationContext(
+                common_tls_context::CombinedCertificateValidationContext {
+                    default_validation_context: Some(CertificateValidationContext {
+                        match_typed_subject_alt_names: vec![SubjectAltNameMatcher {
+                            san_type: SanType::Uri as i32,
+                            matcher: Some(StringMatcher {
+                                match_pattern: Some(MatchPattern::Exact(id.clone())),
+                                ignore_case: false,
+                            }),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }),
+                    validation_context_sds_secret_config: Some(sds(name)),
+                    ..Default::default()
+                },
+            ),
+        }),
         alpn_protocols: tls.alpn_protocols.clone(),
         ..Default::default()
     };

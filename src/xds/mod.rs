@@ -4,6 +4,7 @@ mod admit;
 pub mod cluster;
 pub mod descriptors;
 mod downstream_tls;
+pub mod endpoint;
 pub mod error_response;
 pub mod listener;
 pub mod provenance;

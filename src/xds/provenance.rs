@@ -19,6 +19,16 @@ impl ProvenanceIndex {
         self.by_name[xds_type].entry(name.to_string()).or_default().extend(provenance);
     }
 
+    /// Takes over everything `other` knows.
+    pub fn merge(&mut self, other: ProvenanceIndex) {
+        for (xds_type, names) in other.by_name.iter() {
+            for (name, provenance) in names {
+                self.insert(xds_type, name, provenance.clone());
+            }
+        }
+        self.routes.extend(other.routes);
+    }
+
     /// `routes[v][r]`: the resources behind route `r` of virtual host `v`.
     pub fn insert_routes(&mut self, config: &str, routes: Vec<Vec<Vec<Provenance>>>) {
         let mut all: Vec<Provenance> = routes.iter().flatten().flatten().cloned().collect();

@@ -29,3 +29,14 @@ leaf client2 ca "/O=ambassador-xds tests/CN=envoy-client-rotated" "DNS:envoy-cli
 leaf upstream ca "/CN=upstream-service" "DNS:upstream-service,DNS:localhost,IP:127.0.0.1" serverAuth
 leaf rogue-upstream other-ca "/CN=upstream-service" "DNS:upstream-service,DNS:localhost,IP:127.0.0.1" serverAuth
 rm -f ./*.srl
+
+# Consul Connect's shapes (testdata/consul-*): a CA whose URI SAN is its SPIFFE trust domain and
+# the leaf Consul issues to the service `ambassador`, as `ambassador-xds consul-connect` stores
+# them in the Secret `ambassador-consul-connect`.
+td=11111111-2222-3333-4444-555555555555.consul
+key consul-ca.key
+openssl req -x509 -new -key consul-ca.key -out consul-ca.crt -days $days -subj "/CN=Consul CA 7" \
+  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+  -addext "subjectAltName=URI:spiffe://$td"
+leaf consul-ambassador consul-ca "/CN=ambassador" "URI:spiffe://$td/ns/default/dc/dc1/svc/ambassador" clientAuth,serverAuth
+rm -f ./*.srl

@@ -116,6 +116,15 @@ pub fn validation_bootstrap(resources: &Resources) -> Value {
         remove_key(&mut copy, "sds_config");
         clusters.push(copy);
     }
+    // Envoy takes no ClusterLoadAssignment on its own in a bootstrap: each becomes the load
+    // assignment of a STATIC cluster, so Envoy parses every endpoint it would be sent.
+    for assignment in list("endpoints") {
+        let name = format!("{}-static-endpoints", assignment["cluster_name"].as_str().unwrap());
+        let mut load_assignment = assignment.clone();
+        load_assignment["cluster_name"] = json!(name);
+        clusters
+            .push(json!({"name": name, "type": "STATIC", "connect_timeout": "1s", "load_assignment": load_assignment}));
+    }
     clusters.push(json!({
         "name": "xds_cluster",
         "type": "STATIC",

@@ -1,12 +1,20 @@
 //! Upstream clusters as compiled: where they point, how Envoy talks to them, and their limits.
 
 use crate::diagnostic::Provenance;
+use crate::model::endpoint::EndpointTarget;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cluster {
     pub name: String,
+    /// The service's host and port (a STRICT_DNS cluster resolves them; for EDS clusters, what the
+    /// Mapping said, for messages).
     pub host: String,
     pub port: u16,
+    /// `Some`: an EDS cluster whose endpoints come from this target (a ConsulResolver or a
+    /// KubernetesEndpointResolver).
+    pub eds: Option<EndpointTarget>,
+    /// Part of the cluster's name (`load_balancer`), so always the same for one cluster.
+    pub lb_policy: LbPolicy,
     pub tls: Option<UpstreamTls>,
     pub options: ClusterOptions,
     /// The Mapping that created it, its TLSContext, then the other Mappings that use it.
@@ -49,6 +57,15 @@ impl Default for ClusterOptions {
     }
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LbPolicy {
+    #[default]
+    RoundRobin,
+    LeastRequest,
+    RingHash,
+    Maglev,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DnsLookup {
     V4Only,
@@ -78,6 +95,9 @@ pub struct CircuitBreaker {
 pub struct UpstreamTls {
     pub client_certificate_secret: Option<String>,
     pub validation_secret: Option<String>,
+    /// The URI SAN the upstream's certificate must carry (`verify_spiffe_id`); only with a
+    /// `validation_secret` (Envoy refuses SAN checks without a trusted CA).
+    pub spiffe_id: Option<String>,
     pub sni: Option<String>,
     pub alpn_protocols: Vec<String>,
     pub min_version: Option<TlsVersion>,

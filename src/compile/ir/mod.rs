@@ -10,6 +10,7 @@ pub use listener::*;
 pub use route::*;
 
 use crate::diagnostic::Provenance;
+use crate::model::endpoint::EndpointTarget;
 use crate::model::Sensitive;
 
 /// One `Ir` is one complete, consistent snapshot: every cluster a route names exists, every
@@ -27,6 +28,19 @@ pub struct Ir {
     /// The Module's `regex_max_size` (at most the configured limit): regexes are checked
     /// against it.
     pub regex_max_size: Option<u32>,
+    /// What the EDS clusters' endpoints come from, by EDS name (sorted): every one gets a
+    /// `ClusterLoadAssignment`, empty while nothing is known, so no cluster warms forever.
+    pub endpoint_services: Vec<EdsService>,
+}
+
+/// One `ClusterLoadAssignment` to keep up to date.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdsService {
+    /// The EDS service name (`EndpointTarget::eds_name`).
+    pub name: String,
+    pub target: EndpointTarget,
+    /// The clusters' Mappings and resolvers.
+    pub provenance: Vec<Provenance>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

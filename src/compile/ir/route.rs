@@ -156,6 +156,9 @@ pub struct Forward {
     pub upgrades: Vec<String>,
     pub mirror: Option<Mirror>,
     pub high_priority: bool,
+    /// What `ring_hash` and `maglev` clusters hash requests on (boxed: rare, and it would make
+    /// every route action larger).
+    pub hash_policy: Option<Box<HashPolicy>>,
 }
 
 impl Forward {
@@ -173,8 +176,16 @@ impl Forward {
             upgrades: Vec::new(),
             mirror: None,
             high_priority: false,
+            hash_policy: None,
         }
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashPolicy {
+    Cookie { name: String, path: Option<String>, ttl_ms: Option<u64> },
+    Header(String),
+    SourceIp(bool),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

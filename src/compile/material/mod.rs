@@ -16,6 +16,9 @@
 //! as Envoy loads them: any PEM that `PEM_X509_INFO_read_bio` reads, CRL blocks or not.
 
 mod libcrypto;
+mod san;
+
+pub use san::leaf_uri_sans;
 
 use crate::model::Sensitive;
 use libcrypto::{ChainError, Key, KeyType, NID_P256, NID_P384, NID_P521};

@@ -6,6 +6,7 @@
 use super::Parser;
 use crate::diagnostic::{Diagnostic, Kind, Origin, ResourceId};
 use crate::model::fields::{self, Support, Table, Unimplemented};
+use crate::model::resolver::{ConsulResolverFields, KubernetesResolverFields};
 use crate::model::{
     HostSpec, Labels, ListenerSpec, MappingSpec, Meta, ModuleSpec, OneOrMany, TcpMappingSpec, TlsContextSpec,
 };
@@ -63,6 +64,18 @@ impl Spec for TlsContextSpec {
 }
 
 impl Spec for ListenerSpec {
+    fn ambassador_id(&self) -> Option<OneOrMany> {
+        self.ambassador_id.clone()
+    }
+}
+
+impl Spec for ConsulResolverFields {
+    fn ambassador_id(&self) -> Option<OneOrMany> {
+        self.ambassador_id.clone()
+    }
+}
+
+impl Spec for KubernetesResolverFields {
     fn ambassador_id(&self) -> Option<OneOrMany> {
         self.ambassador_id.clone()
     }

@@ -89,7 +89,8 @@ fn fields_are_looked_up_in_the_field_table() {
     let mut decided: Vec<(&str, Support)> =
         model.mappings[0].spec.unimplemented.iter().map(|f| (f.field.as_str(), f.support)).collect();
     decided.sort_by_key(|(field, _)| *field);
-    assert_eq!(decided, [("labels", Support::IgnoredUnless("RateLimitService")), ("load_balancer", Support::Refused)]);
+    assert_eq!(decided, [("labels", Support::IgnoredUnless("RateLimitService"))]);
+    assert_eq!(model.mappings[0].spec.load_balancer.as_ref().and_then(|lb| lb.policy.as_deref()), Some("round_robin"));
 }
 
 #[test]
@@ -151,4 +152,15 @@ fn other_api_groups_are_skipped_quietly() {
 fn unknown_ambassador_version_is_an_error() {
     let (_, diags) = parse("apiVersion: getambassador.io/v9\nkind: Mapping\nmetadata: {name: m}\n");
     assert!(diags[0].contains("unsupported apiVersion `getambassador.io/v9`"), "{diags:?}");
+}
+
+#[test]
+fn the_inventory_lists_every_kind_read() {
+    let text = "---\nkind: Mapping\nname: m\nprefix: /\nservice: s\nresolver: consul-dc1\n---\napiVersion: getambassador.io/v3alpha1\nkind: ConsulResolver\nmetadata: {name: consul-dc1}\nspec: {datacenter: dc1}\n---\nkind: KubernetesEndpointResolver\nname: endpoint\n---\nkind: Module\nname: ambassador\nconfig: {}\n---\nkind: TCPMapping\nname: t\nport: 2222\nservice: db\n---\nkind: AuthService\nname: auth\nauth_service: a\n";
+    let (model, _) = parse(text);
+    let kinds: Vec<String> = model.inventory().into_iter().map(|p| p.resource.kind).collect();
+    assert_eq!(
+        kinds,
+        ["Mapping", "Module", "TCPMapping", "ConsulResolver", "KubernetesEndpointResolver", "AuthService"]
+    );
 }

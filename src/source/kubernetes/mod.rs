@@ -12,8 +12,11 @@
 //! * objects are trimmed and parsed as they arrive, once per resourceVersion, and only their
 //!   parses are kept ([`parsed`], not kube-rs' reflector stores of whole objects).
 
+mod endpoints;
 mod parsed;
 mod trim;
+
+pub use endpoints::KubernetesEndpoints;
 
 use super::{BoxFuture, Changes, Contribution, Source};
 use crate::diagnostic::Diagnostic;
@@ -30,7 +33,7 @@ use tokio::sync::watch;
 
 const GROUP: &str = "getambassador.io";
 /// Versions used for each kind, in order of preference.
-const AMBASSADOR_KINDS: [(&str, &[&str]); 8] = [
+const AMBASSADOR_KINDS: [(&str, &[&str]); 11] = [
     ("Mapping", &["v3alpha1", "v2"]),
     ("TLSContext", &["v3alpha1", "v2"]),
     ("Listener", &["v3alpha1"]),
@@ -39,6 +42,9 @@ const AMBASSADOR_KINDS: [(&str, &[&str]); 8] = [
     ("TCPMapping", &["v3alpha1", "v2"]),
     ("AuthService", &["v3alpha1", "v2"]),
     ("RateLimitService", &["v3alpha1", "v2"]),
+    ("ConsulResolver", &["v3alpha1", "v2"]),
+    ("KubernetesEndpointResolver", &["v3alpha1", "v2"]),
+    ("KubernetesServiceResolver", &["v3alpha1", "v2"]),
 ];
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,6 +60,10 @@ struct Watched {
     /// Turns true once the first complete list is applied.
     listed: watch::Receiver<bool>,
 }
+
+/// The watched Services (one map per watched namespace, or one for all), for their ports.
+#[derive(Clone)]
+pub struct ServiceObjects(Vec<Arc<Mutex<ParsedObjects>>>);
 
 /// Watchers running in the background, and read access to what they hold.
 pub struct KubernetesSource {
@@ -111,6 +121,14 @@ impl KubernetesSource {
             }
         }
         KubernetesSource { watched }
+    }
+
+    /// The Service stores (one per watched namespace, or one for all): their ports tell which
+    /// EndpointSlice port a Mapping's Service port is.
+    pub fn services(&self) -> ServiceObjects {
+        ServiceObjects(
+            self.watched.iter().filter(|w| w.resource.kind == "Service").map(|w| w.objects.clone()).collect(),
+        )
     }
 
     /// Resolves once every watcher has listed its objects once.

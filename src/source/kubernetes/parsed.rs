@@ -21,6 +21,9 @@ pub(super) struct Parsed {
     resource_version: Option<String>,
     pub model: Model,
     pub diagnostics: Vec<Diagnostic>,
+    /// A Service's ports (number, name; `""` when unnamed): which EndpointSlice port a Mapping's
+    /// Service port is.
+    pub service_ports: Vec<(u16, String)>,
 }
 
 /// Namespace and name: the order objects are read in, whatever order the API sent them.
@@ -74,6 +77,11 @@ impl ParsedObjects {
     pub fn parses(&self) -> impl Iterator<Item = &Parsed> {
         self.objects.values().map(|parsed| &**parsed)
     }
+
+    /// Every object's namespace, name and parse.
+    pub fn by_name(&self) -> impl Iterator<Item = (&Option<String>, &str, &Parsed)> {
+        self.objects.iter().map(|((namespace, name), parsed)| (namespace, name.as_str(), &**parsed))
+    }
 }
 
 fn key(object: &DynamicObject) -> ObjectKey {
@@ -91,6 +99,10 @@ fn parse(resource: &ApiResource, mut object: DynamicObject) -> Parsed {
     // List items come without apiVersion/kind; the parser needs them.
     object.types = Some(TypeMeta { api_version: resource.api_version.clone(), kind: resource.kind.clone() });
     let resource_version = object.metadata.resource_version.clone();
+    let service_ports = match resource.kind.as_str() {
+        "Service" => ports(&object.data["spec"]["ports"]),
+        _ => Vec::new(),
+    };
     let namespace = object.metadata.namespace.clone().unwrap_or_else(|| "default".into());
     let name = object.metadata.name.clone().unwrap_or_default();
     let (mut model, diagnostics) = match serde_yaml::to_value(object) {
@@ -106,7 +118,18 @@ fn parse(resource: &ApiResource, mut object: DynamicObject) -> Parsed {
             rejected.id.get_or_insert_with(|| id.clone());
         }
     }
-    Parsed { resource_version, model, diagnostics }
+    Parsed { resource_version, model, diagnostics, service_ports }
+}
+
+fn ports(ports: &serde_json::Value) -> Vec<(u16, String)> {
+    let ports = ports.as_array().map(Vec::as_slice).unwrap_or_default();
+    ports
+        .iter()
+        .filter_map(|port| {
+            let number = u16::try_from(port["port"].as_u64()?).ok()?;
+            Some((number, port["name"].as_str().unwrap_or_default().to_string()))
+        })
+        .collect()
 }
 
 #[cfg(test)]

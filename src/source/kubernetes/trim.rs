@@ -4,7 +4,8 @@
 //! namespace is watched; Helm release Secrets alone are hundreds of KiB each, and
 //! `kubectl.kubernetes.io/last-applied-configuration` repeats a whole object (a Secret's data
 //! included) in an annotation. So managed fields and annotations go (a Service keeps
-//! `getambassador.io/config`), a Service keeps no spec or status, and a Secret keeps only the
+//! `getambassador.io/config`), a Service keeps only the names and numbers of its ports (which
+//! EndpointSlice port a Mapping's port is), and a Secret keeps only the
 //! keys a TLSContext can use, and none at all when its type is not one a TLSContext reads.
 
 use kube::api::DynamicObject;
@@ -35,7 +36,17 @@ pub fn trim(kind: &str, object: &mut DynamicObject) {
             }
         }
         "Service" => {
-            object.data = serde_json::Value::Object(Default::default());
+            let ports: Vec<serde_json::Value> = object.data["spec"]["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|port| serde_json::json!({"name": port["name"], "port": port["port"]}))
+                .collect();
+            object.data = if ports.is_empty() {
+                serde_json::Value::Object(Default::default())
+            } else {
+                serde_json::json!({"spec": {"ports": ports}})
+            };
             let kept: std::collections::BTreeMap<String, String> =
                 annotations.into_iter().filter(|(key, _)| key == AMBASSADOR_ANNOTATION).collect();
             object.metadata.annotations = (!kept.is_empty()).then_some(kept);
@@ -79,10 +90,10 @@ mod tests {
     fn services_keep_only_the_ambassador_annotation() {
         let mut service = object(json!({
             "metadata": {"name": "svc", "annotations": {"getambassador.io/config": "---\nkind: Mapping\n", "other": "x"}},
-            "spec": {"ports": [{"port": 80}]}, "status": {}
+            "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}], "selector": {"app": "x"}}, "status": {}
         }));
         trim("Service", &mut service);
-        assert_eq!(service.data, json!({}));
+        assert_eq!(service.data, json!({"spec": {"ports": [{"name": "http", "port": 80}]}}));
         assert_eq!(service.metadata.annotations.unwrap().keys().collect::<Vec<_>>(), ["getambassador.io/config"]);
     }
 }

@@ -1,9 +1,11 @@
 //! What a route does with a request: forward it to a cluster (rewrites, timeouts, retries,
-//! upgrades, a mirror), redirect it (as the Mapping says, or to `https://` for a Host's insecure
-//! action), or answer directly (fail closed).
+//! upgrades, a mirror, what a hashing load balancer hashes on), redirect it (as the Mapping says,
+//! or to `https://` for a Host's insecure action), or answer directly (fail closed).
 
 use super::matcher::regex;
-use crate::compile::ir::{Forward, Redirect, RedirectCode, RedirectPath, RegexRewrite, RouteAction as IrAction};
+use crate::compile::ir::{
+    Forward, HashPolicy as IrHashPolicy, Redirect, RedirectCode, RedirectPath, RegexRewrite, RouteAction as IrAction,
+};
 use crate::xds::{millis, to_duration};
 use envoy_types::pb::envoy::config::core::v3::{data_source, DataSource, RoutingPriority, RuntimeFractionalPercent};
 use envoy_types::pb::envoy::config::route::v3::{
@@ -75,8 +77,28 @@ fn build_forward(forward: &Forward) -> RouteAction {
             })
             .collect(),
         priority: if forward.high_priority { RoutingPriority::High } else { RoutingPriority::Default } as i32,
+        hash_policy: forward.hash_policy.as_deref().map(build_hash_policy).into_iter().collect(),
         ..Default::default()
     }
+}
+
+fn build_hash_policy(policy: &IrHashPolicy) -> route_action::HashPolicy {
+    use route_action::hash_policy::{ConnectionProperties, Cookie, Header, PolicySpecifier};
+    let specifier = match policy {
+        IrHashPolicy::Cookie { name, path, ttl_ms } => PolicySpecifier::Cookie(Cookie {
+            name: name.clone(),
+            ttl: ttl_ms.map(millis),
+            path: path.clone().unwrap_or_default(),
+            ..Default::default()
+        }),
+        IrHashPolicy::Header(name) => {
+            PolicySpecifier::Header(Header { header_name: name.clone(), ..Default::default() })
+        }
+        IrHashPolicy::SourceIp(source_ip) => {
+            PolicySpecifier::ConnectionProperties(ConnectionProperties { source_ip: *source_ip })
+        }
+    };
+    route_action::HashPolicy { policy_specifier: Some(specifier), terminal: false }
 }
 
 fn build_redirect(redirect: &Redirect) -> RedirectAction {

@@ -23,6 +23,7 @@ pub const DEFAULT_REGEX_PROGRAM_SIZE_LIMIT: u32 = 100;
 /// The message types the translator serves or packs into `Any` (the roots of [`pgv`]'s test).
 pub const SERVED_MESSAGES: &[&str] = &[
     "envoy.config.cluster.v3.Cluster",
+    "envoy.config.endpoint.v3.ClusterLoadAssignment",
     "envoy.config.listener.v3.Listener",
     "envoy.config.route.v3.RouteConfiguration",
     "envoy.extensions.transport_sockets.tls.v3.Secret",

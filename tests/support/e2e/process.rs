@@ -116,19 +116,8 @@ pub fn spawn_control_plane(
     xds: SocketAddr,
     admin: SocketAddr,
     listener_port: u16,
+    extra_args: &[String],
     log: &Path,
-) -> Result<Process, String> {
-    spawn_control_plane_with(config_dir, xds, admin, listener_port, log, &[])
-}
-
-/// [`spawn_control_plane`] with more flags.
-pub fn spawn_control_plane_with(
-    config_dir: &Path,
-    xds: SocketAddr,
-    admin: SocketAddr,
-    listener_port: u16,
-    log: &Path,
-    extra: &[String],
 ) -> Result<Process, String> {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ambassador-xds"));
     command
@@ -138,8 +127,10 @@ pub fn spawn_control_plane_with(
         .args(["--xds-address", &xds.to_string()])
         .args(["--admin-address", &admin.to_string()])
         .args(["--listener-port", &listener_port.to_string()])
-        .args(extra)
-        .env("NO_COLOR", "1");
+        .args(extra_args)
+        .env("NO_COLOR", "1")
+        .env_remove("CONSUL_HTTP_TOKEN")
+        .env_remove("CONSUL_HTTP_ADDR");
     if std::env::var_os("RUST_LOG").is_none() {
         command.env("RUST_LOG", "info");
     }

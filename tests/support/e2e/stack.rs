@@ -84,6 +84,8 @@ pub struct Stack {
     upstreams: RefCell<Vec<Observer>>,
     staged: Cell<u64>,
     reported: Cell<bool>,
+    /// More `serve` arguments.
+    extra_args: Vec<String>,
 }
 
 impl Stack {
@@ -117,7 +119,20 @@ impl Stack {
             upstreams: RefCell::new(Vec::new()),
             staged: Cell::new(0),
             reported: Cell::new(false),
+            extra_args: Vec::new(),
         }
+    }
+
+    /// Another `serve` argument (before [`Stack::start`]).
+    #[allow(dead_code)] // tests/consul.rs
+    pub fn serve_arg(&mut self, arg: &str) {
+        self.extra_args.push(arg.to_owned());
+    }
+
+    /// The Envoy admin address (`/clusters`, `/stats`).
+    #[allow(dead_code)] // tests/consul.rs
+    pub fn envoy_admin(&self) -> SocketAddr {
+        self.envoy_admin
     }
 
     /// Failure messages will include what `upstream` saw.
@@ -173,6 +188,7 @@ impl Stack {
             self.xds,
             self.admin,
             self.listener.port(),
+            &self.extra_args,
             &self.control_plane_log,
         )
         .unwrap_or_else(|err| self.fail(&err));
@@ -203,10 +219,10 @@ impl Stack {
     pub fn start_replica(&mut self, name: &str) -> Replica {
         let (xds, admin) = (localhost(free_port()), localhost(free_port()));
         let log = self.root().join(format!("control-plane-{name}.log"));
-        let same = ["--diagnostics-service".to_string(), self.admin.to_string()];
-        let process =
-            process::spawn_control_plane_with(&self.config_dir, xds, admin, self.listener.port(), &log, &same)
-                .unwrap_or_else(|err| self.fail(&err));
+        let mut same = self.extra_args.clone();
+        same.extend(["--diagnostics-service".to_string(), self.admin.to_string()]);
+        let process = process::spawn_control_plane(&self.config_dir, xds, admin, self.listener.port(), &same, &log)
+            .unwrap_or_else(|err| self.fail(&err));
         let mut replica = Replica { process, xds, admin };
         let ready = eventually(CONTROL_PLANE_READY, POLL_INTERVAL, || {
             if let Some(status) = replica.process.exited() {

@@ -43,6 +43,11 @@ pub struct Seen {
     pub path: String,
     pub client_cn: Option<String>,
     pub sni: Option<String>,
+    /// The client certificate's URI SAN (a SPIFFE ID) and serial number (hex).
+    #[allow(dead_code)] // in the response body; tests/consul.rs reads that
+    pub client_uri: Option<String>,
+    #[allow(dead_code)]
+    pub client_serial: Option<String>,
 }
 
 #[derive(Default)]
@@ -62,7 +67,18 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn start(name: &'static str, cert: ServerCert, client_auth: ClientAuth) -> Upstream {
-        let acceptor = TlsAcceptor::from(Arc::new(server_config(cert, client_auth)));
+        Upstream::start_with(name, server_config(cert, client_auth))
+    }
+
+    #[allow(dead_code)] // tests/consul.rs
+    /// An upstream presenting `chain_pem`/`key_pem` that requires a client certificate signed by
+    /// one of `client_roots` (PEM): a stand-in for a mesh sidecar.
+    pub fn start_pem(name: &'static str, chain_pem: &str, key_pem: &str, client_roots: &[String]) -> Upstream {
+        Upstream::start_with(name, pem_server_config(chain_pem, key_pem, client_roots))
+    }
+
+    fn start_with(name: &'static str, config: ServerConfig) -> Upstream {
+        let acceptor = TlsAcceptor::from(Arc::new(config));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding the upstream");
         listener.set_nonblocking(true).expect("non-blocking upstream listener");
         let addr = listener.local_addr().unwrap();
@@ -184,6 +200,15 @@ fn server_config(cert: ServerCert, client_auth: ClientAuth) -> ServerConfig {
     .build()
     .expect("client certificate verifier");
 
+    finish_config(provider, verifier, chain, key)
+}
+
+fn finish_config(
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> ServerConfig {
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("TLS versions")
@@ -193,6 +218,24 @@ fn server_config(cert: ServerCert, client_auth: ClientAuth) -> ServerConfig {
     config.session_storage = Arc::new(NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
     config
+}
+
+fn pem_server_config(chain_pem: &str, key_pem: &str, client_roots: &[String]) -> ServerConfig {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .expect("parsing the upstream certificate");
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("parsing the upstream key");
+    let mut roots = RootCertStore::empty();
+    for pem in client_roots {
+        for ca in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            roots.add(ca.expect("parsing a client root")).expect("adding a client root");
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .expect("client certificate verifier");
+    finish_config(provider, verifier, chain, key)
 }
 
 async fn accept_loop(
@@ -223,7 +266,9 @@ async fn serve_connection(name: &'static str, tcp: tokio::net::TcpStream, accept
         Err(_) => return record_error("TLS handshake timed out".into()),
     };
     let (_, connection) = tls.get_ref();
-    let client_cn = connection.peer_certificates().and_then(|chain| chain.first()).and_then(|der| common_name(der));
+    let peer = connection.peer_certificates().and_then(|chain| chain.first());
+    let client_cn = peer.and_then(|der| common_name(der));
+    let (client_uri, client_serial) = peer.map(|der| uri_and_serial(der)).unwrap_or_default();
     let sni = connection.server_name().map(str::to_owned);
 
     let mut request = Vec::new();
@@ -244,10 +289,17 @@ async fn serve_connection(name: &'static str, tcp: tokio::net::TcpStream, accept
         })
     };
     let (xfp, xfcc) = (header("x-forwarded-proto"), header("x-forwarded-client-cert"));
-    state.requests.lock().unwrap().push(Seen { path: path.clone(), client_cn: client_cn.clone(), sni: sni.clone() });
+    state.requests.lock().unwrap().push(Seen {
+        path: path.clone(),
+        client_cn: client_cn.clone(),
+        sni: sni.clone(),
+        client_uri: client_uri.clone(),
+        client_serial: client_serial.clone(),
+    });
 
     let body = serde_json::json!({
         "upstream": name, "path": path, "client_cn": client_cn, "sni": sni, "xfp": xfp, "xfcc": xfcc,
+        "client_uri": client_uri, "client_serial": client_serial,
     })
     .to_string();
     let response = format!(
@@ -257,6 +309,18 @@ async fn serve_connection(name: &'static str, tcp: tokio::net::TcpStream, accept
     if tls.write_all(response.as_bytes()).await.is_ok() {
         let _ = tls.shutdown().await;
     }
+}
+
+/// The URI SAN and the serial number (hex) of a certificate.
+fn uri_and_serial(der: &[u8]) -> (Option<String>, Option<String>) {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else { return (None, None) };
+    let uri = cert.subject_alternative_name().ok().flatten().and_then(|names| {
+        names.value.general_names.iter().find_map(|name| match name {
+            x509_parser::extensions::GeneralName::URI(uri) => Some(uri.to_string()),
+            _ => None,
+        })
+    });
+    (uri, Some(cert.raw_serial_as_string()))
 }
 
 fn common_name(der: &[u8]) -> Option<String> {

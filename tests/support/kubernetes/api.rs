@@ -138,6 +138,22 @@ const KINDS: &[KindInfo] = &[
         short_names: &[],
     },
     KindInfo {
+        group: "discovery.k8s.io",
+        version: Some("v1"),
+        kind: "EndpointSlice",
+        plural: "endpointslices",
+        singular: "endpointslice",
+        short_names: &[],
+    },
+    KindInfo {
+        group: "coordination.k8s.io",
+        version: Some("v1"),
+        kind: "Lease",
+        plural: "leases",
+        singular: "lease",
+        short_names: &[],
+    },
+    KindInfo {
         group: AMBASSADOR_GROUP,
         version: None,
         kind: "Module",
@@ -167,6 +183,30 @@ const KINDS: &[KindInfo] = &[
         kind: "RateLimitService",
         plural: "ratelimitservices",
         singular: "ratelimitservice",
+        short_names: &[],
+    },
+    KindInfo {
+        group: AMBASSADOR_GROUP,
+        version: None,
+        kind: "ConsulResolver",
+        plural: "consulresolvers",
+        singular: "consulresolver",
+        short_names: &[],
+    },
+    KindInfo {
+        group: AMBASSADOR_GROUP,
+        version: None,
+        kind: "KubernetesEndpointResolver",
+        plural: "kubernetesendpointresolvers",
+        singular: "kubernetesendpointresolver",
+        short_names: &[],
+    },
+    KindInfo {
+        group: AMBASSADOR_GROUP,
+        version: None,
+        kind: "KubernetesServiceResolver",
+        plural: "kubernetesserviceresolvers",
+        singular: "kubernetesserviceresolver",
         short_names: &[],
     },
     // Emissary's Listener CRD exists only in v3alpha1.
@@ -332,6 +372,10 @@ struct Inner {
     field_selectors: bool,
     /// How many times each object was sent, in a LIST page or a watch event.
     sent: BTreeMap<Key, usize>,
+    /// Which leaf fields of each object each field manager last applied (server-side apply).
+    owners: BTreeMap<Key, BTreeMap<String, std::collections::BTreeSet<Vec<String>>>>,
+    /// Every write answered 2xx.
+    writes: Vec<Written>,
 }
 
 struct Shared {
@@ -389,6 +433,8 @@ impl FakeKube {
                 refused: Vec::new(),
                 field_selectors: true,
                 sent: BTreeMap::new(),
+                owners: BTreeMap::new(),
+                writes: Vec::new(),
             }),
             wake: watch::channel(0).0,
             cuts: AtomicU64::new(0),
@@ -845,6 +891,11 @@ fn secret_string_data_to_data(object: &mut Value) {
     map.entry("type").or_insert_with(|| json!("Opaque"));
 }
 
+#[path = "writes.rs"]
+mod writes;
+use writes::WriteRequest;
+pub use writes::Written;
+
 // ---- HTTP ----
 
 #[derive(Debug)]
@@ -1000,7 +1051,7 @@ enum Reply {
 impl Inner {
     fn served_versions(&self, group: &str) -> Vec<String> {
         match group {
-            "" | "apps" => vec!["v1".into()],
+            "" | "apps" | "discovery.k8s.io" | "coordination.k8s.io" => vec!["v1".into()],
             AMBASSADOR_GROUP => sort_by_priority(self.ambassador_versions.clone()),
             _ => Vec::new(),
         }
@@ -1069,7 +1120,13 @@ impl Inner {
         }))
     }
 
-    fn route(&mut self, method: &Method, path: &str, query: &[(String, String)]) -> Reply {
+    fn route(
+        &mut self,
+        method: &Method,
+        path: &str,
+        query: &[(String, String)],
+        write: Option<&WriteRequest>,
+    ) -> Reply {
         let param = |name: &str| query.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str());
         if !self.available || self.failing.iter().any(|prefix| path.starts_with(prefix.as_str())) {
             return Reply::Json(
@@ -1078,10 +1135,8 @@ impl Inner {
             );
         }
         if method != Method::GET {
-            return Reply::Json(
-                405,
-                status_object(405, "MethodNotAllowed", &format!("the fake API server only reads ({method} {path})")),
-            );
+            let (status, body) = self.write(method, path, query, write);
+            return Reply::Json(status, body);
         }
         let (status, body) = match parse_path(path) {
             Route::Version => (
@@ -1102,8 +1157,10 @@ impl Inner {
             ),
             Route::CoreResources => (200, self.resource_list("", "v1").unwrap()),
             Route::Groups => {
-                let groups: Vec<Value> =
-                    ["apps", AMBASSADOR_GROUP].iter().filter_map(|group| self.group_document(group)).collect();
+                let groups: Vec<Value> = ["apps", "coordination.k8s.io", "discovery.k8s.io", AMBASSADOR_GROUP]
+                    .iter()
+                    .filter_map(|group| self.group_document(group))
+                    .collect();
                 (200, json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
             }
             Route::Group { group } => match self.group_document(group) {
@@ -1400,12 +1457,20 @@ fn sort_by_priority(mut versions: Vec<String>) -> Vec<String> {
     versions
 }
 
-async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let path = uri.path().to_owned();
     let query = parse_query(uri.query().unwrap_or_default());
     let authorization = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok()).map(str::to_owned);
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or_default();
+    let write = WriteRequest { content_type: content_type.to_owned(), body: body.to_vec() };
     let mut inner = shared.lock();
-    let reply = inner.route(&method, &path, &query);
+    let reply = inner.route(&method, &path, &query, Some(&write));
     let status = match &reply {
         Reply::Json(status, _) => *status,
         Reply::Watch(_) => 200,
@@ -1420,6 +1485,11 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
         status,
         authorization,
     });
+    if matches!(&reply, Reply::Json(200 | 201, _)) && method != Method::GET {
+        drop(inner);
+        shared.wake_watches();
+        inner = shared.lock();
+    }
     match reply {
         Reply::Json(status, body) => json_response(status, &body),
         Reply::Watch(start) => {
@@ -1513,7 +1583,7 @@ mod tests {
 
     fn get(api: &FakeKube, path: &str, query: &[(&str, &str)]) -> Reply {
         let query: Vec<(String, String)> = query.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        api.shared.lock().route(&Method::GET, path, &query)
+        api.shared.lock().route(&Method::GET, path, &query, None)
     }
 
     /// `(type, name)` of each watch event line.
