@@ -14,13 +14,14 @@
 
 mod common;
 
+use common::{envoy_binary, Killed};
+
 #[path = "../tests/support/consul.rs"]
 #[allow(dead_code)]
 mod consul;
 
 use std::io::{BufRead, Read, Write};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,19 +33,6 @@ const SECONDS: u64 = 30;
 const CDS: &str = "^cluster_manager\\.cds\\.update_success$";
 const LDS: &str = "^listener_manager\\.lds\\.update_success$";
 const RDS: &str = "^http\\..*\\.rds\\..*\\.update_success$";
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn envoy_binary() -> PathBuf {
-    std::env::var_os("ENVOY_BIN").map(PathBuf::from).unwrap_or_else(|| common::root().join(".venv/bin/envoy"))
-}
 
 /// The status of `GET path` on a fresh connection (only the status line is read).
 fn status(port: u16, path: &str) -> Option<u16> {

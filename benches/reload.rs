@@ -14,62 +14,19 @@
 
 mod common;
 
-use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use common::{envoy_binary, http_get, probe_mapping, replace_file, wait_for, Killed};
+
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const CHANGES: usize = 20;
 const DEBOUNCE_MS: u64 = 20;
 const SHARED_TLS_MAPPINGS: usize = 1_000;
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn envoy_binary() -> PathBuf {
-    std::env::var_os("ENVOY_BIN").map(PathBuf::from).unwrap_or_else(|| common::root().join(".venv/bin/envoy"))
-}
-
-/// GET with a fresh connection; the status (reads only the status line: see benches/serve.rs).
-fn http_get(port: u16, path: &str) -> Option<u16> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").ok()?;
-    let mut status_line = String::new();
-    std::io::BufReader::new(stream).read_line(&mut status_line).ok()?;
-    status_line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn wait_for(mut done: impl FnMut() -> bool, limit: Duration) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
 fn median(samples: &mut [f64]) -> f64 {
     samples.sort_by(f64::total_cmp);
     samples[samples.len() / 2]
-}
-
-fn replace_file(path: &Path, content: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, content).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
-fn probe_mapping(i: usize, admin: u16) -> String {
-    format!(
-        "apiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {{name: probe, namespace: default}}\n\
-         spec: {{hostname: '*', prefix: /probe-{i}/, service: '127.0.0.1:{admin}', rewrite: /healthz}}\n"
-    )
 }
 
 /// One TLSContext (the benchmark's first certificate) and the Mappings that use it.

@@ -10,11 +10,13 @@
 
 mod common;
 
+use common::{envoy_binary, http_get, probe_mapping, replace_file, wait_for, Killed};
+
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
-use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,19 +26,6 @@ use tokio_stream::wrappers::ReceiverStream;
 const CDS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 const LDS: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 const RDS: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn envoy_binary() -> PathBuf {
-    std::env::var_os("ENVOY_BIN").map(PathBuf::from).unwrap_or_else(|| common::root().join(".venv/bin/envoy"))
-}
 
 fn serve(dir: &Path, xds: u16, admin: u16) -> Killed {
     let child = Command::new(env!("CARGO_BIN_EXE_ambassador-xds"))
@@ -50,26 +39,6 @@ fn serve(dir: &Path, xds: u16, admin: u16) -> Killed {
     Killed(child)
 }
 
-/// GET with a fresh connection; returns the status. Reads only the status line: Envoy delays
-/// closing connections it answered locally (`delayed_close_timeout`, 1 s), so reading to EOF
-/// would measure that timeout instead of the route.
-fn http_get(port: u16, path: &str) -> Option<u16> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").ok()?;
-    let mut status_line = String::new();
-    std::io::BufReader::new(stream).read_line(&mut status_line).ok()?;
-    status_line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn wait_for(mut done: impl FnMut() -> bool, limit: Duration) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort();
     let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
@@ -78,20 +47,6 @@ fn percentile(samples: &mut [Duration], p: f64) -> Duration {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-fn probe_mapping(i: usize, admin: u16) -> String {
-    format!(
-        "apiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {{name: probe, namespace: default}}\n\
-         spec: {{hostname: '*', prefix: /probe-{i}/, service: '127.0.0.1:{admin}', rewrite: /healthz}}\n"
-    )
-}
-
-/// Writes a file atomically (write + rename), as editors and Kubernetes volume updates do.
-fn replace_file(path: &Path, content: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, content).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
 }
 
 fn propagation(mappings: usize, changes: usize) -> (Duration, Duration) {

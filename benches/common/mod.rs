@@ -1,8 +1,10 @@
 //! Shared by the benchmarks: the benchmark input and the BENCHMARKS.md table writer.
 #![allow(dead_code)]
 
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -74,4 +76,54 @@ pub fn process_usage(pid: u32) -> (u64, u64, u64) {
         + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
     let hz = 100; // USER_HZ on Linux
     (field("VmHWM:"), field("VmRSS:"), ticks * 1000 / hz)
+}
+
+/// A child process killed (and reaped) when dropped, so a failing benchmark leaves nothing behind.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `$ENVOY_BIN`, else `.venv/bin/envoy` (which `scripts/test` installs).
+pub fn envoy_binary() -> PathBuf {
+    std::env::var_os("ENVOY_BIN").map(PathBuf::from).unwrap_or_else(|| root().join(".venv/bin/envoy"))
+}
+
+/// GET with a fresh connection; returns the status. Reads only the status line: Envoy delays
+/// closing connections it answered locally (`delayed_close_timeout`, 1 s), so reading to EOF
+/// would measure that timeout instead of the route.
+pub fn http_get(port: u16, path: &str) -> Option<u16> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").ok()?;
+    let mut status_line = String::new();
+    std::io::BufReader::new(stream).read_line(&mut status_line).ok()?;
+    status_line.split_whitespace().nth(1)?.parse().ok()
+}
+
+pub fn wait_for(mut done: impl FnMut() -> bool, limit: Duration) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "timed out after {limit:?}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Writes a file atomically (write + rename), as editors and Kubernetes volume updates do.
+pub fn replace_file(path: &Path, content: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, content).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// A Mapping whose prefix `/probe-<i>/` is answered by the control plane's own admin endpoint.
+pub fn probe_mapping(i: usize, admin: u16) -> String {
+    format!(
+        "apiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {{name: probe, namespace: default}}\n\
+         spec: {{hostname: '*', prefix: /probe-{i}/, service: '127.0.0.1:{admin}', rewrite: /healthz}}\n"
+    )
 }
