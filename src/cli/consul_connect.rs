@@ -61,22 +61,7 @@ pub struct ConsulConnectArgs {
 }
 
 pub fn run(args: &ConsulConnectArgs) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("error: starting the runtime: {err}");
-            return super::exit::ERROR;
-        }
-    };
-    let result = runtime.block_on(connect(args));
-    runtime.shutdown_timeout(Duration::from_millis(100));
-    match result {
-        Ok(()) => super::exit::OK,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            super::exit::ERROR
-        }
-    }
+    super::run_on_runtime(connect(args))
 }
 
 async fn connect(args: &ConsulConnectArgs) -> anyhow::Result<()> {

@@ -169,6 +169,27 @@ pub mod exit {
 }
 
 /// Diagnostics go to stderr, one per line, with a count at the end.
+/// Runs a long-running command on a multi-threaded runtime; its exit code. A task still running
+/// on a blocking thread (a reload, a file read that hangs) does not hold the exit.
+pub fn run_on_runtime<F: std::future::Future<Output = anyhow::Result<()>>>(command: F) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: starting the runtime: {err}");
+            return exit::ERROR;
+        }
+    };
+    let result = runtime.block_on(command);
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    match result {
+        Ok(()) => exit::OK,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            exit::ERROR
+        }
+    }
+}
+
 pub fn print_diagnostics(diagnostics: &[Diagnostic]) {
     for diagnostic in diagnostics {
         eprintln!("{diagnostic}");

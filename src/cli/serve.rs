@@ -124,24 +124,7 @@ impl ServeArgs {
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 
 pub fn run(args: &ServeArgs) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("error: starting the runtime: {err}");
-            return super::exit::ERROR;
-        }
-    };
-    let result = runtime.block_on(serve(args));
-    // A reload still running on a blocking thread (or a file read that hangs) must not hold the
-    // exit: the process is done.
-    runtime.shutdown_timeout(Duration::from_millis(100));
-    match result {
-        Ok(()) => super::exit::OK,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            super::exit::ERROR
-        }
-    }
+    super::run_on_runtime(serve(args))
 }
 
 async fn serve(args: &ServeArgs) -> anyhow::Result<()> {

@@ -164,19 +164,26 @@ pub(super) fn protocol(version: Option<TlsVersion>) -> i32 {
     }) as i32
 }
 
+/// TLS versions, cipher suites and curves, when any is set (the same for both directions).
+pub(super) fn tls_parameters(
+    min_version: Option<TlsVersion>,
+    max_version: Option<TlsVersion>,
+    cipher_suites: &[String],
+    ecdh_curves: &[String],
+) -> Option<TlsParameters> {
+    let any = min_version.is_some() || max_version.is_some() || !cipher_suites.is_empty() || !ecdh_curves.is_empty();
+    any.then(|| TlsParameters {
+        tls_minimum_protocol_version: protocol(min_version),
+        tls_maximum_protocol_version: protocol(max_version),
+        cipher_suites: cipher_suites.to_vec(),
+        ecdh_curves: ecdh_curves.to_vec(),
+        ..Default::default()
+    })
+}
+
 pub fn build_upstream_tls_context(tls: &UpstreamTls) -> UpstreamTlsContext {
-    let has_params = tls.min_version.is_some()
-        || tls.max_version.is_some()
-        || !tls.cipher_suites.is_empty()
-        || !tls.ecdh_curves.is_empty();
     let common = CommonTlsContext {
-        tls_params: has_params.then(|| TlsParameters {
-            tls_minimum_protocol_version: protocol(tls.min_version),
-            tls_maximum_protocol_version: protocol(tls.max_version),
-            cipher_suites: tls.cipher_suites.clone(),
-            ecdh_curves: tls.ecdh_curves.clone(),
-            ..Default::default()
-        }),
+        tls_params: tls_parameters(tls.min_version, tls.max_version, &tls.cipher_suites, &tls.ecdh_curves),
         tls_certificate_sds_secret_configs: tls.client_certificate_secret.iter().map(|name| sds(name)).collect(),
         validation_context_type: tls.validation_secret.as_ref().map(|name| match &tls.spiffe_id {
             None => common_tls_context::ValidationContextType::ValidationContextSdsSecretConfig(sds(name)),
