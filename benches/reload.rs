@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{envoy_binary, http_get, probe_mapping, replace_file, wait_for, Killed};
+use common::{http_get, probe_mapping, replace_file, wait_for, Killed};
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -104,21 +104,7 @@ fn measure(mappings: usize) -> Figures {
     let pid = server.0.id();
     wait_for(|| http_get(admin, "/readyz") == Some(200), Duration::from_secs(120));
 
-    let bootstrap = dir.path().join("bootstrap.yaml");
-    let output = Command::new(env!("CARGO_BIN_EXE_ambassador-xds"))
-        .args(["bootstrap", "--xds-address", &format!("127.0.0.1:{xds}"), "--admin-port", &envoy_admin.to_string()])
-        .output()
-        .unwrap();
-    std::fs::write(&bootstrap, output.stdout).unwrap();
-    let _envoy = Killed(
-        Command::new(envoy_binary())
-            .args(["--disable-hot-restart", "-l", "error", "-c"])
-            .arg(&bootstrap)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("envoy"),
-    );
+    let _envoy = common::start_envoy(&dir.path().join("bootstrap.yaml"), xds, envoy_admin);
     wait_for(|| http_get(listener, "/probe-0/") == Some(200), Duration::from_secs(120));
     let first_reload_ms = reload_times(&log)[0];
 

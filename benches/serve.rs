@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{envoy_binary, http_get, probe_mapping, replace_file, wait_for, Killed};
+use common::{http_get, probe_mapping, replace_file, wait_for, Killed};
 
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
@@ -59,21 +59,7 @@ fn propagation(mappings: usize, changes: usize) -> (Duration, Duration) {
     std::fs::write(&probe, probe_mapping(0, admin)).unwrap();
     let _server = serve(dir.path(), xds, admin);
 
-    let bootstrap = dir.path().join("..bootstrap.yaml");
-    let output = Command::new(env!("CARGO_BIN_EXE_ambassador-xds"))
-        .args(["bootstrap", "--xds-address", &format!("127.0.0.1:{xds}"), "--admin-port", &envoy_admin.to_string()])
-        .output()
-        .unwrap();
-    std::fs::write(&bootstrap, output.stdout).unwrap();
-    let _envoy = Killed(
-        Command::new(envoy_binary())
-            .args(["--disable-hot-restart", "-l", "error", "-c"])
-            .arg(&bootstrap)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("envoy"),
-    );
+    let _envoy = common::start_envoy(&dir.path().join("..bootstrap.yaml"), xds, envoy_admin);
     wait_for(|| http_get(listener, "/probe-0/") == Some(200), Duration::from_secs(60));
 
     let mut samples = Vec::new();

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub fn root() -> PathBuf {
@@ -125,5 +125,24 @@ pub fn probe_mapping(i: usize, admin: u16) -> String {
     format!(
         "apiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {{name: probe, namespace: default}}\n\
          spec: {{hostname: '*', prefix: /probe-{i}/, service: '127.0.0.1:{admin}', rewrite: /healthz}}\n"
+    )
+}
+
+/// A real Envoy on the bootstrap `ambassador-xds bootstrap` writes (to `bootstrap`) for the xDS
+/// server on `xds`, with its admin on `envoy_admin`.
+pub fn start_envoy(bootstrap: &Path, xds: u16, envoy_admin: u16) -> Killed {
+    let output = Command::new(env!("CARGO_BIN_EXE_ambassador-xds"))
+        .args(["bootstrap", "--xds-address", &format!("127.0.0.1:{xds}"), "--admin-port", &envoy_admin.to_string()])
+        .output()
+        .unwrap();
+    std::fs::write(bootstrap, output.stdout).unwrap();
+    Killed(
+        Command::new(envoy_binary())
+            .args(["--disable-hot-restart", "-l", "error", "-c"])
+            .arg(bootstrap)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("envoy"),
     )
 }
