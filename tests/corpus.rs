@@ -1,4 +1,4 @@
-//! Real Emissary configurations (`../shared/corpus/emissary/<case>/input.yaml`, or
+//! Real Emissary configurations (`testdata/emissary-corpus/<case>/input.yaml`, or
 //! `$AMBASSADOR_XDS_CORPUS`): 272 written by other people, translated as a new user would. Every
 //! case translates without a panic; every Ambassador document either becomes a resource or has a
 //! diagnostic naming it; no Mapping that uses a refused field is served; and how many Mappings
@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 fn corpus_dir() -> PathBuf {
     match std::env::var_os("AMBASSADOR_XDS_CORPUS") {
         Some(dir) => PathBuf::from(dir),
-        None => support::manifest_dir().join("../shared/corpus/emissary"),
+        None => support::manifest_dir().join("testdata/emissary-corpus"),
     }
 }
 
