@@ -20,7 +20,7 @@ use common::{envoy_binary, Killed};
 #[allow(dead_code)]
 mod consul;
 
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,16 +33,6 @@ const SECONDS: u64 = 30;
 const CDS: &str = "^cluster_manager\\.cds\\.update_success$";
 const LDS: &str = "^listener_manager\\.lds\\.update_success$";
 const RDS: &str = "^http\\..*\\.rds\\..*\\.update_success$";
-
-/// The status of `GET path` on a fresh connection (only the status line is read).
-fn status(port: u16, path: &str) -> Option<u16> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").ok()?;
-    let mut line = String::new();
-    std::io::BufReader::new(stream).read_line(&mut line).ok()?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
 
 /// The whole body of `GET path` (Envoy's admin).
 fn body(port: u16, path: &str) -> String {
@@ -174,7 +164,7 @@ fn run() -> Churn {
             .spawn()
             .expect("ambassador-xds serve"),
     );
-    wait_for("serve ready", Duration::from_secs(60), || status(admin, "/readyz") == Some(200));
+    wait_for("serve ready", Duration::from_secs(60), || common::http_get(admin, "/readyz") == Some(200));
     let bootstrap = dir.path().join("..bootstrap.yaml");
     let output = Command::new(env!("CARGO_BIN_EXE_ambassador-xds"))
         .args(["bootstrap", "--xds-address", &format!("127.0.0.1:{xds}"), "--admin-port", &envoy_admin.to_string()])
@@ -191,7 +181,7 @@ fn run() -> Churn {
             .expect("envoy"),
     );
     wait_for("every probe answers through Envoy", Duration::from_secs(120), || {
-        probe_services.iter().all(|i| status(listener, &format!("/edge-{i}/")) == Some(200))
+        probe_services.iter().all(|i| common::http_get(listener, &format!("/edge-{i}/")) == Some(200))
     });
     wait_for("no cluster warming", Duration::from_secs(60), || {
         stat(envoy_admin, "^cluster_manager\\.warming_clusters$") == 0
@@ -210,7 +200,7 @@ fn run() -> Churn {
         probes.push(std::thread::spawn(move || {
             for (changed, expected) in rx {
                 loop {
-                    if status(listener, &format!("/edge-{service}/")) == Some(expected) {
+                    if common::http_get(listener, &format!("/edge-{service}/")) == Some(expected) {
                         latencies.lock().unwrap().push(changed.elapsed());
                         break;
                     }

@@ -28,7 +28,6 @@ mod api;
 use api::FakeKube;
 use base64::Engine as _;
 use serde_json::json;
-use std::io::{BufRead, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -188,7 +187,7 @@ fn measure(api: &FakeKube, work: &Path, run: usize, changes: usize, samples: &mu
         .expect("ambassador-xds serve --kubernetes");
     let serve = Killed(child);
     let pid = serve.0.id();
-    wait_for("/readyz 200", Duration::from_secs(120), || http_status(admin, "/readyz") == Some(200));
+    wait_for("/readyz 200", Duration::from_secs(120), || common::http_get(admin, "/readyz") == Some(200));
     samples.sync.push(started.elapsed());
     std::thread::sleep(Duration::from_secs(2));
     let (peak, rss, _) = common::process_usage(pid);
@@ -234,15 +233,6 @@ fn elapsed_ms(line: &str) -> Option<f64> {
         _ => return None,
     };
     Some(number.parse::<f64>().ok()? * scale)
-}
-
-fn http_status(port: u16, path: &str) -> Option<u16> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").ok()?;
-    let mut status_line = String::new();
-    std::io::BufReader::new(stream).read_line(&mut status_line).ok()?;
-    status_line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
