@@ -9,7 +9,7 @@ use crate::source::files::{self, LoadError, LoadOptions, Loaded};
 use crate::xds::endpoint::{admit_endpoints, AdmittedEndpoints};
 use crate::xds::provenance::ProvenanceIndex;
 use crate::xds::validate::Limits;
-use crate::xds::{self, Resources, XdsType};
+use crate::xds::{self, AdmitMemo, Resources, XdsType};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -34,13 +34,31 @@ impl Translation {
     }
 }
 
+/// What one translation leaves for the next: every resource's last good version, and what each
+/// Mapping compiled to and each route was admitted as (so that what did not change is not built
+/// again). A one-shot translation starts from nothing.
+#[derive(Debug, Clone, Default)]
+pub struct Remembered {
+    pub last_good: LastGood,
+    admitted: AdmitMemo,
+}
+
+impl Remembered {
+    /// Keeps only the last good versions.
+    #[cfg(test)]
+    pub fn forget_reuse(&mut self) {
+        self.admitted = AdmitMemo::default();
+        self.last_good.forget_compiled();
+    }
+}
+
 /// Compiles, validates (as Envoy will) and encodes everything that was read. With no endpoint
 /// source to ask, every EDS cluster's assignment is empty.
 pub fn translate(loaded: Loaded, options: &Options) -> Translation {
     let compiled = compile::compile(&loaded.model, &loaded.tls_files, options);
     // The model is no longer needed; freeing it before building keeps peak memory down.
     drop(loaded.model);
-    let mut translation = finish(loaded.diagnostics, compiled, options);
+    let (mut translation, _) = finish(loaded.diagnostics, compiled, options, &AdmitMemo::default());
     translation.set_endpoints(endpoints(&translation.endpoint_services, &EndpointTable::new(), options));
     translation
 }
@@ -52,32 +70,39 @@ pub fn endpoints(services: &[EdsService], table: &EndpointTable, options: &Optio
 }
 
 /// [`translate`] without endpoints (the caller sets them, see [`Translation::set_endpoints`]),
-/// falling back to `last` for whatever does not compile now (the serving controller); returns
-/// what the next reload falls back to.
-pub fn translate_with(loaded: Loaded, options: &Options, last: &LastGood) -> (Translation, LastGood) {
+/// falling back to the last good version of whatever does not compile now, and reusing what did
+/// not change (the serving controller); returns what the next reload starts from.
+pub fn translate_with(loaded: Loaded, options: &Options, last: &Remembered) -> (Translation, Remembered) {
     let started = std::time::Instant::now();
-    let (compiled, next) = compile::compile_with(&loaded.model, &loaded.tls_files, options, last);
+    let (compiled, last_good) = compile::compile_with(&loaded.model, &loaded.tls_files, options, &last.last_good);
     let compiled_at = started.elapsed();
     drop(loaded.model);
-    let translation = finish(loaded.diagnostics, compiled, options);
+    let (translation, admitted) = finish(loaded.diagnostics, compiled, options, &last.admitted);
     tracing::debug!(compile = ?compiled_at, admit = ?(started.elapsed() - compiled_at), "translated");
-    (translation, next)
+    (translation, Remembered { last_good, admitted })
 }
 
 /// Validates and encodes a compiled configuration: what Envoy would refuse fails closed or is
 /// dropped, resource by resource.
-fn finish(mut diagnostics: Vec<Diagnostic>, compiled: compile::Compiled, options: &Options) -> Translation {
+fn finish(
+    mut diagnostics: Vec<Diagnostic>,
+    compiled: compile::Compiled,
+    options: &Options,
+    previous: &AdmitMemo,
+) -> (Translation, AdmitMemo) {
     // The Module's `regex_max_size` may lower the limit (never raise it above Envoy's own).
     let regex_program_size = compiled
         .ir
         .regex_max_size
         .map_or(options.max_regex_program_size, |size| size.min(options.max_regex_program_size));
-    let admitted = xds::admit(&compiled.ir, &Limits { regex_program_size });
+    let (admitted, memo) = xds::admit(&compiled.ir, &Limits { regex_program_size }, previous);
     diagnostics.extend(compiled.diagnostics);
     diagnostics.extend(admitted.diagnostics);
     diagnostic::normalize(&mut diagnostics);
     let endpoint_services = compiled.ir.endpoint_services;
-    Translation { resources: admitted.resources, diagnostics, provenance: admitted.provenance, endpoint_services }
+    let translation =
+        Translation { resources: admitted.resources, diagnostics, provenance: admitted.provenance, endpoint_services };
+    (translation, memo)
 }
 
 /// Reads files and directories, then [`translate`]s them.

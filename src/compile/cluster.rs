@@ -12,10 +12,12 @@ use super::names;
 use super::service::Service;
 pub use super::transport::Transport;
 use super::upstream::Upstream;
+use crate::diagnostic::Provenance;
 use crate::diagnostic::{Diagnostic, Kind};
 use crate::model::Meta;
 use sha1::{Digest, Sha1};
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// What one Mapping (or TCPMapping) needs from its cluster.
 pub struct ClusterRequest<'r, 'a> {
@@ -36,13 +38,56 @@ pub struct ClusterRequest<'r, 'a> {
 /// The clusters the Mappings need, by identity: the parts of their names, unmangled.
 #[derive(Default)]
 pub struct ClusterSet {
-    /// Identity → (cluster under its full mangled name, the Mapping that created it).
-    clusters: BTreeMap<String, (Cluster, Meta)>,
+    clusters: HashMap<String, Claimed>,
+}
+
+/// A cluster as its first claim made it, and who else uses it.
+struct Claimed {
+    first: Arc<ClusterClaim>,
+    later_owners: Vec<Provenance>,
+}
+
+/// The cluster one Mapping asks for, by identity: what it contributes to the [`ClusterSet`],
+/// computed from the Mapping alone (so it is remembered with the Mapping's candidate).
+#[derive(Debug, Clone)]
+pub struct ClusterClaim {
+    /// The parts of the cluster's name, unmangled, and what else tells clusters apart.
+    pub identity: String,
+    cluster: Cluster,
+    owner: Meta,
 }
 
 impl ClusterSet {
     /// Returns the identity of the cluster for this request, creating it on first use.
     pub fn cluster_for(&mut self, request: ClusterRequest<'_, '_>, diagnostics: &mut Vec<Diagnostic>) -> String {
+        let claim = Arc::new(ClusterClaim::new(request));
+        self.claim(&claim, diagnostics);
+        claim.identity.clone()
+    }
+
+    /// Adds the claimed cluster, or (when an earlier Mapping claimed it) its owner's provenance.
+    pub fn claim(&mut self, claim: &Arc<ClusterClaim>, diagnostics: &mut Vec<Diagnostic>) {
+        let Some(claimed) = self.clusters.get_mut(&claim.identity) else {
+            let claimed = Claimed { first: claim.clone(), later_owners: Vec::new() };
+            self.clusters.insert(claim.identity.clone(), claimed);
+            return;
+        };
+        let (owner, existing) = (&claim.owner, &claimed.first.cluster);
+        claimed.later_owners.push(owner.provenance());
+        if existing.options != claim.cluster.options {
+            let message = format!(
+                "shares cluster {} with {}, whose settings are used: {}",
+                existing.name,
+                claimed.first.owner.id,
+                differences(&existing.options, &claim.cluster.options)
+            );
+            diagnostics.push(Diagnostic::warning(Some(&owner.origin), Some(&owner.id), message));
+        }
+    }
+}
+
+impl ClusterClaim {
+    pub fn new(request: ClusterRequest<'_, '_>) -> ClusterClaim {
         let ClusterRequest { owner, service, transport, upstream, marker, host_rewrite, mut options, breaker_names } =
             request;
         let uses_tls = !matches!(transport, Transport::Plaintext);
@@ -117,66 +162,54 @@ impl ClusterSet {
                 .chain(upstream.and_then(|u| u.resolver.provenance.clone()))
                 .collect(),
         };
-        match self.clusters.get_mut(&identity) {
-            None => {
-                self.clusters.insert(identity.clone(), (cluster, owner.clone()));
-            }
-            Some((existing, first)) => {
-                existing.provenance.push(owner.provenance());
-                if existing.options != cluster.options {
-                    let message = format!(
-                        "shares cluster {name} with {}, whose settings are used: {}",
-                        first.id,
-                        differences(&existing.options, &cluster.options)
-                    );
-                    diagnostics.push(Diagnostic::warning(Some(&owner.origin), Some(&owner.id), message));
-                }
-            }
-        }
-        identity
+        ClusterClaim { identity, cluster, owner: owner.clone() }
     }
+}
 
+impl ClusterSet {
     /// The clusters under their Envoy names (collisions told apart, long names shortened as
     /// Emissary does), sorted by name, and the identity → Envoy name map the routes need.
-    pub fn finish(self, diagnostics: &mut Vec<Diagnostic>) -> (Vec<Cluster>, BTreeMap<String, String>) {
-        let mut by_name: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
-        for (identity, (cluster, _)) in &self.clusters {
-            by_name.entry(&cluster.name).or_default().push(identity);
+    pub fn finish(self, diagnostics: &mut Vec<Diagnostic>) -> (Vec<Cluster>, HashMap<String, String>) {
+        let mut claimed: Vec<(String, Claimed)> = self.clusters.into_iter().collect();
+        claimed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut uses: HashMap<&str, usize> = HashMap::with_capacity(claimed.len());
+        for (_, entry) in &claimed {
+            *uses.entry(&entry.first.cluster.name).or_default() += 1;
         }
-        let mut full_names: BTreeMap<String, String> = BTreeMap::new();
-        for (name, identities) in by_name {
-            let collides = identities.len() > 1;
-            for identity in identities {
-                let full = if collides {
-                    let digest = hex::encode(Sha1::digest(identity.as_bytes()));
-                    let (cluster, owner) = &self.clusters[identity];
-                    let full = format!("{name}_{}", &digest[..8]);
-                    let target = match &cluster.eds {
-                        Some(eds) => format!("{}:{} through {}", cluster.host, cluster.port, eds.eds_name()),
-                        None => format!("{}:{}", cluster.host, cluster.port),
-                    };
-                    let message = format!(
-                        "cluster name {name} would also be another target's; this one ({target}) is named {full}"
-                    );
-                    diagnostics.push(
-                        Diagnostic::warning(Some(&owner.origin), Some(&owner.id), message).with_kind(Kind::Duplicate),
-                    );
-                    full
-                } else {
-                    name.to_string()
+        let full_names: Vec<String> = claimed
+            .iter()
+            .map(|(identity, entry)| {
+                let (cluster, owner) = (&entry.first.cluster, &entry.first.owner);
+                let name = &cluster.name;
+                if uses[name.as_str()] == 1 {
+                    return name.clone();
+                }
+                let digest = hex::encode(Sha1::digest(identity.as_bytes()));
+                let full = format!("{name}_{}", &digest[..8]);
+                let target = match &cluster.eds {
+                    Some(eds) => format!("{}:{} through {}", cluster.host, cluster.port, eds.eds_name()),
+                    None => format!("{}:{}", cluster.host, cluster.port),
                 };
-                full_names.insert(identity.clone(), full);
-            }
-        }
-        let envoy_names = names::shorten_cluster_names(full_names.values().map(String::as_str));
-        let mut clusters = Vec::with_capacity(self.clusters.len());
-        let mut routes_to = BTreeMap::new();
-        for (identity, (cluster, _)) in self.clusters {
-            let name = envoy_names[&full_names[&identity]].clone();
+                let message =
+                    format!("cluster name {name} would also be another target's; this one ({target}) is named {full}");
+                diagnostics.push(
+                    Diagnostic::warning(Some(&owner.origin), Some(&owner.id), message).with_kind(Kind::Duplicate),
+                );
+                full
+            })
+            .collect();
+        let shortened = names::shorten_long_cluster_names(full_names.iter().map(String::as_str));
+        let mut clusters = Vec::with_capacity(claimed.len());
+        let mut routes_to = HashMap::with_capacity(claimed.len());
+        for ((identity, entry), full) in claimed.into_iter().zip(full_names) {
+            let name = shortened.get(&full).cloned().unwrap_or(full);
             routes_to.insert(identity, name.clone());
-            clusters.push(Cluster { name, ..cluster });
+            let mut cluster = entry.first.cluster.clone();
+            cluster.name = name;
+            cluster.provenance.extend(entry.later_owners);
+            clusters.push(cluster);
         }
-        clusters.sort_by(|a, b| a.name.cmp(&b.name));
+        clusters.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         (clusters, routes_to)
     }
 }

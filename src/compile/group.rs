@@ -112,8 +112,9 @@ pub struct Group {
     pub first_core: Core,
     /// Routed members, in the order they joined.
     pub members: Vec<Candidate>,
-    pub redirect: Option<Candidate>,
-    pub shadow: Option<Candidate>,
+    // Boxed: a candidate is large, and groups are moved when they are collected and sorted.
+    pub redirect: Option<Box<Candidate>>,
+    pub shadow: Option<Box<Candidate>>,
 }
 
 impl Group {
@@ -136,7 +137,7 @@ pub fn group(
     diagnostics: &mut Vec<Diagnostic>,
     rejected: &mut BTreeSet<ResourceId>,
 ) -> Vec<Group> {
-    let mut groups: Vec<Group> = Vec::new();
+    let mut groups: Vec<Group> = Vec::with_capacity(candidates.len());
     let mut index: HashMap<String, usize> = HashMap::with_capacity(candidates.len());
     for candidate in candidates {
         let id = candidate.matcher.group_id();
@@ -147,8 +148,8 @@ pub fn group(
             let mut group = Group { id, weight, first_core, members: Vec::new(), redirect: None, shadow: None };
             match candidate.role {
                 Role::Route => group.members.push(candidate),
-                Role::Shadow => group.shadow = Some(candidate),
-                Role::Redirect => group.redirect = Some(candidate),
+                Role::Shadow => group.shadow = Some(Box::new(candidate)),
+                Role::Redirect => group.redirect = Some(Box::new(candidate)),
             }
             groups.push(group);
             continue;
@@ -170,8 +171,8 @@ pub fn group(
                     group.weight = group.weight.clone().max(candidate.matcher.weight());
                     group.members.push(candidate);
                 }
-                Role::Shadow => group.shadow = Some(candidate),
-                Role::Redirect => group.redirect = Some(candidate),
+                Role::Shadow => group.shadow = Some(Box::new(candidate)),
+                Role::Redirect => group.redirect = Some(Box::new(candidate)),
             },
         }
     }
@@ -180,7 +181,7 @@ pub fn group(
 
 /// Why `candidate` may not join `group` (Emissary's `add_mapping`), if it may not.
 fn join(group: &Group, candidate: &Candidate) -> Option<String> {
-    let first = group.members.first().or(group.redirect.as_ref()).or(group.shadow.as_ref()).map(|c| &c.meta.id);
+    let first = group.members.first().or(group.redirect.as_deref()).or(group.shadow.as_deref()).map(|c| &c.meta.id);
     let first = first.map(ToString::to_string).unwrap_or_default();
     let mismatched = group.first_core.mismatches(&candidate.core);
     if !mismatched.is_empty() {

@@ -18,7 +18,7 @@
 //!
 //! Everything is keyed by resource id, so a later incremental compile can reuse it as is.
 
-use super::{compile_pass, Compiled, Options, Pass, Resolutions};
+use super::{compile_pass, Compiled, MappingMemo, Options, Pass, Resolutions};
 use crate::diagnostic::{self, Diagnostic, Kind, ResourceId};
 use crate::model::{Model, Rejected, Resource, TlsFiles};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -37,6 +37,8 @@ pub struct LastGood {
     /// owner id.
     resolutions: Resolutions,
     resolvers: HashMap<ResourceId, Resource<crate::model::ResolverSpec>>,
+    /// What each Mapping compiled to, so that unchanged Mappings are not compiled again.
+    compiled_mappings: MappingMemo,
 }
 
 const STALE: &str =
@@ -61,8 +63,8 @@ impl LastGood {
         diagnostics
     }
 
-    /// What `model` (as compiled by `pass`) leaves for the next reload.
-    fn record(model: &Model, pass: &Pass) -> LastGood {
+    /// What `pass` compiled, and what `model` (as compiled by it) leaves for the next reload.
+    fn record(model: &Model, pass: Pass) -> (Compiled, LastGood) {
         fn by_id<S: Clone>(
             resources: &[Resource<S>],
             rejected: &BTreeSet<ResourceId>,
@@ -75,7 +77,7 @@ impl LastGood {
             map
         }
         let none = BTreeSet::new();
-        LastGood {
+        let last_good = LastGood {
             mappings: by_id(&model.mappings, &pass.rejected),
             tls_contexts: by_id(&model.tls_contexts, &none),
             listeners: by_id(&model.listeners, &pass.rejected),
@@ -83,9 +85,17 @@ impl LastGood {
             modules: by_id(&model.modules, &pass.rejected),
             secrets: by_id(&model.secrets, &none),
             tcp_mappings: by_id(&model.tcp_mappings, &pass.rejected),
-            resolutions: pass.resolved.clone(),
+            resolutions: pass.resolved,
             resolvers: by_id(&model.resolvers, &none),
-        }
+            compiled_mappings: pass.memo,
+        };
+        (pass.compiled, last_good)
+    }
+
+    /// Forgets what the Mappings compiled to (they are all compiled again next time).
+    #[cfg(test)]
+    pub fn forget_compiled(&mut self) {
+        self.compiled_mappings = MappingMemo::default();
     }
 
     fn has(&self, id: &ResourceId) -> bool {
@@ -138,11 +148,10 @@ fn restore_kind<S: Clone>(
 /// [`super::compile`], falling back to `last` for whatever does not compile now; returns what
 /// the next reload falls back to.
 pub fn compile_with(model: &Model, files: &TlsFiles, options: &Options, last: &LastGood) -> (Compiled, LastGood) {
-    let first = compile_pass(model, files, options, &last.resolutions);
+    let first = compile_pass(model, files, options, &last.resolutions, &last.compiled_mappings);
     let replaced: Vec<&ResourceId> = first.rejected.iter().filter(|id| last.has(id)).collect();
     if replaced.is_empty() {
-        let next = LastGood::record(model, &first);
-        return (first.compiled, next);
+        return LastGood::record(model, first);
     }
     // Again, with the last good version of what was rejected, and without what was rejected
     // and never was good (so a new Mapping cannot take a canary group down with it).
@@ -153,7 +162,7 @@ pub fn compile_with(model: &Model, files: &TlsFiles, options: &Options, last: &L
     substitute(&mut retry.hosts, &last.hosts, &first.rejected, &mut notes);
     substitute(&mut retry.modules, &last.modules, &first.rejected, &mut notes);
     substitute(&mut retry.tcp_mappings, &last.tcp_mappings, &first.rejected, &mut notes);
-    let mut second = compile_pass(&retry, files, options, &last.resolutions);
+    let mut second = compile_pass(&retry, files, options, &last.resolutions, &first.memo);
     // The errors that explain the fallback stay visible.
     let explained = first
         .compiled
@@ -162,8 +171,7 @@ pub fn compile_with(model: &Model, files: &TlsFiles, options: &Options, last: &L
         .filter(|d| d.resource.as_ref().is_some_and(|id| first.rejected.contains(id)));
     second.compiled.diagnostics.extend(explained.chain(notes));
     diagnostic::normalize(&mut second.compiled.diagnostics);
-    let next = LastGood::record(&retry, &second);
-    (second.compiled, next)
+    LastGood::record(&retry, second)
 }
 
 fn substitute<S: Clone + PartialEq>(

@@ -3,17 +3,18 @@
 //! cannot be provided, or it uses a field that is not implemented — a fail-closed answer); and
 //! the settings its group shares.
 
-use super::cluster::{ClusterRequest, ClusterSet, Transport};
+use super::cluster::{ClusterClaim, ClusterRequest, Transport};
 use super::cluster_options::{self, ClusterFields};
-use super::group::{Candidate, Core, Role, Shared};
-use super::ir::{ErrorResponses, Forward, HeaderToAdd, RegexRewrite, RouteAction};
+use super::group::{Candidate, Role};
+use super::ir::{ErrorResponses, Forward, RouteAction};
+use super::mapping_memo::CompiledMapping;
 use super::module::{self, Settings};
 use super::resolver::{ResolverRef, Resolvers};
 use super::select::ContextLookup;
 use super::service::{self, Scheme, Service};
 use super::tls::ResolvedContext;
 use super::upstream::{upstream, UpstreamError};
-use super::{error_response, matching, names, policy, redirect, Options};
+use super::{error_response, group_fields, matching, names, redirect, Options};
 use crate::diagnostic::{Diagnostic, Kind, ResourceId};
 use crate::model::fields::Support;
 use crate::model::mapping::TlsSetting;
@@ -30,8 +31,9 @@ pub fn route_name(mapping: &Mapping) -> String {
     format!("{}/{}", mapping.meta.namespace(), mapping.meta.name())
 }
 
-/// Builds candidates Mapping by Mapping, collecting the clusters and contexts they use.
-pub struct MappingCompiler<'a, 'd> {
+/// Compiles Mappings one by one; what each one compiles to depends only on the Mapping and on
+/// these inputs (which is what lets [`super::mapping_memo`] remember it).
+pub struct MappingCompiler<'a> {
     pub options: &'a Options,
     pub settings: &'a Settings,
     /// Kinds present in the input that are not translated (`AuthService`, ...).
@@ -39,29 +41,39 @@ pub struct MappingCompiler<'a, 'd> {
     pub contexts: ContextLookup<'a>,
     pub resolvers: &'a Resolvers,
     pub resolved: &'a HashMap<&'a ResourceId, Result<ResolvedContext, String>>,
-    pub clusters: ClusterSet,
-    pub used_contexts: BTreeSet<&'a ResourceId>,
-    pub diagnostics: &'d mut Vec<Diagnostic>,
+    /// What the Mapping being compiled has produced so far.
+    out: CompiledMapping,
 }
 
-impl<'a> MappingCompiler<'a, '_> {
+impl<'a> MappingCompiler<'a> {
+    pub fn new(
+        options: &'a Options,
+        settings: &'a Settings,
+        skipped_kinds: &'a BTreeSet<String>,
+        contexts: ContextLookup<'a>,
+        resolvers: &'a Resolvers,
+        resolved: &'a HashMap<&'a ResourceId, Result<ResolvedContext, String>>,
+    ) -> Self {
+        MappingCompiler { options, settings, skipped_kinds, contexts, resolvers, resolved, out: Default::default() }
+    }
+
     fn error(&mut self, mapping: &Mapping, message: String) {
-        self.diagnostics.push(Diagnostic::error(Some(&mapping.meta.origin), Some(&mapping.meta.id), message));
+        self.out.diagnostics.push(Diagnostic::error(Some(&mapping.meta.origin), Some(&mapping.meta.id), message));
     }
 
     fn warning(&mut self, mapping: &Mapping, message: String) {
-        self.diagnostics.push(Diagnostic::warning(Some(&mapping.meta.origin), Some(&mapping.meta.id), message));
+        self.out.diagnostics.push(Diagnostic::warning(Some(&mapping.meta.origin), Some(&mapping.meta.id), message));
     }
 
-    /// The Mapping's candidate, or `None` (with a diagnostic) when it cannot be routed at all.
-    pub fn candidate(&mut self, mapping: &Mapping) -> Option<Candidate> {
+    /// The Mapping's candidate (`None`, with a diagnostic, when it cannot be routed at all), the
+    /// cluster and context it uses, and what it reports.
+    pub fn compile(&mut self, mapping: &Mapping) -> CompiledMapping {
+        self.out = CompiledMapping::default();
         match self.try_candidate(mapping) {
-            Ok(candidate) => Some(candidate),
-            Err(message) => {
-                self.error(mapping, message);
-                None
-            }
+            Ok(candidate) => self.out.candidate = Some(candidate),
+            Err(message) => self.error(mapping, message),
         }
+        std::mem::take(&mut self.out)
     }
 
     fn try_candidate(&mut self, mapping: &Mapping) -> Result<Candidate, String> {
@@ -105,7 +117,7 @@ impl<'a> MappingCompiler<'a, '_> {
                 );
             }
         }
-        let shared = self.shared(mapping, &service)?;
+        let shared = group_fields::shared(mapping, &service, self.settings)?;
         let error_responses = match (spec.bypass_error_response_overrides, &spec.error_response_overrides) {
             (Some(true), _) => ErrorResponses::Bypass,
             (_, Some(rules)) => {
@@ -117,14 +129,14 @@ impl<'a> MappingCompiler<'a, '_> {
             }
             _ => ErrorResponses::Inherit,
         };
-        let core = self.core(mapping, &matcher);
+        let core = group_fields::core(mapping, &matcher, self.settings);
 
         let mut runtime_key =
             names::mangle(&format!("fail_closed_{}_{}", mapping.meta.namespace(), mapping.meta.name()));
         let action = match self.refusals(mapping) {
             Some(reasons) => {
                 let message = format!("{reasons}; the route answers {FAIL_CLOSED_STATUS} until it is implemented");
-                self.diagnostics.push(
+                self.out.diagnostics.push(
                     Diagnostic::error(Some(&mapping.meta.origin), Some(&mapping.meta.id), message)
                         .with_kind(Kind::Refused),
                 );
@@ -166,7 +178,7 @@ impl<'a> MappingCompiler<'a, '_> {
         for field in &spec.unimplemented {
             match field.support {
                 Support::IgnoredUnless(kind) if !self.skipped_kinds.contains(kind) => {
-                    self.diagnostics.push(
+                    self.out.diagnostics.push(
                         Diagnostic::warning(
                             Some(&mapping.meta.origin),
                             Some(&mapping.meta.id),
@@ -243,7 +255,7 @@ impl<'a> MappingCompiler<'a, '_> {
         let upstream = match failure {
             Ok(upstream) => upstream,
             Err((message, body)) => {
-                self.diagnostics.push(
+                self.out.diagnostics.push(
                     Diagnostic::error(Some(&mapping.meta.origin), Some(&mapping.meta.id), message)
                         .with_kind(Kind::Reference),
                 );
@@ -264,7 +276,9 @@ impl<'a> MappingCompiler<'a, '_> {
             options,
             breaker_names,
         };
-        let cluster = self.clusters.cluster_for(request, self.diagnostics);
+        let claim = ClusterClaim::new(request);
+        let cluster = claim.identity.clone();
+        self.out.cluster = Some(std::sync::Arc::new(claim));
         Ok(RouteAction::Forward(Forward {
             prefix_rewrite: match spec.rewrite.as_deref() {
                 None => Some("/".to_string()),
@@ -278,90 +292,6 @@ impl<'a> MappingCompiler<'a, '_> {
             hash_policy: upstream.balancing.and_then(|b| b.hash).map(Box::new),
             ..Forward::to(cluster)
         }))
-    }
-
-    /// What the Mapping contributes to its group's settings.
-    fn shared(&self, mapping: &Mapping, service: &Service) -> Result<Shared, String> {
-        let spec = &mapping.spec;
-        let defaults = &self.settings.defaults.mapping;
-        let mut add_request = match spec.add_request_headers.as_ref().or(defaults.add_request_headers.as_ref()) {
-            Some(headers) => Some(policy::headers_to_add("add_request_headers", headers)?),
-            None => None,
-        };
-        if spec.add_linkerd_headers.unwrap_or(self.settings.defaults.add_linkerd_headers) {
-            let header = HeaderToAdd { name: "l5d-dst-override".into(), value: service.host_port(), append: true };
-            let headers = add_request.get_or_insert_with(Vec::new);
-            headers.retain(|h| h.name != header.name);
-            headers.push(header);
-        }
-        let add_response = match spec.add_response_headers.as_ref().or(defaults.add_response_headers.as_ref()) {
-            Some(headers) => Some(policy::headers_to_add("add_response_headers", headers)?),
-            None => None,
-        };
-        let remove = |field: &str, own: &Option<crate::model::OneOrMany>, default: &Option<crate::model::OneOrMany>| {
-            own.as_ref().or(default.as_ref()).map(|names| policy::header_names(field, names)).transpose()
-        };
-        let mut upgrades = spec.allow_upgrade.clone();
-        if spec.use_websocket == Some(true) {
-            let list = upgrades.get_or_insert_with(Vec::new);
-            if !list.iter().any(|u| u.eq_ignore_ascii_case("websocket")) {
-                list.push("websocket".into());
-            }
-        }
-        let high_priority = match spec.priority.as_deref().map(str::to_ascii_lowercase).as_deref() {
-            None => None,
-            Some("default") => Some(false),
-            Some("high") => Some(true),
-            Some(other) => return Err(format!("`priority: {other}` is not `default` or `high`")),
-        };
-        Ok(Shared {
-            add_request_headers: add_request,
-            add_response_headers: add_response,
-            remove_request_headers: remove(
-                "remove_request_headers",
-                &spec.remove_request_headers,
-                &defaults.remove_request_headers,
-            )?,
-            remove_response_headers: remove(
-                "remove_response_headers",
-                &spec.remove_response_headers,
-                &defaults.remove_response_headers,
-            )?,
-            cors: spec.cors.clone(),
-            retry: spec.retry_policy.as_ref().map(policy::retry_policy).transpose()?,
-            upgrades,
-            case_sensitive: spec.case_sensitive,
-            regex_rewrite: spec
-                .regex_rewrite
-                .as_ref()
-                .map(|r| RegexRewrite { pattern: r.pattern.clone(), substitution: r.substitution.clone() }),
-            high_priority,
-        })
-    }
-
-    /// The values Emissary makes every member of a canary group agree on.
-    fn core(&self, mapping: &Mapping, matcher: &matching::MatchSpec) -> Core {
-        let spec = &mapping.spec;
-        let mut core = Vec::new();
-        let mut set = |key: &'static str, value: Option<String>| {
-            if let Some(value) = value {
-                core.push((key, value));
-            }
-        };
-        let debug = |value: &dyn std::fmt::Debug| format!("{value:?}");
-        set("bypass_auth", spec.bypass_auth.map(|v| v.to_string()));
-        set("bypass_error_response_overrides", spec.bypass_error_response_overrides.map(|v| v.to_string()));
-        let breakers = spec.circuit_breakers.as_ref().or(self.settings.defaults.circuit_breakers.as_ref());
-        set("circuit_breakers", breakers.map(|b| debug(b)));
-        set("connect_timeout_ms", spec.connect_timeout_ms.map(|v| v.to_string()));
-        set("cluster_idle_timeout_ms", spec.cluster_idle_timeout_ms.map(|v| v.to_string()));
-        set("cluster_max_connection_lifetime_ms", spec.cluster_max_connection_lifetime_ms.map(|v| v.to_string()));
-        set("headers", Some(debug(&matcher.weighed_headers())));
-        set("keepalive", spec.keepalive.as_ref().map(|k| debug(k)));
-        set("method", spec.method.clone());
-        set("prefix_regex", spec.prefix_regex.then(|| "true".into()));
-        set("prefix_exact", spec.prefix_exact.then(|| "true".into()));
-        Core(core)
     }
 
     fn transport(&mut self, mapping: &Mapping, scheme: Option<Scheme>) -> Transport<'a> {
@@ -379,7 +309,7 @@ impl<'a> MappingCompiler<'a, '_> {
                 }
                 match &self.resolved[&ctx.meta.id] {
                     Ok(resolved) => {
-                        self.used_contexts.insert(&ctx.meta.id);
+                        self.out.used_context = Some(ctx.meta.id.clone());
                         Transport::Context(ctx, resolved)
                     }
                     Err(reason) => Transport::Unavailable(format!("{} is unusable: {reason}", ctx.meta.id)),

@@ -12,11 +12,13 @@ mod edge;
 mod error_response;
 pub mod format;
 mod group;
+mod group_fields;
 mod host;
 mod identity;
 pub mod ir;
 mod last_good;
 mod mapping;
+mod mapping_memo;
 pub mod matching;
 mod material;
 mod module;
@@ -41,6 +43,7 @@ use crate::model::{Mapping, Model, TlsFiles};
 use edge::termination::ResolvedTermination;
 use ir::{Ir, RouteAction};
 use mapping::{route_name, MappingCompiler};
+use mapping_memo::MappingMemo;
 use select::{select, unique, ContextLookup};
 use std::collections::{BTreeSet, HashMap};
 use tls::{ResolvedContext, SecretIndex};
@@ -111,7 +114,7 @@ pub const ROUTE_CONFIG_NAME: &str = "ambassador-routes";
 
 /// Compiles everything as it is now (what `translate` does): no earlier version to fall back to.
 pub fn compile(model: &Model, files: &TlsFiles, options: &Options) -> Compiled {
-    compile_pass(model, files, options, &Resolutions::default()).compiled
+    compile_pass(model, files, options, &Resolutions::default(), &MappingMemo::default()).compiled
 }
 
 /// TLS resolved by a pass, and what the next one falls back to while material is unusable.
@@ -130,6 +133,8 @@ struct Pass {
     rejected: BTreeSet<ResourceId>,
     /// TLS in use now, resolved (or its last good resolution).
     resolved: Resolutions,
+    /// What each Mapping compiled to, for the next compile.
+    memo: MappingMemo,
 }
 
 /// The steps, in order: select this instance's resources, resolve TLSContexts for origination
@@ -138,7 +143,7 @@ struct Pass {
 /// Listeners and Hosts and resolve their TLS, build the TCPMappings' listeners, name clusters,
 /// group and order routes, collect the secrets in use, build the edge (listeners, Hosts,
 /// termination, route tables).
-fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resolutions) -> Pass {
+fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resolutions, memo: &MappingMemo) -> Pass {
     let last_contexts = &last.contexts;
     let mut diagnostics = Vec::new();
     let mappings = unique(select(&model.mappings, options), &mut diagnostics);
@@ -146,8 +151,8 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
     let listeners = unique(select(&model.listeners, options), &mut diagnostics);
     let hosts = unique(select(&model.hosts, options), &mut diagnostics);
     let secrets = unique(model.secrets.iter().collect(), &mut diagnostics);
-    let resolvers =
-        resolver::Resolvers::new(&unique(select(&model.resolvers, options), &mut diagnostics), &mut diagnostics);
+    let resolver_resources = unique(select(&model.resolvers, options), &mut diagnostics);
+    let resolvers = resolver::Resolvers::new(&resolver_resources, &mut diagnostics);
 
     let secret_index: SecretIndex<'_> = secrets.iter().map(|s| ((s.meta.namespace(), s.meta.name()), *s)).collect();
     let inputs = tls::Inputs { secrets: &secret_index, files, secret_namespaces: &options.secret_namespaces };
@@ -186,32 +191,41 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
     let settings = module::settings(&modules, &skipped_kinds, options, &mut diagnostics, &mut rejected);
 
     let lookup = ContextLookup::new(&contexts);
-    let mut builder = MappingCompiler {
+    let mut builder = MappingCompiler::new(options, &settings, &skipped_kinds, lookup.clone(), &resolvers, &resolved);
+    let memo_inputs = mapping_memo::Inputs {
         options,
         settings: &settings,
         skipped_kinds: &skipped_kinds,
-        contexts: lookup.clone(),
-        resolvers: &resolvers,
+        contexts: &contexts,
+        resolvers: &resolver_resources,
         resolved: &resolved,
-        clusters: Default::default(),
-        used_contexts: BTreeSet::new(),
-        diagnostics: &mut diagnostics,
     };
+    let mut memo = MappingMemo::continuing(memo, &memo_inputs);
     // Emissary processes Mappings in the order of their `name.namespace` keys; route order ties
     // depend on it, so we do the same. Its probe Mappings come first.
     let mut ordered = mappings;
     ordered.sort_by_cached_key(|m| format!("{}.{}", m.meta.name(), m.meta.namespace()));
     let all_mappings: Vec<&Mapping> = settings.probes.iter().chain(ordered.iter().copied()).collect();
     let mut candidates = Vec::with_capacity(all_mappings.len());
+    let mut clusters = cluster::ClusterSet::default();
+    let mut used_contexts: BTreeSet<&ResourceId> = BTreeSet::new();
     for mapping in &all_mappings {
-        match builder.candidate(mapping) {
-            Some(candidate) => candidates.push(candidate),
+        let compiled = memo.compiled(mapping, || builder.compile(mapping));
+        diagnostics.extend(compiled.diagnostics.iter().cloned());
+        if let Some(claim) = &compiled.cluster {
+            clusters.claim(claim, &mut diagnostics);
+        }
+        if let Some((id, _)) = compiled.used_context.as_ref().and_then(|id| resolved.get_key_value(id)) {
+            used_contexts.insert(id);
+        }
+        match &compiled.candidate {
+            Some(candidate) => candidates.push(candidate.clone()),
             None => {
                 rejected.insert(mapping.meta.id.clone());
             }
         }
     }
-    let MappingCompiler { mut clusters, mut used_contexts, .. } = builder;
+    let memo = memo.finish();
 
     let tcp_hosts: BTreeSet<&str> = tcp_mappings.iter().filter_map(|m| m.spec.host.as_deref()).collect();
     let edge_inputs = edge::Inputs {
@@ -300,5 +314,5 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
     diagnostic::normalize(&mut diagnostics);
     let contexts = resolved.into_iter().filter_map(|(id, r)| Some((id.clone(), r.ok()?))).collect();
     let resolved = Resolutions { contexts, terminations: edge.terminations };
-    Pass { compiled: Compiled { ir, diagnostics }, rejected, resolved }
+    Pass { compiled: Compiled { ir, diagnostics }, rejected, resolved, memo }
 }

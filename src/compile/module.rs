@@ -51,7 +51,7 @@ impl Default for Defaults {
 }
 
 /// The Module, compiled.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Settings {
     pub http: HttpOptions,
     pub defaults: Defaults,

@@ -1,7 +1,7 @@
 //! Envoy names derived from source identity, so golden diffs and Envoy stats read well.
 
 use sha1::{Digest, Sha1};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Envoy stats break up names on non-word characters; Emissary keeps cluster names to
 /// `[A-Za-z0-9_]` and so do we, so users' dashboards keep working after a migration.
@@ -21,16 +21,15 @@ pub const MAX_CLUSTER_NAME: usize = 60;
 
 /// Emissary's rule for names over 60 characters: the first 40 characters, `-`, the first 16
 /// upper-case hex digits of the SHA-1 of the full name, and `-<i>` numbering the full names that
-/// share that short form (in sorted order). Returns full name → Envoy name for every input.
-pub fn shorten_cluster_names<'a>(names: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, String> {
-    let mut result = BTreeMap::new();
+/// share that short form (in sorted order). Returns full name → Envoy name for the names it
+/// shortens; every other name is its own Envoy name.
+pub fn shorten_long_cluster_names<'a>(names: impl IntoIterator<Item = &'a str>) -> HashMap<String, String> {
+    let mut result = HashMap::new();
     let mut by_short: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for name in names {
         if name.len() > MAX_CLUSTER_NAME {
             let digest = hex::encode_upper(Sha1::digest(name.as_bytes()));
             by_short.entry(format!("{}-{}", &name[..40], &digest[..16])).or_default().push(name);
-        } else {
-            result.insert(name.to_string(), name.to_string());
         }
     }
     for (short, mut full_names) in by_short {
@@ -58,7 +57,7 @@ mod tests {
     fn long_names_are_hashed_to_59_characters() {
         let long = cluster_name(&["a-very-long-service-name.with-a-namespace.svc.cluster.local:8443", "default"]);
         assert!(long.len() > 60);
-        let short = &shorten_cluster_names([long.as_str()])[&long];
+        let short = &shorten_long_cluster_names([long.as_str()])[&long];
         assert_eq!(short.len(), 59);
         assert!(short.starts_with(&long[..40]));
         assert!(short.ends_with("-0"));
@@ -69,6 +68,6 @@ mod tests {
     #[test]
     fn sixty_characters_stay() {
         let exact = "c".repeat(60);
-        assert_eq!(shorten_cluster_names([exact.as_str()])[&exact], exact);
+        assert!(shorten_long_cluster_names([exact.as_str()]).is_empty());
     }
 }

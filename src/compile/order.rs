@@ -31,25 +31,32 @@ pub fn order_routes(
     groups.sort_by(|a, b| a.weight.cmp(&b.weight));
     groups.reverse();
 
-    let mut routes = Vec::new();
+    let mut routes = Vec::with_capacity(groups.len());
     let mut rejected = Vec::new();
     for group in groups {
         if group.members.is_empty() {
             if let Some(redirect) = group.redirect {
-                routes.push(redirect_route(redirect));
+                routes.push(redirect_route(*redirect));
             } else if let Some(shadow) = &group.shadow {
                 let message = "`shadow`: no Mapping shares its match (prefix, headers, query parameters, method, precedence), so nothing is mirrored";
                 diagnostics.push(Diagnostic::warning(Some(&shadow.meta.origin), Some(&shadow.meta.id), message));
             }
             continue;
         }
-        let named: Vec<(String, Option<u32>)> =
-            group.members.iter().map(|c| (format!("Mapping {}", c.name), c.weight)).collect();
-        let shares = match cumulative_weights(&named) {
-            Ok(shares) => shares,
-            Err(reason) => {
-                rejected.push(RejectedGroup { members: group.members.into_iter().map(|c| c.name).collect(), reason });
-                continue;
+        let single = group.members.len() == 1;
+        let shares = if single {
+            // Most groups: no names to format for messages, nothing to split.
+            vec![100]
+        } else {
+            let named: Vec<(String, Option<u32>)> =
+                group.members.iter().map(|c| (format!("Mapping {}", c.name), c.weight)).collect();
+            match cumulative_weights(&named) {
+                Ok(shares) => shares,
+                Err(reason) => {
+                    let members = group.members.into_iter().map(|c| c.name).collect();
+                    rejected.push(RejectedGroup { members, reason });
+                    continue;
+                }
             }
         };
         let shared = group.shared();
@@ -61,14 +68,17 @@ pub fn order_routes(
             }
             _ => None,
         });
-        let single = group.members.len() == 1;
-        let (weighted, unweighted): (Vec<_>, Vec<_>) =
-            group.members.into_iter().zip(shares).partition(|(c, _)| c.weight.is_some());
-        for (candidate, cumulative) in weighted.into_iter().chain(unweighted) {
+        // Weighted members first, then unweighted ones, each in the order they joined.
+        let mut members: Vec<(Candidate, u32)> = group.members.into_iter().zip(shares).collect();
+        members.sort_by_key(|(c, _)| c.weight.is_none());
+        for (candidate, cumulative) in members {
             let case_sensitive = candidate.matcher.case_sensitive.or(shared.case_sensitive).unwrap_or(true);
-            let runtime_key = format!("routing.traffic_shift.{}", candidate.runtime_key);
+            let runtime_fraction = (!single).then(|| RuntimeFraction {
+                percent: cumulative,
+                runtime_key: format!("routing.traffic_shift.{}", candidate.runtime_key),
+            });
             let mut route = route(candidate, case_sensitive);
-            route.matcher.runtime_fraction = (!single).then_some(RuntimeFraction { percent: cumulative, runtime_key });
+            route.matcher.runtime_fraction = runtime_fraction;
             if let RouteAction::Forward(forward) = &mut route.action {
                 apply(forward, &shared, retry.clone(), mirror.clone());
                 if let Some(shadow) = &group.shadow {

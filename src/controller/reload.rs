@@ -4,7 +4,6 @@
 
 use super::endpoints::Endpoints;
 use super::{ControllerOptions, ReloadReport};
-use crate::compile::LastGood;
 use crate::diagnostic::{Diagnostic, Provenance, Severity};
 use crate::pipeline;
 use crate::snapshot::Snapshot;
@@ -28,8 +27,9 @@ struct SourceSlot {
 pub(super) struct Compiler {
     sources: Vec<SourceSlot>,
     options: ControllerOptions,
-    /// Every resource's last good version, from the previous reload.
-    last_good: LastGood,
+    /// Every resource's last good version, and what was compiled and admitted, from the previous
+    /// reload.
+    remembered: pipeline::Remembered,
     /// What the previous reload reported, so a watch loop does not repeat itself in the log.
     last_diagnostics: BTreeSet<Diagnostic>,
     /// Reads the files TLSContexts name without letting a hung file system hold the reload.
@@ -63,7 +63,7 @@ impl Compiler {
         Compiler {
             sources,
             options,
-            last_good: LastGood::default(),
+            remembered: Default::default(),
             last_diagnostics: BTreeSet::new(),
             tls_reader: DeadlineReader::new(TLS_READ_DEADLINE),
             endpoints: Endpoints::new(endpoint_sources),
@@ -94,16 +94,16 @@ impl Compiler {
             }
         }
         let read_at = started.elapsed();
-        loaded.diagnostics.extend(self.last_good.restore(&mut loaded.model));
+        loaded.diagnostics.extend(self.remembered.last_good.restore(&mut loaded.model));
         let (load, policy, compile) = (&self.options.load, &self.options.tls_files, &self.options.compile);
         let read = |paths: &[PathBuf]| self.tls_reader.read_all(paths, MAX_TLS_FILE_BYTES);
         loaded.tls_files = files::read_tls_files(&loaded.model, load, policy, &compile.ambassador_id, read);
         let tls_dirs = files::tls_file_dirs(&loaded.tls_files, load, policy);
         let inventory = loaded.model.inventory();
         let prepared_at = started.elapsed();
-        let (mut translation, last_good) = pipeline::translate_with(loaded, compile, &self.last_good);
+        let (mut translation, remembered) = pipeline::translate_with(loaded, compile, &self.remembered);
         let translated_at = started.elapsed();
-        self.last_good = last_good;
+        self.remembered = remembered;
         crate::xds::validate::memo::end_reload();
         self.config_diagnostics = translation.diagnostics.clone();
         self.inventory = inventory.clone();
@@ -158,6 +158,13 @@ impl Compiler {
             .with_provenance(previous.provenance().clone());
         tracing::debug!(serial = snapshot.serial, elapsed = ?started.elapsed(), "publishing endpoints");
         Outcome { snapshot: Some(snapshot), tls_dirs: BTreeSet::new(), report }
+    }
+
+    /// Forgets what the next reload would reuse, but the last good versions (the tests' reference
+    /// for what reusing must not change).
+    #[cfg(test)]
+    pub fn forget_reuse(&mut self) {
+        self.remembered.forget_reuse();
     }
 
     /// Logs diagnostics not seen in the previous reload.

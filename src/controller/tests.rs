@@ -27,6 +27,11 @@ impl World {
         let (config, files) = (dir.path().join("config"), dir.path().join("files"));
         std::fs::create_dir_all(&config).unwrap();
         std::fs::create_dir_all(&files).unwrap();
+        let compiler = World::compiler_for(&config);
+        World { _dir: dir, config, files, compiler, snapshot: Snapshot::empty() }
+    }
+
+    fn compiler_for(config: &Path) -> Compiler {
         let options = ControllerOptions {
             compile: Default::default(),
             load: LoadOptions::default(),
@@ -34,8 +39,7 @@ impl World {
             debounce: Duration::ZERO,
             debounce_max: Duration::ZERO,
         };
-        let compiler = Compiler::new(vec![Box::new(ConfigDirSource::unwatched(config.clone()))], Vec::new(), options);
-        World { _dir: dir, config, files, compiler, snapshot: Snapshot::empty() }
+        Compiler::new(vec![Box::new(ConfigDirSource::unwatched(config.to_path_buf()))], Vec::new(), options)
     }
 
     fn write(&self, name: &str, text: &str) {
@@ -319,31 +323,66 @@ fn tls_secret_yaml(name: &str, cert: &str) -> String {
     )
 }
 
-/// A random file of Mappings that read and compile: prefixes shared across files (so routes interleave and order
-/// matters), services with and without TLS, precedence, headers, hosts.
-fn random_mappings(rng: &mut Rng, file: usize) -> String {
-    let mut out = String::new();
-    for doc in 0..rng.below(5) {
-        // One in eight is a regex whose program is over Envoy's size limit: it reads and compiles
-        // but Envoy would refuse it, so it is admitted as a fail-closed route.
-        let prefix = match rng.below(8) {
-            0 => "\"/x(a|b|c|d){40}/\"\n  prefix_regex: true",
-            _ => rng.pick(&["/a/", "/b/", "/a/b/", "/c/", "/"]),
-        };
-        let service = rng.pick(&["svc-a", "svc-b:8080", "https://svc-c", "svc-d.other:9000"]);
-        out.push_str(&format!(
-            "---\napiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {{name: m-{file}-{doc}, namespace: default}}\nspec:\n  prefix: {prefix}\n  service: {service}\n"
-        ));
-        match rng.below(6) {
-            0 => out.push_str("  tls: ctx-a\n"),
-            1 => out.push_str("  tls: ctx-b\n"),
-            2 => out.push_str(&format!("  precedence: {}\n", rng.below(3))),
-            3 => out.push_str(&format!("  headers: {{x-canary: \"{}\"}}\n", rng.below(2))),
-            4 => out.push_str(&format!("  host: {}\n", rng.pick(&["a.example", "b.example"]))),
-            _ => {}
-        }
+/// A random Mapping (most compile): prefixes shared across files (so routes interleave and
+/// order matters), services with and without TLS, precedence, headers, hosts, canary weights.
+fn random_mapping(rng: &mut Rng, file: usize, doc: usize) -> String {
+    // One in eight is a regex whose program is over Envoy's size limit: it reads and compiles
+    // but Envoy would refuse it, so it is admitted as a fail-closed route.
+    let prefix = match rng.below(8) {
+        0 => "\"/x(a|b|c|d){40}/\"\n  prefix_regex: true",
+        _ => rng.pick(&["/a/", "/b/", "/a/b/", "/c/", "/"]),
+    };
+    let service = rng.pick(&["svc-a", "svc-b:8080", "https://svc-c", "svc-d.other:9000"]);
+    let mut out = format!(
+        "---\napiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {{name: m-{file}-{doc}, namespace: default}}\nspec:\n  prefix: {prefix}\n  service: {service}\n"
+    );
+    match rng.below(10) {
+        0 => out.push_str("  tls: ctx-a\n"),
+        1 => out.push_str("  tls: ctx-b\n"),
+        2 => out.push_str(&format!("  precedence: {}\n", rng.below(3))),
+        3 => out.push_str(&format!("  headers: {{x-canary: \"{}\"}}\n", rng.below(2))),
+        4 => out.push_str(&format!("  host: {}\n", rng.pick(&["a.example", "b.example"]))),
+        // Canary weights (a group can go over 100%), shadows, shared clusters with different
+        // settings, and a Mapping that stops compiling (its last good version is served).
+        5 => out.push_str(&format!("  weight: {}\n", 10 * rng.below(8))),
+        6 => out.push_str("  shadow: true\n"),
+        7 => out.push_str(&format!("  connect_timeout_ms: {}\n", 1000 * (1 + rng.below(2)))),
+        8 => out.push_str("  priority: urgent\n"),
+        _ => {}
     }
     out
+}
+
+/// An edit of a file of Mappings, as people make them: most change one Mapping and leave the
+/// rest as they were; some reorder the file (the same Mappings in other documents), drop a
+/// Mapping, or rewrite the whole file.
+fn edit_mappings(rng: &mut Rng, file: usize, documents: &mut Vec<(usize, String)>) {
+    match rng.below(6) {
+        0 if documents.len() > 1 => documents.reverse(),
+        1 if !documents.is_empty() => {
+            documents.remove(rng.below(documents.len()));
+        }
+        2 | 3 if !documents.is_empty() => {
+            let at = rng.below(documents.len());
+            let doc = documents[at].0;
+            documents[at].1 = random_mapping(rng, file, doc);
+        }
+        _ => {
+            *documents = (0..rng.below(5)).map(|doc| (doc, random_mapping(rng, file, doc))).collect();
+        }
+    }
+}
+
+/// A random `ambassador` Module: its settings are inputs of every Mapping's compile.
+fn random_module(rng: &mut Rng) -> String {
+    let config = rng.pick(&[
+        "{}",
+        "{add_linkerd_headers: true}",
+        "{cluster_idle_timeout_ms: 30000}",
+        "{retry_policy: {retry_on: 5xx}}",
+        "{defaults: {add_request_headers: {x-default: on}}}",
+    ]);
+    format!("---\napiVersion: getambassador.io/v3alpha1\nkind: Module\nmetadata: {{name: ambassador, namespace: default}}\nspec: {{config: {config}}}\n")
 }
 
 fn random_contexts(rng: &mut Rng) -> String {
@@ -359,9 +398,11 @@ fn random_contexts(rng: &mut Rng) -> String {
 }
 
 /// Serving keeps state from reload to reload: each file's parse, every resource's last good
-/// version, the validation verdicts of unchanged messages. After any sequence of edits that read and compile,
-/// what it serves is exactly what a fresh translation of the same directory produces, byte for
-/// byte: route order and canary groups included. `CONTROLLER_PROPERTY_SEED` and
+/// version, what each Mapping compiled to, each route's and cluster's admitted bytes, the
+/// validation verdicts of unchanged messages. After any sequence of edits, what it serves (and
+/// reports) is exactly what a controller that reuses nothing but last good versions serves, byte
+/// for byte: route order and canary groups included; and while no last good version is in
+/// service, exactly what a fresh translation of the same directory produces. `CONTROLLER_PROPERTY_SEED` and
 /// `CONTROLLER_PROPERTY_CASES` widen the search.
 #[test]
 fn reloads_after_random_edits_serve_what_a_fresh_translation_serves() {
@@ -371,28 +412,52 @@ fn reloads_after_random_edits_serve_what_a_fresh_translation_serves() {
     for case in 0..cases {
         let mut rng = Rng(seed.wrapping_add(case).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         let mut world = World::new();
+        // The same directory, reloaded by a controller that reuses nothing from one reload to the
+        // next but the last good versions: what edits that do not compile are compared with.
+        let mut forgetful = World::new();
+        forgetful.config = world.config.clone();
+        forgetful.compiler = World::compiler_for(&world.config);
         world.write("contexts.yaml", &random_contexts(&mut rng));
+        let mut files: [Vec<(usize, String)>; 4] = Default::default();
         for step in 0..15 {
-            match rng.below(5) {
+            match rng.below(6) {
                 0 => world.write("contexts.yaml", &random_contexts(&mut rng)),
+                5 => world.write("module.yaml", &random_module(&mut rng)),
                 1 => {
-                    let name = format!("m{}.yaml", rng.below(4));
+                    let file = rng.below(4);
+                    let name = format!("m{file}.yaml");
                     if world.config.join(&name).exists() {
                         world.remove(&name);
+                        files[file].clear();
                     }
                 }
                 _ => {
                     let file = rng.below(4);
-                    world.write(&format!("m{file}.yaml"), &random_mappings(&mut rng, file));
+                    edit_mappings(&mut rng, file, &mut files[file]);
+                    let text: String = files[file].iter().map(|(_, text)| text.as_str()).collect();
+                    world.write(&format!("m{file}.yaml"), &text);
                 }
             }
             let (_, diagnostics) = world.reload();
+            let context = format!("seed {seed:#x}, case {case}, step {step}");
+            forgetful.compiler.forget_reuse();
+            let (_, forgetful_diagnostics) = crate::xds::validate::memo::bypassed(|| forgetful.reload());
+            assert_eq!(diagnostics, forgetful_diagnostics, "{context}: diagnostics, reusing and not");
+            if world.snapshot.resources != forgetful.snapshot.resources {
+                let served = render::snapshot_json(&world.snapshot.resources);
+                let expected = render::snapshot_json(&forgetful.snapshot.resources);
+                assert_eq!(served, expected, "{context}: served resources differ from a reload that reuses nothing");
+                panic!("{context}: same JSON, different bytes (reusing and not)");
+            }
+            if diagnostics.iter().any(|d| d.kind == Kind::Stale) {
+                // A last good version is in service: a fresh translation has none to serve.
+                continue;
+            }
             // Fresh: nothing remembered, not even validation verdicts.
             let fresh = crate::xds::validate::memo::bypassed(|| {
                 crate::pipeline::translate_paths(std::slice::from_ref(&world.config), &LoadOptions::default(), &options)
             })
             .unwrap();
-            let context = format!("seed {seed:#x}, case {case}, step {step}");
             assert_eq!(diagnostics, fresh.diagnostics, "{context}: diagnostics");
             if world.snapshot.resources != fresh.resources {
                 let (served, expected) =

@@ -14,16 +14,15 @@
 
 use super::downstream_tls::build_downstream_tls_context;
 use super::provenance::ProvenanceIndex;
+use super::reuse::{Kept, Reusing};
+use super::route_verdicts::{RouteMemo, RouteVerdicts};
 use super::validate::{self, Limits};
 use super::{cluster, listener, route, secret, tcp_listener, Resource, Resources, XdsType};
-use crate::compile::ir::{ChainTransport, HostRoute, HttpListener, Ir, Route, RouteAction, RouteVariant};
+use crate::compile::ir::{ChainTransport, HttpListener, Ir};
 use crate::diagnostic::{Diagnostic, Kind, Provenance};
 use bytes::Bytes;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
-
-const REJECTED_STATUS: u32 = 503;
-const REJECTED_BODY: &str = "this route's configuration would be rejected by Envoy\n";
+use prost::Message;
+use std::collections::BTreeMap;
 
 /// Everything that is served, what was held back and why, and who is behind each resource.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -33,15 +32,33 @@ pub struct Admitted {
     pub provenance: ProvenanceIndex,
 }
 
-fn report(diagnostics: &mut Vec<Diagnostic>, provenance: &[Provenance], message: String) {
+/// What one admission leaves for the next: its route and cluster verdicts.
+#[derive(Debug, Clone, Default)]
+pub struct AdmitMemo {
+    routes: RouteMemo,
+    clusters: Kept<String, ClusterDecided, Result<Bytes, String>>,
+}
+
+/// What a cluster's verdict is decided from.
+#[derive(Debug, Clone)]
+struct ClusterDecided {
+    cluster: crate::compile::ir::Cluster,
+    limits: Limits,
+    /// A Secret it names that is not served.
+    lost_secret: Option<String>,
+}
+
+pub(super) fn report(diagnostics: &mut Vec<Diagnostic>, provenance: &[Provenance], message: String) {
     let first = provenance.first();
     diagnostics.push(
         Diagnostic::error(first.map(|p| &p.origin), first.map(|p| &p.resource), message).with_kind(Kind::Rejected),
     );
 }
 
-/// Builds, validates and encodes every resource of `ir`.
-pub fn admit(ir: &Ir, limits: &Limits) -> Admitted {
+/// Builds, validates and encodes every resource of `ir`; routes that are the same as in the
+/// `previous` admission (and whose clusters are served or not as they were) are not built again.
+/// Returns what the next admission starts from.
+pub fn admit(ir: &Ir, limits: &Limits, previous: &AdmitMemo) -> (Admitted, AdmitMemo) {
     let mut out = Admitted::default();
     let mut dropped_secrets: BTreeMap<&str, String> = BTreeMap::new();
     let mut secrets = Vec::new();
@@ -65,18 +82,25 @@ pub fn admit(ir: &Ir, limits: &Limits) -> Admitted {
 
     let mut dropped_clusters: BTreeMap<&str, String> = BTreeMap::new();
     let mut clusters = Vec::new();
+    let mut kept_clusters = Reusing::from(&previous.clusters);
     for ir_cluster in &ir.clusters {
         let missing = ir_cluster.tls.iter().flat_map(|tls| [&tls.client_certificate_secret, &tls.validation_secret]);
         let lost = missing.flatten().find(|name| dropped_secrets.contains_key(name.as_str()));
-        let message = cluster::build_cluster(ir_cluster);
-        let verdict = match lost {
-            Some(name) => Err(format!("its SDS secret {name} is not served")),
-            None => validate::check(&message, limits),
+        let same = |kept: &ClusterDecided| {
+            kept.limits == *limits && kept.lost_secret.as_ref() == lost && kept.cluster == *ir_cluster
         };
-        match verdict {
-            Ok(()) => {
+        let kept = kept_clusters.get(ir_cluster.name.clone(), same, || {
+            let message = cluster::build_cluster(ir_cluster);
+            let verdict = match lost {
+                Some(name) => Err(format!("its SDS secret {name} is not served")),
+                None => validate::check(&message, limits).map(|()| Bytes::from(message.encode_to_vec())),
+            };
+            (ClusterDecided { cluster: ir_cluster.clone(), limits: *limits, lost_secret: lost.cloned() }, verdict)
+        });
+        match &kept.1 {
+            Ok(body) => {
                 out.provenance.insert(XdsType::Cluster, &ir_cluster.name, ir_cluster.provenance.clone());
-                clusters.push(Resource::encode(&ir_cluster.name, &message));
+                clusters.push(Resource { name: ir_cluster.name.clone(), body: body.clone() });
             }
             Err(problem) => {
                 report(
@@ -84,7 +108,7 @@ pub fn admit(ir: &Ir, limits: &Limits) -> Admitted {
                     &ir_cluster.provenance,
                     format!("cluster {} is not served: {problem}", ir_cluster.name),
                 );
-                dropped_clusters.insert(&ir_cluster.name, problem);
+                dropped_clusters.insert(&ir_cluster.name, problem.clone());
             }
         }
     }
@@ -133,7 +157,7 @@ pub fn admit(ir: &Ir, limits: &Limits) -> Admitted {
     }
 
     let mut routes = Vec::new();
-    let mut verdicts = RouteVerdicts::default();
+    let mut verdicts = RouteVerdicts::continuing(&previous.routes);
     for table in &ir.route_configs {
         let mut provenance = Vec::with_capacity(table.virtual_hosts.len());
         let mut hosts = Vec::with_capacity(table.virtual_hosts.len());
@@ -154,12 +178,13 @@ pub fn admit(ir: &Ir, limits: &Limits) -> Admitted {
         routes.push(Resource { name: table.name.clone(), body: Bytes::from(body) });
     }
 
+    let remembered = AdmitMemo { routes: verdicts.finish(), clusters: kept_clusters.finish() };
     out.resources = Resources::default()
         .with(XdsType::Cluster, clusters)
         .with(XdsType::Listener, listeners)
         .with(XdsType::Route, routes)
         .with(XdsType::Secret, secrets);
-    out
+    (out, remembered)
 }
 
 /// The listener with every TLS chain that cannot be served turned into a refusing chain: one
@@ -190,72 +215,4 @@ fn refuse_unservable_chains(
         chain.transport = ChainTransport::Refused;
     }
     listener
-}
-
-fn fail_closed(route: &Route) -> Route {
-    Route {
-        action: RouteAction::FailClosed { status: REJECTED_STATUS, body: REJECTED_BODY.to_string() },
-        ..route.clone()
-    }
-}
-
-/// What each route of each variant becomes: the same route in many virtual hosts (every Host a
-/// Mapping serves) is built, checked and reported once per variant.
-#[derive(Default)]
-struct RouteVerdicts {
-    by_route: HashMap<(*const Route, RouteVariant), Option<Arc<[u8]>>>,
-}
-
-impl RouteVerdicts {
-    /// The encoded route as admitted (itself or a fail-closed copy), or `None` when it is dropped.
-    fn admit(
-        &mut self,
-        route: &HostRoute,
-        dropped_clusters: &BTreeMap<&str, String>,
-        limits: &Limits,
-        diagnostics: &mut Vec<Diagnostic>,
-    ) -> Option<Arc<[u8]>> {
-        // The pointer is only a key: the IR holds every route for as long as this lives.
-        let key = (Arc::as_ptr(&route.route), route.variant);
-        if let Some(verdict) = self.by_route.get(&key) {
-            return verdict.clone();
-        }
-        let resolved = route.resolve();
-        let admitted = admit_route(&resolved, dropped_clusters, limits, diagnostics)
-            .map(|admitted| Arc::from(route::encode_route(&route::build_route(&admitted))));
-        self.by_route.insert(key, admitted.clone());
-        admitted
-    }
-}
-
-/// The route as admitted: itself, a fail-closed copy, or nothing.
-fn admit_route(
-    route: &Route,
-    dropped_clusters: &BTreeMap<&str, String>,
-    limits: &Limits,
-    diagnostics: &mut Vec<Diagnostic>,
-) -> Option<Route> {
-    if let RouteAction::Forward(forward) = &route.action {
-        if let Some(problem) = dropped_clusters.get(forward.cluster.as_str()) {
-            let message =
-                format!("cluster {} is not served ({problem}); the route answers {REJECTED_STATUS}", forward.cluster);
-            report(diagnostics, &route.provenance, message);
-            return Some(fail_closed(route));
-        }
-    }
-    let Err(problem) = validate::check(&route::build_route(route), limits) else {
-        return Some(route.clone());
-    };
-    let replacement = fail_closed(route);
-    if validate::check(&route::build_route(&replacement), limits).is_ok() {
-        report(
-            diagnostics,
-            &route.provenance,
-            format!("route {}: {problem}; the route answers {REJECTED_STATUS}", route.name),
-        );
-        Some(replacement)
-    } else {
-        report(diagnostics, &route.provenance, format!("route {}: {problem}; the route is not served", route.name));
-        None
-    }
 }

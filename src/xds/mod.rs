@@ -9,12 +9,14 @@ pub mod error_response;
 pub mod listener;
 pub mod provenance;
 mod resource_type;
+mod reuse;
 pub mod route;
+mod route_verdicts;
 pub mod secret;
 pub mod tcp_listener;
 pub mod validate;
 
-pub use admit::{admit, Admitted};
+pub use admit::{admit, AdmitMemo, Admitted};
 pub use resource_type::{GrpcService, PerType, XdsType, ADS_SERVICE};
 
 use crate::compile::ir::Ir;
@@ -78,7 +80,7 @@ impl Resources {
 /// known to be valid (tests, benchmarks); what fails validation is left out. The translation path
 /// uses [`admit`], which also says what was left out and why.
 pub fn build(ir: &Ir) -> Resources {
-    admit(ir, &validate::Limits::default()).resources
+    admit(ir, &validate::Limits::default(), &AdmitMemo::default()).0.resources
 }
 
 /// "Fetch this over the ADS stream": how listeners find routes and clusters find secrets.

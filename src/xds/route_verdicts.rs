@@ -1,0 +1,125 @@
+//! What each route becomes when it is admitted (see [`super::admit`]): itself, encoded; a
+//! fail-closed copy when Envoy would reject it or its cluster is not served; or nothing when even
+//! its match would be rejected.
+//!
+//! Building, validating and encoding routes is most of the work of an admission, and a change to
+//! one Mapping changes one route. So the verdicts are remembered from one admission to the next,
+//! by route name and variant: a route that is equal to the one remembered, under the same limits
+//! and with its cluster served (or not) as it was, gets the remembered bytes and diagnostics
+//! (see [`super::reuse`]).
+//! Within one admission, a route shared by many virtual hosts is decided once per variant.
+
+use super::admit::report;
+use super::reuse::{Kept, Reusing};
+use super::route;
+use super::validate::{self, Limits};
+use crate::compile::ir::{HostRoute, Route, RouteAction, RouteVariant};
+use crate::diagnostic::Diagnostic;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+const REJECTED_STATUS: u32 = 503;
+const REJECTED_BODY: &str = "this route's configuration would be rejected by Envoy\n";
+
+/// What a route's verdict is decided from.
+#[derive(Debug, Clone)]
+pub struct Decided {
+    route: Arc<Route>,
+    limits: Limits,
+    /// Why its cluster is not served, if it is not.
+    cluster_problem: Option<String>,
+}
+
+/// A verdict: the encoded route as admitted (or `None` when it is dropped), and what it reports.
+pub type Verdict = (Option<Arc<[u8]>>, Vec<Diagnostic>);
+
+/// The verdicts of one admission, for the next.
+pub type RouteMemo = Kept<(String, RouteVariant), Decided, Verdict>;
+
+/// One admission's verdicts.
+pub struct RouteVerdicts<'p> {
+    reusing: Reusing<'p, (String, RouteVariant), Decided, Verdict>,
+    /// This admission's routes by identity: the pointer is only a key, and the IR holds every
+    /// route for as long as this lives.
+    by_route: HashMap<(*const Route, RouteVariant), Option<Arc<[u8]>>>,
+}
+
+impl<'p> RouteVerdicts<'p> {
+    pub fn continuing(previous: &'p RouteMemo) -> Self {
+        RouteVerdicts { reusing: Reusing::from(previous), by_route: HashMap::new() }
+    }
+
+    /// The encoded route as admitted (itself or a fail-closed copy), or `None` when it is dropped;
+    /// its diagnostics go to `diagnostics` once per admission.
+    pub fn admit(
+        &mut self,
+        route: &HostRoute,
+        dropped_clusters: &BTreeMap<&str, String>,
+        limits: &Limits,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) -> Option<Arc<[u8]>> {
+        let key = (Arc::as_ptr(&route.route), route.variant);
+        if let Some(admitted) = self.by_route.get(&key) {
+            return admitted.clone();
+        }
+        let cluster_problem = match &route.route.action {
+            RouteAction::Forward(forward) => dropped_clusters.get(forward.cluster.as_str()),
+            _ => None,
+        };
+        let same = |kept: &Decided| {
+            kept.limits == *limits && kept.cluster_problem.as_ref() == cluster_problem && *kept.route == *route.route
+        };
+        let kept = self.reusing.get((route.route.name.clone(), route.variant), same, || {
+            let mut own = Vec::new();
+            let admitted = admit_route(&route.resolve(), cluster_problem.map(String::as_str), limits, &mut own)
+                .map(|admitted| Arc::from(route::encode_route(&route::build_route(&admitted))));
+            let cluster_problem = cluster_problem.cloned();
+            (Decided { route: route.route.clone(), limits: *limits, cluster_problem }, (admitted, own))
+        });
+        let (admitted, reported) = &kept.1;
+        diagnostics.extend(reported.iter().cloned());
+        self.by_route.insert(key, admitted.clone());
+        admitted.clone()
+    }
+
+    pub fn finish(self) -> RouteMemo {
+        self.reusing.finish()
+    }
+}
+
+/// The route as admitted: itself, a fail-closed copy, or nothing.
+fn admit_route(
+    route: &Route,
+    cluster_problem: Option<&str>,
+    limits: &Limits,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<Route> {
+    if let (RouteAction::Forward(forward), Some(problem)) = (&route.action, cluster_problem) {
+        let message =
+            format!("cluster {} is not served ({problem}); the route answers {REJECTED_STATUS}", forward.cluster);
+        report(diagnostics, &route.provenance, message);
+        return Some(fail_closed(route));
+    }
+    let Err(problem) = validate::check(&route::build_route(route), limits) else {
+        return Some(route.clone());
+    };
+    let replacement = fail_closed(route);
+    if validate::check(&route::build_route(&replacement), limits).is_ok() {
+        report(
+            diagnostics,
+            &route.provenance,
+            format!("route {}: {problem}; the route answers {REJECTED_STATUS}", route.name),
+        );
+        Some(replacement)
+    } else {
+        report(diagnostics, &route.provenance, format!("route {}: {problem}; the route is not served", route.name));
+        None
+    }
+}
+
+fn fail_closed(route: &Route) -> Route {
+    Route {
+        action: RouteAction::FailClosed { status: REJECTED_STATUS, body: REJECTED_BODY.to_string() },
+        ..route.clone()
+    }
+}
