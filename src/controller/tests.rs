@@ -3,7 +3,7 @@
 
 use super::reload::Compiler;
 use super::ControllerOptions;
-use crate::diagnostic::{Diagnostic, Kind};
+use crate::diagnostic::{Diagnostic, Kind, Severity};
 use crate::render;
 use crate::snapshot::Snapshot;
 use crate::source::config_dir::ConfigDirSource;
@@ -449,15 +449,18 @@ fn reloads_after_random_edits_serve_what_a_fresh_translation_serves() {
                 assert_eq!(served, expected, "{context}: served resources differ from a reload that reuses nothing");
                 panic!("{context}: same JSON, different bytes (reusing and not)");
             }
-            if diagnostics.iter().any(|d| d.kind == Kind::Stale) {
-                // A last good version is in service: a fresh translation has none to serve.
-                continue;
-            }
             // Fresh: nothing remembered, not even validation verdicts.
             let fresh = crate::xds::validate::memo::bypassed(|| {
                 crate::pipeline::translate_paths(std::slice::from_ref(&world.config), &LoadOptions::default(), &options)
             })
             .unwrap();
+            // While something does not compile, a last good version may be in service (an
+            // unchanged canary member stays when a new one breaks its group, without a warning):
+            // a fresh translation has none to serve.
+            let compile_errors = fresh.diagnostics.iter().any(|d| d.severity == Severity::Error && d.kind != Kind::Rejected);
+            if compile_errors || diagnostics.iter().any(|d| d.kind == Kind::Stale) {
+                continue;
+            }
             assert_eq!(diagnostics, fresh.diagnostics, "{context}: diagnostics");
             if world.snapshot.resources != fresh.resources {
                 let (served, expected) =
