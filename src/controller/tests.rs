@@ -457,7 +457,8 @@ fn reloads_after_random_edits_serve_what_a_fresh_translation_serves() {
             // While something does not compile, a last good version may be in service (an
             // unchanged canary member stays when a new one breaks its group, without a warning):
             // a fresh translation has none to serve.
-            let compile_errors = fresh.diagnostics.iter().any(|d| d.severity == Severity::Error && d.kind != Kind::Rejected);
+            let compile_errors =
+                fresh.diagnostics.iter().any(|d| d.severity == Severity::Error && d.kind != Kind::Rejected);
             if compile_errors || diagnostics.iter().any(|d| d.kind == Kind::Stale) {
                 continue;
             }
