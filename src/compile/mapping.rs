@@ -7,7 +7,6 @@ use super::cluster::{ClusterClaim, ClusterRequest, Transport};
 use super::cluster_options::{self, ClusterFields};
 use super::group::{Candidate, Role};
 use super::ir::{ErrorResponses, Forward, RouteAction};
-use super::mapping_memo::CompiledMapping;
 use super::module::{self, Settings};
 use super::resolver::{ResolverRef, Resolvers};
 use super::select::ContextLookup;
@@ -31,8 +30,20 @@ pub fn route_name(mapping: &Mapping) -> String {
     format!("{}/{}", mapping.meta.namespace(), mapping.meta.name())
 }
 
+/// What one Mapping compiled to.
+#[derive(Debug, Clone, Default)]
+pub struct CompiledMapping {
+    /// `None` when the Mapping cannot be routed at all (a diagnostic says why).
+    pub candidate: Option<Candidate>,
+    /// The cluster its candidate forwards to.
+    pub cluster: Option<std::sync::Arc<ClusterClaim>>,
+    /// The TLSContext whose secrets its cluster uses.
+    pub used_context: Option<ResourceId>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
 /// Compiles Mappings one by one; what each one compiles to depends only on the Mapping and on
-/// these inputs (which is what lets [`super::mapping_memo`] remember it).
+/// these inputs (which is what lets the Mapping memo, `mapping_memo.rs`, remember it).
 pub struct MappingCompiler<'a> {
     pub options: &'a Options,
     pub settings: &'a Settings,

@@ -12,27 +12,14 @@
 //!
 //! There is no second compile mode: a one-shot `translate` starts from an empty memo.
 
-use super::cluster::ClusterClaim;
-use super::group::Candidate;
+use super::mapping::CompiledMapping;
 use super::module::Settings;
 use super::tls::ResolvedContext;
 use super::Options;
-use crate::diagnostic::{Diagnostic, ResourceId};
+use crate::diagnostic::ResourceId;
 use crate::model::{Mapping, Resolver, Resource, TlsContext};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-
-/// What one Mapping compiled to.
-#[derive(Debug, Clone, Default)]
-pub struct CompiledMapping {
-    /// `None` when the Mapping cannot be routed at all (a diagnostic says why).
-    pub candidate: Option<Candidate>,
-    /// The cluster its candidate forwards to.
-    pub cluster: Option<Arc<ClusterClaim>>,
-    /// The TLSContext whose secrets its cluster uses.
-    pub used_context: Option<ResourceId>,
-    pub diagnostics: Vec<Diagnostic>,
-}
 
 /// The inputs of a Mapping's compile besides the Mapping, as this compile has them.
 pub struct Inputs<'a> {

@@ -13,13 +13,13 @@
 //! Each of these is a diagnostic on the Ambassador resource behind it.
 
 use super::downstream_tls::build_downstream_tls_context;
-use super::provenance::ProvenanceIndex;
+use super::provenance::{report, ProvenanceIndex};
 use super::reuse::{Kept, Reusing};
 use super::route_verdicts::{RouteMemo, RouteVerdicts};
 use super::validate::{self, Limits};
 use super::{cluster, listener, route, secret, tcp_listener, Resource, Resources, XdsType};
 use crate::compile::ir::{ChainTransport, HttpListener, Ir};
-use crate::diagnostic::{Diagnostic, Kind, Provenance};
+use crate::diagnostic::Diagnostic;
 use bytes::Bytes;
 use prost::Message;
 use std::collections::BTreeMap;
@@ -46,13 +46,6 @@ struct ClusterDecided {
     limits: Limits,
     /// A Secret it names that is not served.
     lost_secret: Option<String>,
-}
-
-pub(super) fn report(diagnostics: &mut Vec<Diagnostic>, provenance: &[Provenance], message: String) {
-    let first = provenance.first();
-    diagnostics.push(
-        Diagnostic::error(first.map(|p| &p.origin), first.map(|p| &p.resource), message).with_kind(Kind::Rejected),
-    );
 }
 
 /// Builds, validates and encodes every resource of `ir`; routes that are the same as in the

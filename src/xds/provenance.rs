@@ -3,7 +3,7 @@
 //! namespace/name` a user can fix.
 
 use super::{PerType, XdsType};
-use crate::diagnostic::Provenance;
+use crate::diagnostic::{Diagnostic, Kind, Provenance};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -81,6 +81,15 @@ fn route_index(detail: &str) -> Option<(usize, usize)> {
     let (host, after) = index_after(detail, "VirtualHosts[", "virtual_hosts[").unwrap_or((0, 0));
     let (route, _) = index_after(&detail[after..], "Routes[", "routes[")?;
     Some((host, route))
+}
+
+/// A [`Kind::Rejected`] error on the Ambassador resource first behind a resource that is not
+/// served as built.
+pub(super) fn report(diagnostics: &mut Vec<Diagnostic>, provenance: &[Provenance], message: String) {
+    let first = provenance.first();
+    diagnostics.push(
+        Diagnostic::error(first.map(|p| &p.origin), first.map(|p| &p.resource), message).with_kind(Kind::Rejected),
+    );
 }
 
 #[cfg(test)]

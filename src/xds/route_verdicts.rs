@@ -1,4 +1,4 @@
-//! What each route becomes when it is admitted (see [`super::admit`]): itself, encoded; a
+//! What each route becomes when it is admitted (`admit.rs`): itself, encoded; a
 //! fail-closed copy when Envoy would reject it or its cluster is not served; or nothing when even
 //! its match would be rejected.
 //!
@@ -9,7 +9,7 @@
 //! (see [`super::reuse`]).
 //! Within one admission, a route shared by many virtual hosts is decided once per variant.
 
-use super::admit::report;
+use super::provenance::report;
 use super::reuse::{Kept, Reusing};
 use super::route;
 use super::validate::{self, Limits};
