@@ -14,7 +14,7 @@
 
 use super::downstream_tls::build_downstream_tls_context;
 use super::provenance::{report, ProvenanceIndex};
-use super::reuse::{Kept, Reusing};
+use super::reuse::{digest, Kept, Reusing};
 use super::route_verdicts::{RouteMemo, RouteVerdicts};
 use super::validate::{self, Limits};
 use super::{cluster, listener, route, secret, tcp_listener, Resource, Resources, XdsType};
@@ -42,7 +42,8 @@ pub struct AdmitMemo {
 /// What a cluster's verdict is decided from.
 #[derive(Debug, Clone)]
 struct ClusterDecided {
-    cluster: crate::compile::ir::Cluster,
+    /// The cluster's [`digest`].
+    cluster: [u8; 32],
     limits: Limits,
     /// A Secret it names that is not served.
     lost_secret: Option<String>,
@@ -79,8 +80,9 @@ pub fn admit(ir: &Ir, limits: &Limits, previous: &AdmitMemo) -> (Admitted, Admit
     for ir_cluster in &ir.clusters {
         let missing = ir_cluster.tls.iter().flat_map(|tls| [&tls.client_certificate_secret, &tls.validation_secret]);
         let lost = missing.flatten().find(|name| dropped_secrets.contains_key(name.as_str()));
+        let cluster_digest = digest(ir_cluster);
         let same = |kept: &ClusterDecided| {
-            kept.limits == *limits && kept.lost_secret.as_ref() == lost && kept.cluster == *ir_cluster
+            kept.limits == *limits && kept.lost_secret.as_ref() == lost && kept.cluster == cluster_digest
         };
         let kept = kept_clusters.get(ir_cluster.name.clone(), same, || {
             let message = cluster::build_cluster(ir_cluster);
@@ -88,7 +90,7 @@ pub fn admit(ir: &Ir, limits: &Limits, previous: &AdmitMemo) -> (Admitted, Admit
                 Some(name) => Err(format!("its SDS secret {name} is not served")),
                 None => validate::check(&message, limits).map(|()| Bytes::from(message.encode_to_vec())),
             };
-            (ClusterDecided { cluster: ir_cluster.clone(), limits: *limits, lost_secret: lost.cloned() }, verdict)
+            (ClusterDecided { cluster: cluster_digest, limits: *limits, lost_secret: lost.cloned() }, verdict)
         });
         match &kept.1 {
             Ok(body) => {

@@ -2,10 +2,32 @@
 //! resource is most of the work of an admission, and a change to one Mapping changes one route
 //! and perhaps one cluster. A result is reused only when what it was computed from is equal to
 //! what it would be computed from now; the next admission keeps only what this one used.
+//!
+//! What a result was computed from is kept as a [`digest`], not as a copy: a copy of every route
+//! and cluster would cost several KiB per Mapping between reloads.
 
+use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+
+/// The SHA-256 of a value's `Hash` encoding (every string, number, length and variant it holds,
+/// in order): equal values have equal digests, and different ones colliding is out of reach.
+pub fn digest<T: Hash + ?Sized>(value: &T) -> [u8; 32] {
+    /// Collects the encoding, so that SHA-256 runs once over it rather than once per field.
+    struct Encoding(Vec<u8>);
+    impl Hasher for Encoding {
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.extend_from_slice(bytes);
+        }
+        fn finish(&self) -> u64 {
+            unreachable!("only the digest of the encoding is used")
+        }
+    }
+    let mut encoding = Encoding(Vec::with_capacity(1024));
+    value.hash(&mut encoding);
+    Sha256::digest(&encoding.0).into()
+}
 
 /// What each name's result was computed from, and the result.
 #[derive(Debug)]

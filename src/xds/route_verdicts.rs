@@ -4,13 +4,13 @@
 //!
 //! Building, validating and encoding routes is most of the work of an admission, and a change to
 //! one Mapping changes one route. So the verdicts are remembered from one admission to the next,
-//! by route name and variant: a route that is equal to the one remembered, under the same limits
+//! by route name and variant: a route whose digest is the one remembered, under the same limits
 //! and with its cluster served (or not) as it was, gets the remembered bytes and diagnostics
 //! (see [`super::reuse`]).
 //! Within one admission, a route shared by many virtual hosts is decided once per variant.
 
 use super::provenance::report;
-use super::reuse::{Kept, Reusing};
+use super::reuse::{digest, Kept, Reusing};
 use super::route;
 use super::validate::{self, Limits};
 use crate::compile::ir::{HostRoute, Route, RouteAction, RouteVariant};
@@ -24,7 +24,8 @@ const REJECTED_BODY: &str = "this route's configuration would be rejected by Env
 /// What a route's verdict is decided from.
 #[derive(Debug, Clone)]
 pub struct Decided {
-    route: Arc<Route>,
+    /// The route's [`digest`].
+    route: [u8; 32],
     limits: Limits,
     /// Why its cluster is not served, if it is not.
     cluster_problem: Option<String>,
@@ -66,15 +67,16 @@ impl<'p> RouteVerdicts<'p> {
             RouteAction::Forward(forward) => dropped_clusters.get(forward.cluster.as_str()),
             _ => None,
         };
+        let route_digest = digest(&*route.route);
         let same = |kept: &Decided| {
-            kept.limits == *limits && kept.cluster_problem.as_ref() == cluster_problem && *kept.route == *route.route
+            kept.limits == *limits && kept.cluster_problem.as_ref() == cluster_problem && kept.route == route_digest
         };
         let kept = self.reusing.get((route.route.name.clone(), route.variant), same, || {
             let mut own = Vec::new();
             let admitted = admit_route(&route.resolve(), cluster_problem.map(String::as_str), limits, &mut own)
                 .map(|admitted| Arc::from(route::encode_route(&route::build_route(&admitted))));
             let cluster_problem = cluster_problem.cloned();
-            (Decided { route: route.route.clone(), limits: *limits, cluster_problem }, (admitted, own))
+            (Decided { route: route_digest, limits: *limits, cluster_problem }, (admitted, own))
         });
         let (admitted, reported) = &kept.1;
         diagnostics.extend(reported.iter().cloned());

@@ -3,7 +3,7 @@
 use crate::diagnostic::Provenance;
 use crate::model::endpoint::EndpointTarget;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Cluster {
     pub name: String,
     /// The service's host and port (a STRICT_DNS cluster resolves them; for EDS clusters, what the
@@ -23,7 +23,7 @@ pub struct Cluster {
 
 /// How Envoy talks to the upstream: what Mappings sharing a cluster must agree on (the first
 /// Mapping's settings are used, with a warning for the others, as Emissary keeps the first).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ClusterOptions {
     pub connect_timeout_ms: u64,
     /// `grpc: true`: HTTP/2 (h2c, or h2 over TLS).
@@ -66,7 +66,7 @@ pub enum LbPolicy {
     Maglev,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DnsLookup {
     V4Only,
     V6Only,
@@ -74,14 +74,14 @@ pub enum DnsLookup {
     Auto,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Keepalive {
     pub time: Option<u32>,
     pub interval: Option<u32>,
     pub probes: Option<u32>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct CircuitBreaker {
     pub high_priority: bool,
     pub max_connections: Option<u32>,
@@ -91,7 +91,7 @@ pub struct CircuitBreaker {
 }
 
 /// TLS origination settings; certificate material is referenced by SDS secret name only.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct UpstreamTls {
     pub client_certificate_secret: Option<String>,
     pub validation_secret: Option<String>,
@@ -106,7 +106,7 @@ pub struct UpstreamTls {
     pub ecdh_curves: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TlsVersion {
     V1_0,
     V1_1,

@@ -66,7 +66,7 @@ pub struct RouteVariant {
     pub https_redirect: bool,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Route {
     /// `<namespace>/<mapping name>`, so golden diffs point at the Mapping.
     pub name: String,
@@ -85,7 +85,7 @@ pub enum PathMatch {
     Exact(String),
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RouteMatch {
     pub path: PathMatch,
     pub case_sensitive: bool,
@@ -121,13 +121,13 @@ pub struct QueryMatch {
 
 /// A share of traffic for one route of a weighted group: `percent` out of 100, overridable at
 /// runtime under `runtime_key` (Emissary's `routing.traffic_shift.<cluster>`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RuntimeFraction {
     pub percent: u32,
     pub runtime_key: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum RouteAction {
     Forward(Forward),
     Redirect(Redirect),
@@ -142,7 +142,7 @@ pub enum RouteAction {
     HttpsRedirect,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Forward {
     pub cluster: String,
     pub prefix_rewrite: Option<String>,
@@ -181,20 +181,20 @@ impl Forward {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum HashPolicy {
     Cookie { name: String, path: Option<String>, ttl_ms: Option<u64> },
     Header(String),
     SourceIp(bool),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RegexRewrite {
     pub pattern: String,
     pub substitution: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RetryPolicy {
     /// Envoy's comma-separated `retry_on`.
     pub retry_on: String,
@@ -203,13 +203,13 @@ pub struct RetryPolicy {
 }
 
 /// A shadow Mapping: `percent` of the requests are copied to `cluster` (answers are dropped).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Mirror {
     pub cluster: String,
     pub percent: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Redirect {
     /// `host[:port]`.
     pub host: String,
@@ -218,7 +218,7 @@ pub struct Redirect {
     pub response_code: RedirectCode,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum RedirectPath {
     /// The path stays.
     Keep,
@@ -227,7 +227,7 @@ pub enum RedirectPath {
     Regex(RegexRewrite),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum RedirectCode {
     #[default]
     MovedPermanently,
@@ -238,7 +238,7 @@ pub enum RedirectCode {
 }
 
 /// Route-level settings besides the action.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct RoutePolicy {
     pub request_headers_to_add: Vec<HeaderToAdd>,
     pub response_headers_to_add: Vec<HeaderToAdd>,
@@ -248,7 +248,7 @@ pub struct RoutePolicy {
     pub error_responses: ErrorResponses,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HeaderToAdd {
     pub name: String,
     /// May hold Envoy command operators (`%DOWNSTREAM_REMOTE_ADDRESS%`).
@@ -256,7 +256,7 @@ pub struct HeaderToAdd {
     pub append: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Cors {
     pub origins: Vec<String>,
     pub methods: Option<String>,
@@ -269,7 +269,7 @@ pub struct Cors {
 }
 
 /// What the route does with error responses (`error_response_overrides`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub enum ErrorResponses {
     /// The listener's (the Module's) rules, if any.
     #[default]
@@ -281,14 +281,14 @@ pub enum ErrorResponses {
 }
 
 /// Answers with status `status_code` get this body instead.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ErrorResponseRule {
     pub status_code: u16,
     pub body: ErrorBody,
     pub content_type: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ErrorBody {
     Text(String),
     /// Keys and values (command operators allowed), in the order written.
