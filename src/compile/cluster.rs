@@ -53,8 +53,8 @@ struct Claimed {
 pub struct ClusterClaim {
     /// The parts of the cluster's name, unmangled, and what else tells clusters apart.
     pub identity: String,
+    /// Its provenance starts with the claiming Mapping's.
     cluster: Cluster,
-    owner: Meta,
 }
 
 impl ClusterSet {
@@ -72,16 +72,16 @@ impl ClusterSet {
             self.clusters.insert(claim.identity.clone(), claimed);
             return;
         };
-        let (owner, existing) = (&claim.owner, &claimed.first.cluster);
-        claimed.later_owners.push(owner.provenance());
+        let (owner, existing) = (claim.owner(), &claimed.first.cluster);
+        claimed.later_owners.push(owner.clone());
         if existing.options != claim.cluster.options {
             let message = format!(
                 "shares cluster {} with {}, whose settings are used: {}",
                 existing.name,
-                claimed.first.owner.id,
+                claimed.first.owner().resource,
                 differences(&existing.options, &claim.cluster.options)
             );
-            diagnostics.push(Diagnostic::warning(Some(&owner.origin), Some(&owner.id), message));
+            diagnostics.push(Diagnostic::warning(Some(&owner.origin), Some(&owner.resource), message));
         }
     }
 }
@@ -162,7 +162,12 @@ impl ClusterClaim {
                 .chain(upstream.and_then(|u| u.resolver.provenance.clone()))
                 .collect(),
         };
-        ClusterClaim { identity, cluster, owner: owner.clone() }
+        ClusterClaim { identity, cluster }
+    }
+
+    /// The Mapping (or TCPMapping) that claims the cluster.
+    fn owner(&self) -> &Provenance {
+        &self.cluster.provenance[0]
     }
 }
 
@@ -179,7 +184,7 @@ impl ClusterSet {
         let full_names: Vec<String> = claimed
             .iter()
             .map(|(identity, entry)| {
-                let (cluster, owner) = (&entry.first.cluster, &entry.first.owner);
+                let (cluster, owner) = (&entry.first.cluster, entry.first.owner());
                 let name = &cluster.name;
                 if uses[name.as_str()] == 1 {
                     return name.clone();
@@ -193,7 +198,7 @@ impl ClusterSet {
                 let message =
                     format!("cluster name {name} would also be another target's; this one ({target}) is named {full}");
                 diagnostics.push(
-                    Diagnostic::warning(Some(&owner.origin), Some(&owner.id), message).with_kind(Kind::Duplicate),
+                    Diagnostic::warning(Some(&owner.origin), Some(&owner.resource), message).with_kind(Kind::Duplicate),
                 );
                 full
             })
