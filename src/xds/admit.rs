@@ -49,9 +49,9 @@ struct ClusterDecided {
     lost_secret: Option<String>,
 }
 
-/// Builds, validates and encodes every resource of `ir`; routes that are the same as in the
-/// `previous` admission (and whose clusters are served or not as they were) are not built again.
-/// Returns what the next admission starts from.
+/// Builds, validates and encodes every resource of `ir`; routes and clusters that are the same as
+/// in the `previous` admission (and whose clusters or secrets are served, or not, as they were) are
+/// not built again. Returns what the next admission starts from.
 pub fn admit(ir: &Ir, limits: &Limits, previous: &AdmitMemo) -> (Admitted, AdmitMemo) {
     let mut out = Admitted::default();
     let mut dropped_secrets: BTreeMap<&str, String> = BTreeMap::new();
