@@ -44,6 +44,13 @@ pub struct Remembered {
 }
 
 impl Remembered {
+    /// What the translation that left this built rather than reused: Mappings compiled, routes
+    /// (per variant) and clusters built.
+    pub fn rebuilt(&self) -> (usize, usize, usize) {
+        let (routes, clusters) = self.admitted.built();
+        (self.last_good.mappings_compiled(), routes, clusters)
+    }
+
     /// Keeps only the last good versions.
     #[cfg(test)]
     pub fn forget_reuse(&mut self) {

@@ -92,6 +92,11 @@ impl LastGood {
         (pass.compiled, last_good)
     }
 
+    /// How many Mappings the compile that left this compiled (the others were reused).
+    pub fn mappings_compiled(&self) -> usize {
+        self.compiled_mappings.recompiled()
+    }
+
     /// Forgets what the Mappings compiled to (they are all compiled again next time).
     #[cfg(test)]
     pub fn forget_compiled(&mut self) {

@@ -80,6 +80,14 @@ fn same_resource<S: PartialEq>(a: &Resource<S>, b: &Resource<S>) -> bool {
 pub struct MappingMemo {
     inputs: Option<KeptInputs>,
     compiled: HashMap<ResourceId, (Mapping, Arc<CompiledMapping>)>,
+    /// How many of them the compile that kept them compiled (rather than reused).
+    recompiled: usize,
+}
+
+impl MappingMemo {
+    pub fn recompiled(&self) -> usize {
+        self.recompiled
+    }
 }
 
 impl MappingMemo {
@@ -91,7 +99,7 @@ impl MappingMemo {
             _ => (None, KeptInputs::new(inputs)),
         };
         let compiled = HashMap::with_capacity(previous.compiled.len());
-        MemoPass { previous: reusable, next: MappingMemo { inputs: Some(kept), compiled }, compiled: 0 }
+        MemoPass { previous: reusable, next: MappingMemo { inputs: Some(kept), compiled, recompiled: 0 } }
     }
 }
 
@@ -100,8 +108,6 @@ pub struct MemoPass<'p> {
     /// `None` when an input changed.
     previous: Option<&'p MappingMemo>,
     next: MappingMemo,
-    /// How many Mappings were compiled (not remembered), for the reload log.
-    compiled: usize,
 }
 
 impl MemoPass<'_> {
@@ -111,7 +117,7 @@ impl MemoPass<'_> {
         let compiled = match remembered {
             Some((kept, compiled)) if same_resource(kept, mapping) => compiled.clone(),
             _ => {
-                self.compiled += 1;
+                self.next.recompiled += 1;
                 Arc::new(compile())
             }
         };
@@ -120,8 +126,9 @@ impl MemoPass<'_> {
     }
 
     pub fn finish(self) -> MappingMemo {
-        let remembered = self.next.compiled.len() - self.compiled;
-        tracing::debug!(compiled = self.compiled, remembered, inputs_changed = self.previous.is_none(), "Mappings");
+        let (compiled, inputs_changed) = (self.next.recompiled, self.previous.is_none());
+        let remembered = self.next.compiled.len() - compiled;
+        tracing::debug!(compiled, remembered, inputs_changed, "Mappings");
         self.next
     }
 }

@@ -160,6 +160,12 @@ impl Compiler {
         Outcome { snapshot: Some(snapshot), tls_dirs: BTreeSet::new(), report }
     }
 
+    /// What the last reload built rather than reused (see [`pipeline::Remembered::rebuilt`]).
+    #[cfg(test)]
+    pub fn rebuilt(&self) -> (usize, usize, usize) {
+        self.remembered.rebuilt()
+    }
+
     /// Forgets what the next reload would reuse, but the last good versions (the tests' reference
     /// for what reusing must not change).
     #[cfg(test)]

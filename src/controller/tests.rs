@@ -290,6 +290,38 @@ fn an_unreadable_config_directory_keeps_everything() {
 
 // ---- incremental reloads agree with a fresh translation ----
 
+/// Reusing is what makes a reload incremental, and serving the same bytes cannot show it (a memo
+/// that never hits serves them too): count what each reload builds.
+#[test]
+fn a_reload_rebuilds_only_what_changed() {
+    let mut world = World::new();
+    let mut all = String::new();
+    for i in 0..20 {
+        all.push_str(&mapping(&format!("m{i}"), &format!("/m{i}/"), &format!("svc-{i}")));
+    }
+    world.write("all.yaml", &all);
+    world.reload();
+    let (mappings, routes, clusters) = world.compiler.rebuilt();
+    assert!(mappings >= 20 && routes >= 20 && clusters >= 20, "first reload builds everything");
+
+    world.write("all.yaml", &all.replace("prefix: /m7/", "prefix: /m7-new/"));
+    world.reload();
+    assert_eq!(world.compiler.rebuilt(), (1, 1, 0), "a new prefix: one Mapping, its route");
+
+    world.write("all.yaml", &all.replace("service: svc-7\n", "service: svc-7b\n"));
+    world.reload();
+    assert_eq!(world.compiler.rebuilt(), (1, 1, 1), "a new service: one Mapping, its route, its cluster");
+
+    world.reload();
+    assert_eq!(world.compiler.rebuilt(), (0, 0, 0), "nothing changed: nothing built");
+
+    let module = "---\napiVersion: getambassador.io/v3alpha1\nkind: Module\nmetadata: {name: ambassador}\nspec: {config: {add_linkerd_headers: true}}\n";
+    world.write("module.yaml", module);
+    world.reload();
+    let (mappings, routes, _) = world.compiler.rebuilt();
+    assert!(mappings >= 20 && routes >= 20, "the Module is read by every Mapping: {mappings} compiled");
+}
+
 /// A small deterministic generator (xorshift64*): the edit sequences are reproducible from the
 /// seed, which a failure prints.
 struct Rng(u64);

@@ -39,6 +39,13 @@ pub struct AdmitMemo {
     clusters: Kept<String, ClusterDecided, Result<Bytes, String>>,
 }
 
+impl AdmitMemo {
+    /// How many routes (per variant) and clusters this admission built rather than reused.
+    pub fn built(&self) -> (usize, usize) {
+        (self.routes.computed(), self.clusters.computed())
+    }
+}
+
 /// What a cluster's verdict is decided from.
 #[derive(Debug, Clone)]
 struct ClusterDecided {

@@ -33,11 +33,19 @@ pub fn digest<T: Hash + ?Sized>(value: &T) -> [u8; 32] {
 #[derive(Debug)]
 pub struct Kept<K, I, O> {
     by_name: HashMap<K, Arc<(I, O)>>,
+    /// How many of the results were computed by the admission that kept them (not reused).
+    computed: usize,
 }
 
 impl<K, I, O> Default for Kept<K, I, O> {
     fn default() -> Self {
-        Kept { by_name: HashMap::new() }
+        Kept { by_name: HashMap::new(), computed: 0 }
+    }
+}
+
+impl<K, I, O> Kept<K, I, O> {
+    pub fn computed(&self) -> usize {
+        self.computed
     }
 }
 
@@ -46,7 +54,7 @@ where
     K: Clone,
 {
     fn clone(&self) -> Self {
-        Kept { by_name: self.by_name.clone() }
+        Kept { by_name: self.by_name.clone(), computed: self.computed }
     }
 }
 
@@ -58,7 +66,7 @@ pub struct Reusing<'p, K, I, O> {
 
 impl<'p, K: Hash + Eq, I, O> Reusing<'p, K, I, O> {
     pub fn from(previous: &'p Kept<K, I, O>) -> Self {
-        Reusing { previous, next: Kept { by_name: HashMap::with_capacity(previous.by_name.len()) } }
+        Reusing { previous, next: Kept { by_name: HashMap::with_capacity(previous.by_name.len()), computed: 0 } }
     }
 
     /// The result `name` had last time if `same` says it was computed from what it would be
@@ -67,7 +75,10 @@ impl<'p, K: Hash + Eq, I, O> Reusing<'p, K, I, O> {
     pub fn get(&mut self, name: K, same: impl FnOnce(&I) -> bool, compute: impl FnOnce() -> (I, O)) -> Arc<(I, O)> {
         let kept = match self.previous.by_name.get(&name) {
             Some(kept) if same(&kept.0) => kept.clone(),
-            _ => Arc::new(compute()),
+            _ => {
+                self.next.computed += 1;
+                Arc::new(compute())
+            }
         };
         self.next.by_name.insert(name, kept.clone());
         kept
