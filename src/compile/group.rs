@@ -104,24 +104,25 @@ impl Core {
     }
 }
 
+/// A canary group of candidates that stay where they are (in the Mapping memo): a candidate
+/// is large, and copying each one into its group was a fifth of a reload.
 #[derive(Debug)]
-pub struct Group {
+pub struct Group<'c> {
     /// Emissary's group id (before hashing).
     pub id: String,
     pub weight: RouteWeight,
-    pub first_core: Core,
+    pub first_core: &'c Core,
     /// Routed members, in the order they joined.
-    pub members: Vec<Candidate>,
-    // Boxed: a candidate is large, and groups are moved when they are collected and sorted.
-    pub redirect: Option<Box<Candidate>>,
-    pub shadow: Option<Box<Candidate>>,
+    pub members: Vec<&'c Candidate>,
+    pub redirect: Option<&'c Candidate>,
+    pub shadow: Option<&'c Candidate>,
 }
 
-impl Group {
+impl Group<'_> {
     /// The group-wide settings, flattened over the routed members.
     pub fn shared(&self) -> Shared {
         let mut shared = Shared::default();
-        let mut members: Vec<&Candidate> = self.members.iter().collect();
+        let mut members = self.members.clone();
         members.sort_by_key(|m| m.matcher.weight());
         for member in members {
             shared.merge(&member.shared);
@@ -132,30 +133,30 @@ impl Group {
 
 /// Groups candidates (given in Emissary's processing order); refused members are reported and
 /// added to `rejected`.
-pub fn group(
-    candidates: Vec<Candidate>,
+pub fn group<'c>(
+    candidates: &[&'c Candidate],
     diagnostics: &mut Vec<Diagnostic>,
     rejected: &mut BTreeSet<ResourceId>,
-) -> Vec<Group> {
+) -> Vec<Group<'c>> {
     let mut groups: Vec<Group> = Vec::with_capacity(candidates.len());
     let mut index: HashMap<String, usize> = HashMap::with_capacity(candidates.len());
-    for candidate in candidates {
+    for &candidate in candidates {
         let id = candidate.matcher.group_id();
         let Some(&at) = index.get(&id) else {
             index.insert(id.clone(), groups.len());
             let weight = candidate.matcher.weight();
-            let first_core = candidate.core.clone();
+            let first_core = &candidate.core;
             let mut group = Group { id, weight, first_core, members: Vec::new(), redirect: None, shadow: None };
             match candidate.role {
                 Role::Route => group.members.push(candidate),
-                Role::Shadow => group.shadow = Some(Box::new(candidate)),
-                Role::Redirect => group.redirect = Some(Box::new(candidate)),
+                Role::Shadow => group.shadow = Some(candidate),
+                Role::Redirect => group.redirect = Some(candidate),
             }
             groups.push(group);
             continue;
         };
         let group = &mut groups[at];
-        let refusal = join(group, &candidate);
+        let refusal = join(group, candidate);
         match refusal {
             Some(reason) => {
                 let (origin, id) = (&candidate.meta.origin, &candidate.meta.id);
@@ -171,8 +172,8 @@ pub fn group(
                     group.weight = group.weight.clone().max(candidate.matcher.weight());
                     group.members.push(candidate);
                 }
-                Role::Shadow => group.shadow = Some(Box::new(candidate)),
-                Role::Redirect => group.redirect = Some(Box::new(candidate)),
+                Role::Shadow => group.shadow = Some(candidate),
+                Role::Redirect => group.redirect = Some(candidate),
             },
         }
     }
@@ -181,7 +182,7 @@ pub fn group(
 
 /// Why `candidate` may not join `group` (Emissary's `add_mapping`), if it may not.
 fn join(group: &Group, candidate: &Candidate) -> Option<String> {
-    let first = group.members.first().or(group.redirect.as_deref()).or(group.shadow.as_deref()).map(|c| &c.meta.id);
+    let first = group.members.first().or(group.redirect.as_ref()).or(group.shadow.as_ref()).map(|c| &c.meta.id);
     let first = first.map(ToString::to_string).unwrap_or_default();
     let mismatched = group.first_core.mismatches(&candidate.core);
     if !mismatched.is_empty() {

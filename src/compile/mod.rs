@@ -41,7 +41,7 @@ pub use material::{check_ca_bundle, check_certificate, leaf_uri_sans, CertifiedP
 use crate::diagnostic::{self, Diagnostic, Kind, ResourceId};
 use crate::model::{Mapping, Model, TlsFiles};
 use edge::termination::ResolvedTermination;
-use ir::{Ir, RouteAction};
+use ir::Ir;
 use mapping::{route_name, MappingCompiler};
 use mapping_memo::MappingMemo;
 use select::{select, unique, ContextLookup};
@@ -206,7 +206,7 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
     let mut ordered = mappings;
     ordered.sort_by_cached_key(|m| format!("{}.{}", m.meta.name(), m.meta.namespace()));
     let all_mappings: Vec<&Mapping> = settings.probes.iter().chain(ordered.iter().copied()).collect();
-    let mut candidates = Vec::with_capacity(all_mappings.len());
+    let mut compiled_mappings = Vec::with_capacity(all_mappings.len());
     let mut clusters = cluster::ClusterSet::default();
     let mut used_contexts: BTreeSet<&ResourceId> = BTreeSet::new();
     for mapping in &all_mappings {
@@ -218,14 +218,13 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
         if let Some((id, _)) = compiled.used_context.as_ref().and_then(|id| resolved.get_key_value(id)) {
             used_contexts.insert(id);
         }
-        match &compiled.candidate {
-            Some(candidate) => candidates.push(candidate.clone()),
-            None => {
-                rejected.insert(mapping.meta.id.clone());
-            }
+        if compiled.candidate.is_none() {
+            rejected.insert(mapping.meta.id.clone());
         }
+        compiled_mappings.push(compiled);
     }
     let memo = memo.finish();
+    let candidates: Vec<_> = compiled_mappings.iter().filter_map(|c| c.candidate.as_ref()).collect();
 
     let tcp_hosts: BTreeSet<&str> = tcp_mappings.iter().filter_map(|m| m.spec.host.as_deref()).collect();
     let edge_inputs = edge::Inputs {
@@ -258,12 +257,6 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
     );
 
     let (clusters, envoy_names) = clusters.finish(&mut diagnostics);
-    for candidate in &mut candidates {
-        if let RouteAction::Forward(forward) = &mut candidate.action {
-            forward.cluster = envoy_names[&forward.cluster].clone();
-            candidate.runtime_key = forward.cluster.clone();
-        }
-    }
     for chain in tcp_listeners.iter_mut().flat_map(|l| l.chains.iter_mut()) {
         for (cluster, _) in &mut chain.clusters {
             *cluster = envoy_names[cluster.as_str()].clone();
@@ -271,8 +264,8 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
     }
 
     let origins: HashMap<String, &Mapping> = all_mappings.iter().map(|m| (route_name(m), *m)).collect();
-    let groups = group::group(candidates, &mut diagnostics, &mut rejected);
-    let (routes, rejected_groups) = order::order_routes(groups, &settings.defaults, &mut diagnostics);
+    let groups = group::group(&candidates, &mut diagnostics, &mut rejected);
+    let (routes, rejected_groups) = order::order_routes(groups, &settings.defaults, &envoy_names, &mut diagnostics);
     for group in rejected_groups {
         for member in &group.members {
             let meta = &origins[member].meta;

@@ -12,6 +12,7 @@ use super::module::Defaults;
 use super::policy;
 use crate::diagnostic::Diagnostic;
 use sha1::{Digest, Sha1};
+use std::collections::HashMap;
 
 /// A group whose weights cannot be normalized: every member is dropped and reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,10 +21,12 @@ pub struct RejectedGroup {
     pub reason: String,
 }
 
-/// Orders groups (formed in `name.namespace` order) into Envoy's route list.
+/// Orders groups (formed in `name.namespace` order) into Envoy's route list; `cluster_names`
+/// maps the clusters' identities, which candidates forward to, to their Envoy names.
 pub fn order_routes(
-    groups: Vec<Group>,
+    groups: Vec<Group<'_>>,
     defaults: &Defaults,
+    cluster_names: &HashMap<String, String>,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> (Vec<Route>, Vec<RejectedGroup>) {
     // A stable ascending sort reversed: Emissary's order.
@@ -36,7 +39,7 @@ pub fn order_routes(
     for group in groups {
         if group.members.is_empty() {
             if let Some(redirect) = group.redirect {
-                routes.push(redirect_route(*redirect));
+                routes.push(redirect_route(redirect, cluster_names));
             } else if let Some(shadow) = &group.shadow {
                 let message = "`shadow`: no Mapping shares its match (prefix, headers, query parameters, method, precedence), so nothing is mirrored";
                 diagnostics.push(Diagnostic::warning(Some(&shadow.meta.origin), Some(&shadow.meta.id), message));
@@ -53,7 +56,7 @@ pub fn order_routes(
             match cumulative_weights(&named) {
                 Ok(shares) => shares,
                 Err(reason) => {
-                    let members = group.members.into_iter().map(|c| c.name).collect();
+                    let members = group.members.iter().map(|c| c.name.clone()).collect();
                     rejected.push(RejectedGroup { members, reason });
                     continue;
                 }
@@ -63,22 +66,25 @@ pub fn order_routes(
         let policy = group_policy(&shared, &group.id, defaults);
         let retry = shared.retry.clone().or_else(|| defaults.retry.clone());
         let mirror = group.shadow.as_ref().and_then(|shadow| match &shadow.action {
-            RouteAction::Forward(forward) => {
-                Some(Mirror { cluster: forward.cluster.clone(), percent: shadow.weight.unwrap_or(100).min(100) })
-            }
+            RouteAction::Forward(forward) => Some(Mirror {
+                cluster: cluster_names[&forward.cluster].clone(),
+                percent: shadow.weight.unwrap_or(100).min(100),
+            }),
             _ => None,
         });
         // Weighted members first, then unweighted ones, each in the order they joined.
-        let mut members: Vec<(Candidate, u32)> = group.members.into_iter().zip(shares).collect();
+        let mut members: Vec<(&Candidate, u32)> = group.members.iter().copied().zip(shares).collect();
         members.sort_by_key(|(c, _)| c.weight.is_none());
         for (candidate, cumulative) in members {
             let case_sensitive = candidate.matcher.case_sensitive.or(shared.case_sensitive).unwrap_or(true);
-            let runtime_fraction = (!single).then(|| RuntimeFraction {
-                percent: cumulative,
-                runtime_key: format!("routing.traffic_shift.{}", candidate.runtime_key),
+            let mut route = route(candidate, case_sensitive, cluster_names);
+            route.matcher.runtime_fraction = (!single).then(|| {
+                let runtime_key = match &route.action {
+                    RouteAction::Forward(forward) => &forward.cluster,
+                    _ => &candidate.runtime_key,
+                };
+                RuntimeFraction { percent: cumulative, runtime_key: format!("routing.traffic_shift.{runtime_key}") }
             });
-            let mut route = route(candidate, case_sensitive);
-            route.matcher.runtime_fraction = runtime_fraction;
             if let RouteAction::Forward(forward) = &mut route.action {
                 apply(forward, &shared, retry.clone(), mirror.clone());
                 if let Some(shadow) = &group.shadow {
@@ -122,33 +128,37 @@ fn apply(forward: &mut Forward, shared: &Shared, retry: Option<super::ir::RetryP
     }
 }
 
-/// The route of one member: its own match and action.
-fn route(candidate: Candidate, case_sensitive: bool) -> Route {
-    let path = match candidate.matcher.path {
+/// The route of one member: its own match and action, forwarding to its cluster's Envoy name.
+fn route(candidate: &Candidate, case_sensitive: bool, cluster_names: &HashMap<String, String>) -> Route {
+    let path = match &candidate.matcher.path {
         // Envoy's `case_sensitive` does not apply to regexes: the regex itself must say it.
         PathMatch::Regex(regex) if !case_sensitive => PathMatch::Regex(format!("(?i){regex}")),
-        path => path,
+        path => path.clone(),
     };
+    let mut action = candidate.action.clone();
+    if let RouteAction::Forward(forward) = &mut action {
+        forward.cluster.clone_from(&cluster_names[&forward.cluster]);
+    }
     Route {
-        name: candidate.name,
+        name: candidate.name.clone(),
         matcher: RouteMatch {
             path,
             case_sensitive,
-            headers: candidate.matcher.header_matches,
-            query_parameters: candidate.matcher.query_matches,
+            headers: candidate.matcher.header_matches.clone(),
+            query_parameters: candidate.matcher.query_matches.clone(),
             runtime_fraction: None,
         },
-        action: candidate.action,
-        policy: RoutePolicy { error_responses: candidate.error_responses, ..RoutePolicy::default() },
+        action,
+        policy: RoutePolicy { error_responses: candidate.error_responses.clone(), ..RoutePolicy::default() },
         provenance: vec![candidate.meta.provenance()],
     }
 }
 
 /// A redirecting group's one route: the redirecting Mapping's match, case sensitivity as it
 /// says (Emissary flattens only that into such a group).
-fn redirect_route(candidate: Candidate) -> Route {
+fn redirect_route(candidate: &Candidate, cluster_names: &HashMap<String, String>) -> Route {
     let case_sensitive = candidate.matcher.case_sensitive.unwrap_or(true);
-    let mut route = route(candidate, case_sensitive);
+    let mut route = route(candidate, case_sensitive, cluster_names);
     route.policy = RoutePolicy::default();
     route
 }
@@ -221,8 +231,11 @@ mod tests {
 
     fn order(candidates: Vec<Candidate>) -> (Vec<Route>, Vec<RejectedGroup>) {
         let mut diagnostics = Vec::new();
-        let groups = group(candidates, &mut diagnostics, &mut Default::default());
-        order_routes(groups, &Defaults::default(), &mut diagnostics)
+        let members: Vec<&Candidate> = candidates.iter().collect();
+        let groups = group(&members, &mut diagnostics, &mut Default::default());
+        // Each test cluster's Envoy name is its identity.
+        let names = candidates.iter().map(|c| (c.runtime_key.clone(), c.runtime_key.clone())).collect();
+        order_routes(groups, &Defaults::default(), &names, &mut diagnostics)
     }
 
     fn names(routes: &[Route]) -> Vec<&str> {
@@ -289,11 +302,8 @@ mod tests {
         assert_eq!(names(&routes), ["r"]);
         let mut diagnostics = Vec::new();
         let mut rejected = Default::default();
-        let groups = group(
-            vec![candidate("a", "{prefix: /x/, host_redirect: true}"), candidate("b", "prefix: /x/")],
-            &mut diagnostics,
-            &mut rejected,
-        );
+        let candidates = [candidate("a", "{prefix: /x/, host_redirect: true}"), candidate("b", "prefix: /x/")];
+        let groups = group(&candidates.iter().collect::<Vec<_>>(), &mut diagnostics, &mut rejected);
         assert_eq!(groups.len(), 1);
         assert!(rejected.contains(&ResourceId::new("Mapping", "default", "b")), "{diagnostics:?}");
     }
