@@ -2,11 +2,6 @@ use ambassador_xds::cli::{self, Cli};
 use clap::Parser;
 use std::io::IsTerminal;
 
-// The translator allocates many small objects (YAML values, protobuf messages); mimalloc handles
-// that pattern markedly faster than glibc malloc (see BENCHMARKS.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() {
     let cli = Cli::parse();
     // kube_client warns about every routine watch reconnect; its errors (an API server answering

@@ -150,6 +150,8 @@ impl Controller {
 
     /// One job on a blocking thread; `Err` if shutdown came first (the job is abandoned).
     async fn run_job(&mut self, job: Job, shutdown: &mut watch::Receiver<bool>) -> Result<(), ShuttingDown> {
+        // What the sources freed on this thread while decoding the changes (memory.rs).
+        crate::memory::release_freed();
         let mut compiler = self.compiler.take().expect("one job at a time");
         let previous = self.outputs.snapshots.borrow().clone();
         let started = std::time::Instant::now();
@@ -158,6 +160,9 @@ impl Controller {
                 Job::Reload => compiler.reload(&previous),
                 Job::Endpoints => compiler.refresh_endpoints(&previous),
             }));
+            // The reload freed what the one before it built on this thread; mimalloc gives
+            // that back only from the thread that owns it.
+            crate::memory::release_freed();
             (compiler, outcome)
         });
         let (compiler, outcome) = tokio::select! {
@@ -174,6 +179,9 @@ impl Controller {
                     metrics.reloads.inc(if outcome.snapshot.is_some() { "published" } else { "unchanged" });
                 }
                 self.publish(outcome);
+                // What the previous reload built is dropped by now (the snapshot it published
+                // was just replaced).
+                crate::memory::release_freed();
             }
             // A bug, not bad input: keep serving the last snapshot and say so.
             Err(_) => {

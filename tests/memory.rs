@@ -1,0 +1,28 @@
+//! `memory::release_freed` gives freed memory back to the system (a process of its own: the
+//! resident size is the whole process's).
+
+fn resident_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn what_a_thread_freed_leaves_the_process_when_released() {
+    const CHUNKS: usize = 4096;
+    const CHUNK: usize = 64 * 1024; // 256 MiB in all
+    let before = resident_kib();
+    // Many small blocks, as a reload's are, touched so that they are resident.
+    let mut chunks: Vec<Vec<u8>> = (0..CHUNKS).map(|i| vec![i as u8; CHUNK]).collect();
+    let full = resident_kib();
+    assert!(full >= before + 200 * 1024, "the blocks are resident: {before} -> {full} KiB");
+    chunks.clear();
+    chunks.shrink_to_fit();
+    let freed = resident_kib();
+    ambassador_xds::memory::release_freed();
+    let released = resident_kib();
+    assert!(
+        released + 200 * 1024 <= full,
+        "resident {before} KiB before, {full} with the blocks, {freed} once they were freed, {released} once released"
+    );
+}
