@@ -54,7 +54,7 @@ pub struct ClusterClaim {
     /// The parts of the cluster's name, unmangled, and what else tells clusters apart.
     pub identity: String,
     /// Its provenance starts with the claiming Mapping's.
-    cluster: Cluster,
+    cluster: Arc<Cluster>,
 }
 
 impl ClusterSet {
@@ -162,7 +162,7 @@ impl ClusterClaim {
                 .chain(upstream.and_then(|u| u.resolver.provenance.clone()))
                 .collect(),
         };
-        ClusterClaim { identity, cluster }
+        ClusterClaim { identity, cluster: Arc::new(cluster) }
     }
 
     /// The Mapping (or TCPMapping) that claims the cluster.
@@ -174,7 +174,7 @@ impl ClusterClaim {
 impl ClusterSet {
     /// The clusters under their Envoy names (collisions told apart, long names shortened as
     /// Emissary does), sorted by name, and the identity → Envoy name map the routes need.
-    pub fn finish(self, diagnostics: &mut Vec<Diagnostic>) -> (Vec<Cluster>, HashMap<String, String>) {
+    pub fn finish(self, diagnostics: &mut Vec<Diagnostic>) -> (Vec<Arc<Cluster>>, HashMap<String, String>) {
         let mut claimed: Vec<(String, Claimed)> = self.clusters.into_iter().collect();
         claimed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut uses: HashMap<&str, usize> = HashMap::with_capacity(claimed.len());
@@ -209,10 +209,15 @@ impl ClusterSet {
         for ((identity, entry), full) in claimed.into_iter().zip(full_names) {
             let name = shortened.get(&full).cloned().unwrap_or(full);
             routes_to.insert(identity, name.clone());
-            let mut cluster = entry.first.cluster.clone();
-            cluster.name = name;
-            cluster.provenance.extend(entry.later_owners);
-            clusters.push(cluster);
+            let claimed = &entry.first.cluster;
+            if claimed.name == name && entry.later_owners.is_empty() {
+                clusters.push(claimed.clone());
+            } else {
+                let mut cluster = Cluster::clone(claimed);
+                cluster.name = name;
+                cluster.provenance.extend(entry.later_owners);
+                clusters.push(Arc::new(cluster));
+            }
         }
         clusters.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         (clusters, routes_to)

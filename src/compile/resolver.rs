@@ -191,7 +191,7 @@ pub fn endpoint_target(
 /// One [`EdsService`] per EDS name the clusters use, with every cluster's provenance. Two
 /// ConsulResolvers of one datacenter with different agent addresses make one EDS name: the
 /// first cluster's target is watched, with a warning.
-pub fn eds_services(clusters: &[Cluster], diagnostics: &mut Vec<Diagnostic>) -> Vec<EdsService> {
+pub fn eds_services(clusters: &[std::sync::Arc<Cluster>], diagnostics: &mut Vec<Diagnostic>) -> Vec<EdsService> {
     let mut services: BTreeMap<String, EdsService> = BTreeMap::new();
     for cluster in clusters {
         let Some(target) = &cluster.eds else { continue };

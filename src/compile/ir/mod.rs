@@ -21,8 +21,9 @@ pub struct Ir {
     /// `TCPMapping`s, each port on a listener of its own.
     pub tcp_listeners: Vec<TcpListener>,
     pub route_configs: Vec<RouteTable>,
-    /// Sorted by name.
-    pub clusters: Vec<Cluster>,
+    /// Sorted by name. Shared with the cluster claims they come from where they are the same
+    /// (most of them), so that admission can tell an unchanged cluster by its address.
+    pub clusters: Vec<std::sync::Arc<Cluster>>,
     /// Sorted by name.
     pub secrets: Vec<TlsSecret>,
     /// The Module's `regex_max_size` (at most the configured limit): regexes are checked
