@@ -24,9 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-// Same allocator as the binary, so in-process stage times match what `translate` does.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The allocator is the binary's: the lib sets it (memory.rs).
 
 fn main() {
     let list = |name: &str, default: Vec<usize>| -> Vec<usize> {

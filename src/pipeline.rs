@@ -43,12 +43,24 @@ pub struct Remembered {
     admitted: AdmitMemo,
 }
 
+/// What one translation built rather than reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rebuilt {
+    pub mappings: usize,
+    /// Canary groups whose routes were built.
+    pub groups: usize,
+    /// Routes (per variant) validated and encoded.
+    pub routes: usize,
+    /// Clusters validated and encoded.
+    pub clusters: usize,
+}
+
 impl Remembered {
-    /// What the translation that left this built rather than reused: Mappings compiled, routes
-    /// (per variant) and clusters built.
-    pub fn rebuilt(&self) -> (usize, usize, usize) {
+    /// What the translation that left this built rather than reused.
+    pub fn rebuilt(&self) -> Rebuilt {
         let (routes, clusters) = self.admitted.built();
-        (self.last_good.mappings_compiled(), routes, clusters)
+        let (mappings, groups) = self.last_good.compiled();
+        Rebuilt { mappings, groups, routes, clusters }
     }
 
     /// Keeps only the last good versions.

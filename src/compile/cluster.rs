@@ -15,8 +15,8 @@ use super::upstream::Upstream;
 use crate::diagnostic::Provenance;
 use crate::diagnostic::{Diagnostic, Kind};
 use crate::model::Meta;
+use foldhash::{HashMap, HashMapExt};
 use sha1::{Digest, Sha1};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// What one Mapping (or TCPMapping) needs from its cluster.
@@ -34,6 +34,10 @@ pub struct ClusterRequest<'r, 'a> {
     /// Emissary's circuit-breaker names (`cbnc1024`), appended to the cluster name.
     pub breaker_names: Vec<String>,
 }
+
+/// Cluster identity → Envoy name. Maps in the per-reload path hash with foldhash: SipHash over
+/// every cluster identity and group id was a tenth of a reload, and these keys are not secret.
+pub type EnvoyNames = HashMap<String, String>;
 
 /// The clusters the Mappings need, by identity: the parts of their names, unmangled.
 #[derive(Default)]
@@ -174,7 +178,7 @@ impl ClusterClaim {
 impl ClusterSet {
     /// The clusters under their Envoy names (collisions told apart, long names shortened as
     /// Emissary does), sorted by name, and the identity → Envoy name map the routes need.
-    pub fn finish(self, diagnostics: &mut Vec<Diagnostic>) -> (Vec<Arc<Cluster>>, HashMap<String, String>) {
+    pub fn finish(self, diagnostics: &mut Vec<Diagnostic>) -> (Vec<Arc<Cluster>>, EnvoyNames) {
         let mut claimed: Vec<(String, Claimed)> = self.clusters.into_iter().collect();
         claimed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut uses: HashMap<&str, usize> = HashMap::with_capacity(claimed.len());

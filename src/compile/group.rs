@@ -10,8 +10,10 @@ use super::matching::{MatchSpec, RouteWeight};
 use crate::diagnostic::{Diagnostic, ResourceId};
 use crate::model::policy::CorsSpec;
 use crate::model::Meta;
+use foldhash::{HashMap, HashMapExt};
 use indexmap::IndexMap;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 /// What a Mapping is to its group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,9 +115,9 @@ pub struct Group<'c> {
     pub weight: RouteWeight,
     pub first_core: &'c Core,
     /// Routed members, in the order they joined.
-    pub members: Vec<&'c Candidate>,
-    pub redirect: Option<&'c Candidate>,
-    pub shadow: Option<&'c Candidate>,
+    pub members: Vec<&'c Arc<Candidate>>,
+    pub redirect: Option<&'c Arc<Candidate>>,
+    pub shadow: Option<&'c Arc<Candidate>>,
 }
 
 impl Group<'_> {
@@ -134,7 +136,7 @@ impl Group<'_> {
 /// Groups candidates (given in Emissary's processing order); refused members are reported and
 /// added to `rejected`.
 pub fn group<'c>(
-    candidates: &[&'c Candidate],
+    candidates: &[&'c Arc<Candidate>],
     diagnostics: &mut Vec<Diagnostic>,
     rejected: &mut BTreeSet<ResourceId>,
 ) -> Vec<Group<'c>> {

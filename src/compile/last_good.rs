@@ -92,9 +92,10 @@ impl LastGood {
         (pass.compiled, last_good)
     }
 
-    /// How many Mappings the compile that left this compiled (the others were reused).
-    pub fn mappings_compiled(&self) -> usize {
-        self.compiled_mappings.recompiled()
+    /// How many Mappings the compile that left this compiled, and for how many canary groups
+    /// it built routes (the others were reused).
+    pub fn compiled(&self) -> (usize, usize) {
+        (self.compiled_mappings.recompiled(), self.compiled_mappings.groups().built())
     }
 
     /// Forgets what the Mappings compiled to (they are all compiled again next time).

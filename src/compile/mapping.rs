@@ -34,7 +34,8 @@ pub fn route_name(mapping: &Mapping) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct CompiledMapping {
     /// `None` when the Mapping cannot be routed at all (a diagnostic says why).
-    pub candidate: Option<Candidate>,
+    /// Shared, so that its canary group's memo (`group_memo.rs`) can tell it by address.
+    pub candidate: Option<std::sync::Arc<Candidate>>,
     /// The cluster its candidate forwards to.
     pub cluster: Option<std::sync::Arc<ClusterClaim>>,
     /// The TLSContext whose secrets its cluster uses.
@@ -81,7 +82,7 @@ impl<'a> MappingCompiler<'a> {
     pub fn compile(&mut self, mapping: &Mapping) -> CompiledMapping {
         self.out = CompiledMapping::default();
         match self.try_candidate(mapping) {
-            Ok(candidate) => self.out.candidate = Some(candidate),
+            Ok(candidate) => self.out.candidate = Some(std::sync::Arc::new(candidate)),
             Err(message) => self.error(mapping, message),
         }
         std::mem::take(&mut self.out)

@@ -12,6 +12,7 @@
 //!
 //! There is no second compile mode: a one-shot `translate` starts from an empty memo.
 
+use super::group_memo::GroupMemo;
 use super::mapping::CompiledMapping;
 use super::module::Settings;
 use super::tls::ResolvedContext;
@@ -75,18 +76,24 @@ fn same_resource<S: PartialEq>(a: &Resource<S>, b: &Resource<S>) -> bool {
     a.meta == b.meta && (Arc::ptr_eq(&a.spec, &b.spec) || a.spec == b.spec)
 }
 
-/// Every Mapping's last compile result, and the inputs they were compiled with.
+/// Every Mapping's last compile result, and the inputs they were compiled with; and their
+/// canary groups' routes.
 #[derive(Debug, Clone, Default)]
 pub struct MappingMemo {
     inputs: Option<KeptInputs>,
-    compiled: HashMap<ResourceId, (Mapping, Arc<CompiledMapping>)>,
+    compiled: foldhash::HashMap<ResourceId, (Mapping, Arc<CompiledMapping>)>,
     /// How many of them the compile that kept them compiled (rather than reused).
     recompiled: usize,
+    groups: GroupMemo,
 }
 
 impl MappingMemo {
     pub fn recompiled(&self) -> usize {
         self.recompiled
+    }
+
+    pub fn groups(&self) -> &GroupMemo {
+        &self.groups
     }
 }
 
@@ -98,8 +105,9 @@ impl MappingMemo {
             Some(kept) if kept.same_as(inputs) => (Some(previous), kept.clone()),
             _ => (None, KeptInputs::new(inputs)),
         };
-        let compiled = HashMap::with_capacity(previous.compiled.len());
-        MemoPass { previous: reusable, next: MappingMemo { inputs: Some(kept), compiled, recompiled: 0 } }
+        let compiled = foldhash::HashMapExt::with_capacity(previous.compiled.len());
+        let next = MappingMemo { inputs: Some(kept), compiled, recompiled: 0, groups: GroupMemo::default() };
+        MemoPass { previous: reusable, next }
     }
 }
 
@@ -125,10 +133,12 @@ impl MemoPass<'_> {
         compiled
     }
 
-    pub fn finish(self) -> MappingMemo {
+    /// This compile's memo, with the routes of the groups it formed.
+    pub fn finish(self, groups: GroupMemo) -> MappingMemo {
         let (compiled, inputs_changed) = (self.next.recompiled, self.previous.is_none());
         let remembered = self.next.compiled.len() - compiled;
-        tracing::debug!(compiled, remembered, inputs_changed, "Mappings");
-        self.next
+        let groups_built = groups.built();
+        tracing::debug!(compiled, remembered, inputs_changed, groups_built, "Mappings");
+        MappingMemo { groups, ..self.next }
     }
 }

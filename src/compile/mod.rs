@@ -13,6 +13,7 @@ mod error_response;
 pub mod format;
 mod group;
 mod group_fields;
+mod group_memo;
 mod host;
 mod identity;
 pub mod ir;
@@ -200,7 +201,8 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
         resolvers: &resolver_resources,
         resolved: &resolved,
     };
-    let mut memo = MappingMemo::continuing(memo, &memo_inputs);
+    let previous_memo = memo;
+    let mut memo = MappingMemo::continuing(previous_memo, &memo_inputs);
     // Emissary processes Mappings in the order of their `name.namespace` keys; route order ties
     // depend on it, so we do the same. Its probe Mappings come first.
     let mut ordered = mappings;
@@ -223,7 +225,6 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
         }
         compiled_mappings.push(compiled);
     }
-    let memo = memo.finish();
     let candidates: Vec<_> = compiled_mappings.iter().filter_map(|c| c.candidate.as_ref()).collect();
 
     let tcp_hosts: BTreeSet<&str> = tcp_mappings.iter().filter_map(|m| m.spec.host.as_deref()).collect();
@@ -265,7 +266,10 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
 
     let origins: HashMap<String, &Mapping> = all_mappings.iter().map(|m| (route_name(m), *m)).collect();
     let groups = group::group(&candidates, &mut diagnostics, &mut rejected);
-    let (routes, rejected_groups) = order::order_routes(groups, &settings.defaults, &envoy_names, &mut diagnostics);
+    let mut group_memo = group_memo::GroupPass::continuing(previous_memo.groups());
+    let (routes, rejected_groups) =
+        order::order_routes(groups, &settings.defaults, &envoy_names, &mut group_memo, &mut diagnostics);
+    let memo = memo.finish(group_memo.finish());
     for group in rejected_groups {
         for member in &group.members {
             let meta = &origins[member].meta;

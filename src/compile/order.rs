@@ -6,13 +6,15 @@
 //! group is one redirect route. Every route of a group gets the group's flattened settings, the
 //! Module's CORS and retry policy where the group has none, and the group's mirror.
 
+use super::cluster::EnvoyNames;
 use super::group::{Candidate, Group, Shared};
+use super::group_memo::GroupPass;
 use super::ir::{Cors, Forward, Mirror, PathMatch, Route, RouteAction, RouteMatch, RoutePolicy, RuntimeFraction};
 use super::module::Defaults;
 use super::policy;
 use crate::diagnostic::Diagnostic;
 use sha1::{Digest, Sha1};
-use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A group whose weights cannot be normalized: every member is dropped and reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,13 +24,15 @@ pub struct RejectedGroup {
 }
 
 /// Orders groups (formed in `name.namespace` order) into Envoy's route list; `cluster_names`
-/// maps the clusters' identities, which candidates forward to, to their Envoy names.
+/// maps the clusters' identities, which candidates forward to, to their Envoy names. A group
+/// that is the same as in the compile `memo` continues gets the routes it had then.
 pub fn order_routes(
     groups: Vec<Group<'_>>,
     defaults: &Defaults,
-    cluster_names: &HashMap<String, String>,
+    cluster_names: &EnvoyNames,
+    memo: &mut GroupPass<'_>,
     diagnostics: &mut Vec<Diagnostic>,
-) -> (Vec<Route>, Vec<RejectedGroup>) {
+) -> (Vec<Arc<Route>>, Vec<RejectedGroup>) {
     // A stable ascending sort reversed: Emissary's order.
     let mut groups = groups;
     groups.sort_by(|a, b| a.weight.cmp(&b.weight));
@@ -37,67 +41,95 @@ pub fn order_routes(
     let mut routes = Vec::with_capacity(groups.len());
     let mut rejected = Vec::new();
     for group in groups {
-        if group.members.is_empty() {
-            if let Some(redirect) = group.redirect {
-                routes.push(redirect_route(redirect, cluster_names));
-            } else if let Some(shadow) = &group.shadow {
+        let mut refused = None;
+        let built = memo.routes(&group, cluster_names, || match group_routes(&group, defaults, cluster_names) {
+            Ok(routes) => routes,
+            Err(problem) => {
+                refused = Some(problem);
+                None
+            }
+        });
+        match (built, refused) {
+            (Some(built), _) => routes.extend(built),
+            (None, Some(Refused::Weights(group))) => rejected.push(group),
+            (None, Some(Refused::Mirrors(shadow))) => {
                 let message = "`shadow`: no Mapping shares its match (prefix, headers, query parameters, method, precedence), so nothing is mirrored";
                 diagnostics.push(Diagnostic::warning(Some(&shadow.meta.origin), Some(&shadow.meta.id), message));
             }
-            continue;
-        }
-        let single = group.members.len() == 1;
-        let shares = if single {
-            // Most groups: no names to format for messages, nothing to split.
-            vec![100]
-        } else {
-            let named: Vec<(String, Option<u32>)> =
-                group.members.iter().map(|c| (format!("Mapping {}", c.name), c.weight)).collect();
-            match cumulative_weights(&named) {
-                Ok(shares) => shares,
-                Err(reason) => {
-                    let members = group.members.iter().map(|c| c.name.clone()).collect();
-                    rejected.push(RejectedGroup { members, reason });
-                    continue;
-                }
-            }
-        };
-        let shared = group.shared();
-        let policy = group_policy(&shared, &group.id, defaults);
-        let retry = shared.retry.clone().or_else(|| defaults.retry.clone());
-        let mirror = group.shadow.as_ref().and_then(|shadow| match &shadow.action {
-            RouteAction::Forward(forward) => Some(Mirror {
-                cluster: cluster_names[&forward.cluster].clone(),
-                percent: shadow.weight.unwrap_or(100).min(100),
-            }),
-            _ => None,
-        });
-        // Weighted members first, then unweighted ones, each in the order they joined.
-        let mut members: Vec<(&Candidate, u32)> = group.members.iter().copied().zip(shares).collect();
-        members.sort_by_key(|(c, _)| c.weight.is_none());
-        for (candidate, cumulative) in members {
-            let case_sensitive = candidate.matcher.case_sensitive.or(shared.case_sensitive).unwrap_or(true);
-            let mut route = route(candidate, case_sensitive, cluster_names);
-            route.matcher.runtime_fraction = (!single).then(|| {
-                let runtime_key = match &route.action {
-                    RouteAction::Forward(forward) => &forward.cluster,
-                    _ => &candidate.runtime_key,
-                };
-                RuntimeFraction { percent: cumulative, runtime_key: format!("routing.traffic_shift.{runtime_key}") }
-            });
-            if let RouteAction::Forward(forward) = &mut route.action {
-                apply(forward, &shared, retry.clone(), mirror.clone());
-                if let Some(shadow) = &group.shadow {
-                    route.provenance.push(shadow.meta.provenance());
-                }
-            }
-            if !matches!(route.action, RouteAction::FailClosed { .. }) {
-                route.policy = RoutePolicy { error_responses: route.policy.error_responses, ..policy.clone() };
-            }
-            routes.push(route);
+            (None, None) => {}
         }
     }
     (routes, rejected)
+}
+
+/// Why a group has no routes.
+enum Refused<'c> {
+    Weights(RejectedGroup),
+    /// A shadow alone: nothing to mirror.
+    Mirrors(&'c Candidate),
+}
+
+/// The routes of one group, in order; `Ok(None)` when it has none and nothing to say.
+fn group_routes<'c>(
+    group: &Group<'c>,
+    defaults: &Defaults,
+    cluster_names: &EnvoyNames,
+) -> Result<Option<Vec<Route>>, Refused<'c>> {
+    if group.members.is_empty() {
+        return match (group.redirect, group.shadow) {
+            (Some(redirect), _) => Ok(Some(vec![redirect_route(redirect, cluster_names)])),
+            (None, Some(shadow)) => Err(Refused::Mirrors(shadow)),
+            (None, None) => Ok(None),
+        };
+    }
+    let single = group.members.len() == 1;
+    let shares = if single {
+        // Most groups: no names to format for messages, nothing to split.
+        vec![100]
+    } else {
+        let named: Vec<(String, Option<u32>)> =
+            group.members.iter().map(|c| (format!("Mapping {}", c.name), c.weight)).collect();
+        cumulative_weights(&named).map_err(|reason| {
+            let members = group.members.iter().map(|c| c.name.clone()).collect();
+            Refused::Weights(RejectedGroup { members, reason })
+        })?
+    };
+    let shared = group.shared();
+    let policy = group_policy(&shared, &group.id, defaults);
+    let retry = shared.retry.clone().or_else(|| defaults.retry.clone());
+    let mirror = group.shadow.as_ref().and_then(|shadow| match &shadow.action {
+        RouteAction::Forward(forward) => Some(Mirror {
+            cluster: cluster_names[&forward.cluster].clone(),
+            percent: shadow.weight.unwrap_or(100).min(100),
+        }),
+        _ => None,
+    });
+    // Weighted members first, then unweighted ones, each in the order they joined.
+    let mut members: Vec<(&Candidate, u32)> = group.members.iter().map(|c| &***c).zip(shares).collect();
+    members.sort_by_key(|(c, _)| c.weight.is_none());
+    let mut routes = Vec::with_capacity(members.len());
+    for (candidate, cumulative) in members {
+        let case_sensitive = candidate.matcher.case_sensitive.or(shared.case_sensitive).unwrap_or(true);
+        let mut route = route(candidate, case_sensitive, cluster_names);
+        route.matcher.runtime_fraction = (!single).then(|| {
+            let runtime_key = match &route.action {
+                RouteAction::Forward(forward) => &forward.cluster,
+                _ => &candidate.runtime_key,
+            };
+            RuntimeFraction { percent: cumulative, runtime_key: format!("routing.traffic_shift.{runtime_key}") }
+        });
+        if let RouteAction::Forward(forward) = &mut route.action {
+            apply(forward, &shared, retry.clone(), mirror.clone());
+            if let Some(shadow) = &group.shadow {
+                route.provenance.push(shadow.meta.provenance());
+            }
+        }
+        if !matches!(route.action, RouteAction::FailClosed { .. }) {
+            route.policy = RoutePolicy { error_responses: route.policy.error_responses, ..policy.clone() };
+        }
+        routes.push(route);
+    }
+    Ok(Some(routes))
 }
 
 /// What every route of the group does besides its own action: headers, CORS.
@@ -129,7 +161,7 @@ fn apply(forward: &mut Forward, shared: &Shared, retry: Option<super::ir::RetryP
 }
 
 /// The route of one member: its own match and action, forwarding to its cluster's Envoy name.
-fn route(candidate: &Candidate, case_sensitive: bool, cluster_names: &HashMap<String, String>) -> Route {
+fn route(candidate: &Candidate, case_sensitive: bool, cluster_names: &EnvoyNames) -> Route {
     let path = match &candidate.matcher.path {
         // Envoy's `case_sensitive` does not apply to regexes: the regex itself must say it.
         PathMatch::Regex(regex) if !case_sensitive => PathMatch::Regex(format!("(?i){regex}")),
@@ -156,7 +188,7 @@ fn route(candidate: &Candidate, case_sensitive: bool, cluster_names: &HashMap<St
 
 /// A redirecting group's one route: the redirecting Mapping's match, case sensitivity as it
 /// says (Emissary flattens only that into such a group).
-fn redirect_route(candidate: &Candidate, cluster_names: &HashMap<String, String>) -> Route {
+fn redirect_route(candidate: &Candidate, cluster_names: &EnvoyNames) -> Route {
     let case_sensitive = candidate.matcher.case_sensitive.unwrap_or(true);
     let mut route = route(candidate, case_sensitive, cluster_names);
     route.policy = RoutePolicy::default();
@@ -229,16 +261,18 @@ mod tests {
         }
     }
 
-    fn order(candidates: Vec<Candidate>) -> (Vec<Route>, Vec<RejectedGroup>) {
+    fn order(candidates: Vec<Candidate>) -> (Vec<Arc<Route>>, Vec<RejectedGroup>) {
         let mut diagnostics = Vec::new();
-        let members: Vec<&Candidate> = candidates.iter().collect();
+        let candidates: Vec<Arc<Candidate>> = candidates.into_iter().map(Arc::new).collect();
+        let members: Vec<&Arc<Candidate>> = candidates.iter().collect();
         let groups = group(&members, &mut diagnostics, &mut Default::default());
         // Each test cluster's Envoy name is its identity.
         let names = candidates.iter().map(|c| (c.runtime_key.clone(), c.runtime_key.clone())).collect();
-        order_routes(groups, &Defaults::default(), &names, &mut diagnostics)
+        let memo = Default::default();
+        order_routes(groups, &Defaults::default(), &names, &mut GroupPass::continuing(&memo), &mut diagnostics)
     }
 
-    fn names(routes: &[Route]) -> Vec<&str> {
+    fn names(routes: &[Arc<Route>]) -> Vec<&str> {
         routes.iter().map(|r| r.name.as_str()).collect()
     }
 
@@ -302,7 +336,8 @@ mod tests {
         assert_eq!(names(&routes), ["r"]);
         let mut diagnostics = Vec::new();
         let mut rejected = Default::default();
-        let candidates = [candidate("a", "{prefix: /x/, host_redirect: true}"), candidate("b", "prefix: /x/")];
+        let candidates =
+            [candidate("a", "{prefix: /x/, host_redirect: true}"), candidate("b", "prefix: /x/")].map(Arc::new);
         let groups = group(&candidates.iter().collect::<Vec<_>>(), &mut diagnostics, &mut rejected);
         assert_eq!(groups.len(), 1);
         assert!(rejected.contains(&ResourceId::new("Mapping", "default", "b")), "{diagnostics:?}");

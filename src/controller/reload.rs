@@ -162,7 +162,7 @@ impl Compiler {
 
     /// What the last reload built rather than reused (see [`pipeline::Remembered::rebuilt`]).
     #[cfg(test)]
-    pub fn rebuilt(&self) -> (usize, usize, usize) {
+    pub fn rebuilt(&self) -> pipeline::Rebuilt {
         self.remembered.rebuilt()
     }
 

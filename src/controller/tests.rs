@@ -4,6 +4,7 @@
 use super::reload::Compiler;
 use super::ControllerOptions;
 use crate::diagnostic::{Diagnostic, Kind, Severity};
+use crate::pipeline::Rebuilt;
 use crate::render;
 use crate::snapshot::Snapshot;
 use crate::source::config_dir::ConfigDirSource;
@@ -301,25 +302,26 @@ fn a_reload_rebuilds_only_what_changed() {
     }
     world.write("all.yaml", &all);
     world.reload();
-    let (mappings, routes, clusters) = world.compiler.rebuilt();
-    assert!(mappings >= 20 && routes >= 20 && clusters >= 20, "first reload builds everything");
+    let built = |mappings, groups, routes, clusters| Rebuilt { mappings, groups, routes, clusters };
+    let first = world.compiler.rebuilt();
+    assert!(first.mappings >= 20 && first.groups >= 20 && first.routes >= 20 && first.clusters >= 20, "{first:?}");
 
     world.write("all.yaml", &all.replace("prefix: /m7/", "prefix: /m7-new/"));
     world.reload();
-    assert_eq!(world.compiler.rebuilt(), (1, 1, 0), "a new prefix: one Mapping, its route");
+    assert_eq!(world.compiler.rebuilt(), built(1, 1, 1, 0), "a new prefix: one Mapping, its group and route");
 
     world.write("all.yaml", &all.replace("service: svc-7\n", "service: svc-7b\n"));
     world.reload();
-    assert_eq!(world.compiler.rebuilt(), (1, 1, 1), "a new service: one Mapping, its route, its cluster");
+    assert_eq!(world.compiler.rebuilt(), built(1, 1, 1, 1), "a new service: and its cluster");
 
     world.reload();
-    assert_eq!(world.compiler.rebuilt(), (0, 0, 0), "nothing changed: nothing built");
+    assert_eq!(world.compiler.rebuilt(), built(0, 0, 0, 0), "nothing changed: nothing built");
 
     let module = "---\napiVersion: getambassador.io/v3alpha1\nkind: Module\nmetadata: {name: ambassador}\nspec: {config: {add_linkerd_headers: true}}\n";
     world.write("module.yaml", module);
     world.reload();
-    let (mappings, routes, _) = world.compiler.rebuilt();
-    assert!(mappings >= 20 && routes >= 20, "the Module is read by every Mapping: {mappings} compiled");
+    let all = world.compiler.rebuilt();
+    assert!(all.mappings >= 20 && all.groups >= 20 && all.routes >= 20, "the Module is read by every Mapping: {all:?}");
 }
 
 /// A small deterministic generator (xorshift64*): the edit sequences are reproducible from the
@@ -356,7 +358,7 @@ fn tls_secret_yaml(name: &str, cert: &str) -> String {
 }
 
 /// A random Mapping (most compile): prefixes shared across files (so routes interleave and
-/// order matters), services with and without TLS, precedence, headers, hosts, canary weights.
+/// order matters), services with and without TLS and with colliding cluster names, precedence, headers, hosts, canary weights.
 fn random_mapping(rng: &mut Rng, file: usize, doc: usize) -> String {
     // One in eight is a regex whose program is over Envoy's size limit: it reads and compiles
     // but Envoy would refuse it, so it is admitted as a fail-closed route.
@@ -364,7 +366,9 @@ fn random_mapping(rng: &mut Rng, file: usize, doc: usize) -> String {
         0 => "\"/x(a|b|c|d){40}/\"\n  prefix_regex: true",
         _ => rng.pick(&["/a/", "/b/", "/a/b/", "/c/", "/"]),
     };
-    let service = rng.pick(&["svc-a", "svc-b:8080", "https://svc-c", "svc-d.other:9000"]);
+    // `svc-a` and `svc.a` have the same cluster name: while both are in use, their clusters
+    // are renamed apart, and routes that did not change must follow.
+    let service = rng.pick(&["svc-a", "svc.a", "svc-b:8080", "https://svc-c", "svc-d.other:9000"]);
     let mut out = format!(
         "---\napiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {{name: m-{file}-{doc}, namespace: default}}\nspec:\n  prefix: {prefix}\n  service: {service}\n"
     );

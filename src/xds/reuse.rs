@@ -6,8 +6,8 @@
 //! What a result was computed from is kept as a [`digest`], not as a copy: a copy of every route
 //! and cluster would cost several KiB per Mapping between reloads.
 
+use foldhash::{HashMap, HashMapExt};
 use sha2::{Digest as _, Sha256};
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 

@@ -16,7 +16,7 @@ use super::validate::{self, Limits};
 use crate::compile::ir::{HostRoute, Route, RouteAction, RouteVariant};
 use crate::diagnostic::Diagnostic;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 const REJECTED_STATUS: u32 = 503;
 const REJECTED_BODY: &str = "this route's configuration would be rejected by Envoy\n";
@@ -26,6 +26,10 @@ const REJECTED_BODY: &str = "this route's configuration would be rejected by Env
 pub struct Decided {
     /// The route's [`digest`].
     route: [u8; 32],
+    /// The route itself, if it is still the same value (the compile shares the routes of
+    /// unchanged canary groups across reloads); a weak pointer holds no copy, and keeps the
+    /// address from being reused.
+    source: Weak<Route>,
     limits: Limits,
     /// Why its cluster is not served, if it is not.
     cluster_problem: Option<String>,
@@ -67,16 +71,19 @@ impl<'p> RouteVerdicts<'p> {
             RouteAction::Forward(forward) => dropped_clusters.get(forward.cluster.as_str()),
             _ => None,
         };
-        let route_digest = digest(&*route.route);
         let same = |kept: &Decided| {
-            kept.limits == *limits && kept.cluster_problem.as_ref() == cluster_problem && kept.route == route_digest
+            kept.limits == *limits
+                && kept.cluster_problem.as_ref() == cluster_problem
+                && (std::ptr::eq(kept.source.as_ptr(), Arc::as_ptr(&route.route))
+                    || kept.route == digest(&*route.route))
         };
         let kept = self.reusing.get((route.route.name.clone(), route.variant), same, || {
+            let (route_digest, source) = (digest(&*route.route), Arc::downgrade(&route.route));
             let mut own = Vec::new();
             let admitted = admit_route(&route.resolve(), cluster_problem.map(String::as_str), limits, &mut own)
                 .map(|admitted| Arc::from(route::encode_route(&route::build_route(&admitted))));
             let cluster_problem = cluster_problem.cloned();
-            (Decided { route: route_digest, limits: *limits, cluster_problem }, (admitted, own))
+            (Decided { route: route_digest, source, limits: *limits, cluster_problem }, (admitted, own))
         });
         let (admitted, reported) = &kept.1;
         diagnostics.extend(reported.iter().cloned());

@@ -100,7 +100,7 @@ pub fn prepare<'a>(
 pub fn build(
     prepared: Prepared<'_>,
     http: &HttpOptions,
-    routes: Vec<Route>,
+    routes: Vec<Arc<Route>>,
     mappings: &HashMap<String, &Mapping>,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Edge {
@@ -111,7 +111,7 @@ pub fn build(
     };
     if hosts.is_empty() {
         edge.listeners = listeners.iter().map(|l| everything_listener(l, http)).collect();
-        let routes = routes.into_iter().map(|route| HostRoute::as_written(Arc::new(route))).collect();
+        let routes = routes.into_iter().map(HostRoute::as_written).collect();
         let virtual_host = VirtualHost { name: ALL_HOSTS_VIRTUAL_HOST.into(), domains: vec!["*".into()], routes };
         edge.route_configs = vec![RouteTable { name: ROUTE_CONFIG_NAME.into(), virtual_hosts: vec![virtual_host] }];
         return edge;
@@ -120,7 +120,7 @@ pub fn build(
         .into_iter()
         .map(|route| {
             let attachment = attachment(mappings[&route.name]);
-            (Arc::new(route), attachment)
+            (route, attachment)
         })
         .collect();
     let chain_inputs = chains::Inputs { hosts: &hosts, routes: &routes, terminations: &resolved, http };
