@@ -42,6 +42,10 @@ pub struct Candidate {
     pub shared: Shared,
     pub error_responses: ErrorResponses,
     pub core: Core,
+    /// Its matcher's group id and route weight, computed once with the candidate (grouping and
+    /// ordering every Mapping's candidate is done on every reload).
+    pub group_id: Arc<str>,
+    pub route_weight: RouteWeight,
 }
 
 /// Settings Emissary takes from the group rather than the Mapping: each member's value in
@@ -111,8 +115,9 @@ impl Core {
 #[derive(Debug)]
 pub struct Group<'c> {
     /// Emissary's group id (before hashing).
-    pub id: String,
-    pub weight: RouteWeight,
+    pub id: &'c Arc<str>,
+    /// The highest of its members'.
+    pub weight: &'c RouteWeight,
     pub first_core: &'c Core,
     /// Routed members, in the order they joined.
     pub members: Vec<&'c Arc<Candidate>>,
@@ -125,7 +130,7 @@ impl Group<'_> {
     pub fn shared(&self) -> Shared {
         let mut shared = Shared::default();
         let mut members = self.members.clone();
-        members.sort_by_key(|m| m.matcher.weight());
+        members.sort_by_key(|m| &m.route_weight);
         for member in members {
             shared.merge(&member.shared);
         }
@@ -141,12 +146,12 @@ pub fn group<'c>(
     rejected: &mut BTreeSet<ResourceId>,
 ) -> Vec<Group<'c>> {
     let mut groups: Vec<Group> = Vec::with_capacity(candidates.len());
-    let mut index: HashMap<String, usize> = HashMap::with_capacity(candidates.len());
+    let mut index: HashMap<&str, usize> = HashMap::with_capacity(candidates.len());
     for &candidate in candidates {
-        let id = candidate.matcher.group_id();
-        let Some(&at) = index.get(&id) else {
-            index.insert(id.clone(), groups.len());
-            let weight = candidate.matcher.weight();
+        let id = &candidate.group_id;
+        let Some(&at) = index.get(&**id) else {
+            index.insert(id, groups.len());
+            let weight = &candidate.route_weight;
             let first_core = &candidate.core;
             let mut group = Group { id, weight, first_core, members: Vec::new(), redirect: None, shadow: None };
             match candidate.role {
@@ -171,7 +176,7 @@ pub fn group<'c>(
             }
             None => match candidate.role {
                 Role::Route => {
-                    group.weight = group.weight.clone().max(candidate.matcher.weight());
+                    group.weight = group.weight.max(&candidate.route_weight);
                     group.members.push(candidate);
                 }
                 Role::Shadow => group.shadow = Some(candidate),

@@ -20,7 +20,7 @@ use std::sync::Arc;
 /// Every remembered group, by group id.
 #[derive(Debug, Clone, Default)]
 pub struct GroupMemo {
-    by_id: HashMap<String, Arc<KeptGroup>>,
+    by_id: HashMap<Arc<str>, Arc<KeptGroup>>,
     /// How many groups the compile that kept them built (rather than reused).
     built: usize,
 }
@@ -73,7 +73,7 @@ impl<'p> GroupPass<'p> {
                 && kept.clusters.len() == clusters.len()
                 && kept.clusters.iter().zip(&clusters).all(|(a, b)| a == b)
         };
-        let kept = match self.previous.by_id.get(&group.id) {
+        let kept = match self.previous.by_id.get(&**group.id) {
             Some(kept) if same(kept) => kept.clone(),
             _ => {
                 let routes = build()?.into_iter().map(Arc::new).collect();

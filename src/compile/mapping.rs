@@ -142,6 +142,7 @@ impl<'a> MappingCompiler<'a> {
             _ => ErrorResponses::Inherit,
         };
         let core = group_fields::core(mapping, &matcher, self.settings);
+        let (matcher_group_id, route_weight) = (matcher.group_id().into(), matcher.weight());
 
         let mut runtime_key =
             names::mangle(&format!("fail_closed_{}_{}", mapping.meta.namespace(), mapping.meta.name()));
@@ -180,6 +181,8 @@ impl<'a> MappingCompiler<'a> {
             shared,
             error_responses,
             core,
+            group_id: matcher_group_id,
+            route_weight,
         })
     }
 

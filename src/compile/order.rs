@@ -35,7 +35,7 @@ pub fn order_routes(
 ) -> (Vec<Arc<Route>>, Vec<RejectedGroup>) {
     // A stable ascending sort reversed: Emissary's order.
     let mut groups = groups;
-    groups.sort_by(|a, b| a.weight.cmp(&b.weight));
+    groups.sort_by(|a, b| a.weight.cmp(b.weight));
     groups.reverse();
 
     let mut routes = Vec::with_capacity(groups.len());
@@ -95,7 +95,7 @@ fn group_routes<'c>(
         })?
     };
     let shared = group.shared();
-    let policy = group_policy(&shared, &group.id, defaults);
+    let policy = group_policy(&shared, group.id, defaults);
     let retry = shared.retry.clone().or_else(|| defaults.retry.clone());
     let mirror = group.shadow.as_ref().and_then(|shadow| match &shadow.action {
         RouteAction::Forward(forward) => Some(Mirror {
@@ -239,6 +239,7 @@ mod tests {
     fn candidate(name: &str, yaml: &str) -> Candidate {
         let spec: MappingSpec = serde_yaml::from_str(yaml).unwrap();
         let (matcher, _) = match_spec(&spec, spec.prefix.as_deref().unwrap()).unwrap();
+        let (group_id, route_weight) = (matcher.group_id().into(), matcher.weight());
         let role = if spec.shadow == Some(true) {
             Role::Shadow
         } else if spec.host_redirect == Some(true) {
@@ -258,6 +259,8 @@ mod tests {
             shared: Shared { case_sensitive: spec.case_sensitive, ..Shared::default() },
             error_responses: Default::default(),
             core: Core::default(),
+            group_id,
+            route_weight,
         }
     }
 

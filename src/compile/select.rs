@@ -13,7 +13,7 @@ pub fn select<'a, S>(resources: &'a [Resource<S>], options: &Options) -> Vec<&'a
 
 /// Keeps the first resource of each `Kind namespace/name` (in source order) and reports the rest.
 pub fn unique<'a, S>(resources: Vec<&'a Resource<S>>, diagnostics: &mut Vec<Diagnostic>) -> Vec<&'a Resource<S>> {
-    let mut first: HashMap<&ResourceId, &Origin> = HashMap::new();
+    let mut first: foldhash::HashMap<&ResourceId, &Origin> = foldhash::HashMapExt::with_capacity(resources.len());
     let mut kept = Vec::with_capacity(resources.len());
     for resource in resources {
         match first.get(&resource.meta.id) {
