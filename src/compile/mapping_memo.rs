@@ -3,12 +3,16 @@
 //!
 //! A Mapping's compile ([`super::mapping::MappingCompiler`]) reads the Mapping and a handful of
 //! inputs besides it: the options, the Module's settings, the kinds that are not translated, the
-//! TLSContexts, the resolvers and the contexts' resolved TLS. Those inputs are kept with the memo;
-//! when any of them differs from last time, nothing is reused (a TLSContext or Module change
-//! recompiles every Mapping). Otherwise a Mapping whose metadata and spec are the same as last
-//! time gets last time's result: its candidate, the cluster it claims, the context it uses and
-//! the diagnostics it produced. Everything that depends on several Mappings (canary groups,
-//! order, cluster sharing and names) is computed afresh from those results on every compile.
+//! TLSContexts, the resolvers and the contexts' resolved TLS. Those inputs are kept with the memo.
+//! When one that every Mapping reads differs from last time (the options, the Module, the
+//! resolvers, the untranslated kinds), nothing is reused. A TLSContext is read only by the
+//! Mappings that name it (`tls: <name>`, looked up among the contexts of that name), so a change
+//! to the contexts of one name (or to their resolved TLS) compiles those Mappings again and no
+//! others. Otherwise a Mapping whose metadata and spec are the same as last time gets last time's
+//! result: its candidate, the cluster it claims, the context it uses and the diagnostics it
+//! produced. Everything that depends on several Mappings (canary groups, order, cluster sharing
+//! and names) is assembled from those results on every compile (`group_memo.rs` reuses each
+//! group's routes).
 //!
 //! There is no second compile mode: a one-shot `translate` starts from an empty memo.
 
@@ -18,6 +22,7 @@ use super::module::Settings;
 use super::tls::ResolvedContext;
 use super::Options;
 use crate::diagnostic::ResourceId;
+use crate::model::mapping::TlsSetting;
 use crate::model::{Mapping, Resolver, Resource, TlsContext};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -38,31 +43,72 @@ struct KeptInputs {
     options: Options,
     settings: Settings,
     skipped_kinds: BTreeSet<String>,
-    contexts: Vec<TlsContext>,
     resolvers: Vec<Resolver>,
-    resolved: BTreeMap<ResourceId, Result<ResolvedContext, String>>,
+    /// The TLSContexts by name, each with its resolution.
+    contexts: BTreeMap<String, Vec<(TlsContext, Resolution)>>,
+}
+
+type Resolution = Option<Result<ResolvedContext, String>>;
+
+/// The TLSContexts of each name, in order, with their resolutions: all that the compile of a
+/// Mapping with `tls: <name>` reads of them (`ContextLookup::find` looks among the contexts of
+/// that name), and all that a Mapping without it reads (nothing).
+fn contexts_by_name<'a>(
+    inputs: &Inputs<'a>,
+) -> BTreeMap<&'a str, Vec<(&'a TlsContext, Option<&'a Result<ResolvedContext, String>>)>> {
+    let mut by_name: BTreeMap<&str, Vec<_>> = BTreeMap::new();
+    for ctx in inputs.contexts {
+        by_name.entry(ctx.meta.name()).or_default().push((*ctx, inputs.resolved.get(&ctx.meta.id)));
+    }
+    by_name
 }
 
 impl KeptInputs {
     fn new(inputs: &Inputs<'_>) -> KeptInputs {
+        let contexts = contexts_by_name(inputs)
+            .into_iter()
+            .map(|(name, named)| {
+                let named = named.into_iter().map(|(ctx, resolved)| (ctx.clone(), resolved.cloned())).collect();
+                (name.to_string(), named)
+            })
+            .collect();
         KeptInputs {
             options: inputs.options.clone(),
             settings: inputs.settings.clone(),
             skipped_kinds: inputs.skipped_kinds.clone(),
-            contexts: inputs.contexts.iter().map(|c| (*c).clone()).collect(),
             resolvers: inputs.resolvers.iter().map(|r| (*r).clone()).collect(),
-            resolved: inputs.resolved.iter().map(|(id, r)| ((*id).clone(), r.clone())).collect(),
+            contexts,
         }
     }
 
-    fn same_as(&self, inputs: &Inputs<'_>) -> bool {
-        self.options == *inputs.options
+    /// `None` when an input every Mapping reads changed; else the names of the TLSContexts that
+    /// changed (resources or resolutions), which only the Mappings naming them read.
+    fn changed_contexts(&self, inputs: &Inputs<'_>) -> Option<BTreeSet<String>> {
+        let same = self.options == *inputs.options
             && self.settings == *inputs.settings
             && self.skipped_kinds == *inputs.skipped_kinds
-            && same_resources(&self.contexts, inputs.contexts)
-            && same_resources(&self.resolvers, inputs.resolvers)
-            && self.resolved.len() == inputs.resolved.len()
-            && inputs.resolved.iter().all(|(id, r)| self.resolved.get(*id) == Some(r))
+            && same_resources(&self.resolvers, inputs.resolvers);
+        if !same {
+            return None;
+        }
+        let now = contexts_by_name(inputs);
+        let same_named =
+            |kept: &[(TlsContext, Resolution)], now: &[(&TlsContext, Option<&Result<ResolvedContext, String>>)]| {
+                kept.len() == now.len()
+                    && kept.iter().zip(now).all(|((a, a_resolved), (b, b_resolved))| {
+                        same_resource(a, b) && a_resolved.as_ref() == *b_resolved
+                    })
+            };
+        let names: BTreeSet<&str> = self.contexts.keys().map(String::as_str).chain(now.keys().copied()).collect();
+        let changed = names
+            .into_iter()
+            .filter(|name| match (self.contexts.get(*name), now.get(name)) {
+                (Some(kept), Some(now)) => !same_named(kept, now),
+                _ => true,
+            })
+            .map(str::to_string)
+            .collect();
+        Some(changed)
     }
 }
 
@@ -99,31 +145,41 @@ impl MappingMemo {
 
 impl MappingMemo {
     /// Starts the memo of a compile with `inputs`; what `previous` remembers is used only if it
-    /// was compiled with the same inputs.
+    /// was compiled with the same inputs (for a Mapping that names a TLSContext: with the same
+    /// contexts of that name).
     pub fn continuing<'p>(previous: &'p MappingMemo, inputs: &Inputs<'_>) -> MemoPass<'p> {
-        let (reusable, kept) = match &previous.inputs {
-            Some(kept) if kept.same_as(inputs) => (Some(previous), kept.clone()),
-            _ => (None, KeptInputs::new(inputs)),
+        let changes = previous.inputs.as_ref().and_then(|kept| Some((kept, kept.changed_contexts(inputs)?)));
+        let (reusable, kept, changed_contexts) = match changes {
+            Some((kept, changed)) if changed.is_empty() => (Some(previous), kept.clone(), changed),
+            Some((_, changed)) => (Some(previous), KeptInputs::new(inputs), changed),
+            None => (None, KeptInputs::new(inputs), BTreeSet::new()),
         };
         let compiled = foldhash::HashMapExt::with_capacity(previous.compiled.len());
         let next = MappingMemo { inputs: Some(kept), compiled, recompiled: 0, groups: GroupMemo::default() };
-        MemoPass { previous: reusable, next }
+        MemoPass { previous: reusable, changed_contexts, next }
     }
 }
 
 /// One compile's use of the memo: it reads the previous compile's and writes its own.
 pub struct MemoPass<'p> {
-    /// `None` when an input changed.
+    /// `None` when an input every Mapping reads changed.
     previous: Option<&'p MappingMemo>,
+    /// The names of the TLSContexts that changed: the Mappings that name them are compiled again.
+    changed_contexts: BTreeSet<String>,
     next: MappingMemo,
 }
 
 impl MemoPass<'_> {
-    /// What `mapping` compiled to last time if it is the same Mapping now, else `compile()`.
+    /// What `mapping` compiled to last time if it is the same Mapping now and read nothing that
+    /// changed, else `compile()`.
     pub fn compiled(&mut self, mapping: &Mapping, compile: impl FnOnce() -> CompiledMapping) -> Arc<CompiledMapping> {
         let remembered = self.previous.and_then(|memo| memo.compiled.get(&mapping.meta.id));
+        let reads_changed_context = match &mapping.spec.tls {
+            Some(TlsSetting::Context(name)) => self.changed_contexts.contains(name),
+            _ => false,
+        };
         let compiled = match remembered {
-            Some((kept, compiled)) if same_resource(kept, mapping) => compiled.clone(),
+            Some((kept, compiled)) if same_resource(kept, mapping) && !reads_changed_context => compiled.clone(),
             _ => {
                 self.next.recompiled += 1;
                 Arc::new(compile())
@@ -137,8 +193,8 @@ impl MemoPass<'_> {
     pub fn finish(self, groups: GroupMemo) -> MappingMemo {
         let (compiled, inputs_changed) = (self.next.recompiled, self.previous.is_none());
         let remembered = self.next.compiled.len() - compiled;
-        let groups_built = groups.built();
-        tracing::debug!(compiled, remembered, inputs_changed, groups_built, "Mappings");
+        let (contexts_changed, groups_built) = (self.changed_contexts.len(), groups.built());
+        tracing::debug!(compiled, remembered, inputs_changed, contexts_changed, groups_built, "Mappings");
         MappingMemo { groups, ..self.next }
     }
 }

@@ -317,6 +317,24 @@ fn a_reload_rebuilds_only_what_changed() {
     world.reload();
     assert_eq!(world.compiler.rebuilt(), built(0, 0, 0, 0), "nothing changed: nothing built");
 
+    // Three Mappings originate TLS with a context; a change to it compiles those three again.
+    let context = |alpn: &str| {
+        let mut out = tls_secret_yaml("sec-a", "client");
+        out.push_str(&format!("---\napiVersion: getambassador.io/v3alpha1\nkind: TLSContext\nmetadata: {{name: ctx-a, namespace: default}}\nspec: {{secret: sec-a, alpn_protocols: \"{alpn}\"}}\n"));
+        for i in 0..3 {
+            out.push_str(&format!(
+                "---\nkind: Mapping\nname: tls{i}\nprefix: /tls{i}/\nservice: https://up-{i}\ntls: ctx-a\n"
+            ));
+        }
+        out
+    };
+    world.write("tls.yaml", &context("h2"));
+    world.reload();
+    world.write("tls.yaml", &context("http/1.1"));
+    world.reload();
+    // Their routes are byte for byte the same (the cluster names hold the context's name, not its ALPN).
+    assert_eq!(world.compiler.rebuilt(), built(3, 3, 0, 3), "a TLSContext: the Mappings that name it, their clusters");
+
     let module = "---\napiVersion: getambassador.io/v3alpha1\nkind: Module\nmetadata: {name: ambassador}\nspec: {config: {add_linkerd_headers: true}}\n";
     world.write("module.yaml", module);
     world.reload();

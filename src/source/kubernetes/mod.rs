@@ -103,10 +103,17 @@ impl KubernetesSource {
                     while let Some(event) = stream.next().await {
                         match event {
                             Ok(event) => {
+                                let listed = matches!(event, watcher::Event::InitDone);
                                 let mut held = held.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                                 if held.apply(&applied_to, event) {
                                     listed_tx.send_replace(held.listed);
                                     changes.notify();
+                                }
+                                drop(held);
+                                if listed {
+                                    // A whole list was decoded and trimmed on this thread: give
+                                    // back what that freed before the reload builds (memory.rs).
+                                    crate::memory::release_freed();
                                 }
                             }
                             // The watcher relists (410 Gone) and backs off by itself; the last
