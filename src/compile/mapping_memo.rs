@@ -50,12 +50,13 @@ struct KeptInputs {
 
 type Resolution = Option<Result<ResolvedContext, String>>;
 
+/// A context of some name now, with its resolution.
+type NamedNow<'a> = (&'a TlsContext, Option<&'a Result<ResolvedContext, String>>);
+
 /// The TLSContexts of each name, in order, with their resolutions: all that the compile of a
 /// Mapping with `tls: <name>` reads of them (`ContextLookup::find` looks among the contexts of
 /// that name), and all that a Mapping without it reads (nothing).
-fn contexts_by_name<'a>(
-    inputs: &Inputs<'a>,
-) -> BTreeMap<&'a str, Vec<(&'a TlsContext, Option<&'a Result<ResolvedContext, String>>)>> {
+fn contexts_by_name<'a>(inputs: &Inputs<'a>) -> BTreeMap<&'a str, Vec<NamedNow<'a>>> {
     let mut by_name: BTreeMap<&str, Vec<_>> = BTreeMap::new();
     for ctx in inputs.contexts {
         by_name.entry(ctx.meta.name()).or_default().push((*ctx, inputs.resolved.get(&ctx.meta.id)));
@@ -92,13 +93,13 @@ impl KeptInputs {
             return None;
         }
         let now = contexts_by_name(inputs);
-        let same_named =
-            |kept: &[(TlsContext, Resolution)], now: &[(&TlsContext, Option<&Result<ResolvedContext, String>>)]| {
-                kept.len() == now.len()
-                    && kept.iter().zip(now).all(|((a, a_resolved), (b, b_resolved))| {
-                        same_resource(a, b) && a_resolved.as_ref() == *b_resolved
-                    })
-            };
+        let same_named = |kept: &[(TlsContext, Resolution)], now: &[NamedNow<'_>]| {
+            kept.len() == now.len()
+                && kept
+                    .iter()
+                    .zip(now)
+                    .all(|((a, a_resolved), (b, b_resolved))| same_resource(a, b) && a_resolved.as_ref() == *b_resolved)
+        };
         let names: BTreeSet<&str> = self.contexts.keys().map(String::as_str).chain(now.keys().copied()).collect();
         let changed = names
             .into_iter()
