@@ -14,7 +14,7 @@
 
 use super::downstream_tls::build_downstream_tls_context;
 use super::provenance::{report, ProvenanceIndex};
-use super::reuse::{digest, Kept, Reusing};
+use super::reuse::{Fingerprint, Kept, Reusing};
 use super::route_verdicts::{RouteMemo, RouteVerdicts};
 use super::validate::{self, Limits};
 use super::{cluster, listener, route, secret, tcp_listener, Resource, Resources, XdsType};
@@ -23,7 +23,6 @@ use crate::diagnostic::Diagnostic;
 use bytes::Bytes;
 use prost::Message;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Weak};
 
 /// Everything that is served, what was held back and why, and who is behind each resource.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -50,11 +49,7 @@ impl AdmitMemo {
 /// What a cluster's verdict is decided from.
 #[derive(Debug, Clone)]
 struct ClusterDecided {
-    /// The cluster's [`digest`].
-    cluster: [u8; 32],
-    /// The cluster itself, if it is still the same value (most are: the compile shares them
-    /// across reloads); a weak pointer holds no copy, and keeps the address from being reused.
-    source: Weak<Cluster>,
+    cluster: Fingerprint<Cluster>,
     limits: Limits,
     /// A Secret it names that is not served.
     lost_secret: Option<String>,
@@ -92,19 +87,16 @@ pub fn admit(ir: &Ir, limits: &Limits, previous: &AdmitMemo) -> (Admitted, Admit
         let missing = ir_cluster.tls.iter().flat_map(|tls| [&tls.client_certificate_secret, &tls.validation_secret]);
         let lost = missing.flatten().find(|name| dropped_secrets.contains_key(name.as_str()));
         let same = |kept: &ClusterDecided| {
-            kept.limits == *limits
-                && kept.lost_secret.as_ref() == lost
-                && (std::ptr::eq(kept.source.as_ptr(), Arc::as_ptr(ir_cluster))
-                    || kept.cluster == digest(&**ir_cluster))
+            kept.limits == *limits && kept.lost_secret.as_ref() == lost && kept.cluster.matches(ir_cluster)
         };
         let kept = kept_clusters.get(ir_cluster.name.clone(), same, || {
-            let (cluster_digest, source) = (digest(&**ir_cluster), Arc::downgrade(ir_cluster));
             let message = cluster::build_cluster(ir_cluster);
             let verdict = match lost {
                 Some(name) => Err(format!("its SDS secret {name} is not served")),
                 None => validate::check(&message, limits).map(|()| Bytes::from(message.encode_to_vec())),
             };
-            (ClusterDecided { cluster: cluster_digest, source, limits: *limits, lost_secret: lost.cloned() }, verdict)
+            let cluster = Fingerprint::of(ir_cluster);
+            (ClusterDecided { cluster, limits: *limits, lost_secret: lost.cloned() }, verdict)
         });
         match &kept.1 {
             Ok(body) => {

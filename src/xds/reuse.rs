@@ -9,7 +9,7 @@
 use foldhash::{HashMap, HashMapExt};
 use sha2::{Digest as _, Sha256};
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 /// The SHA-256 of a value's `Hash` encoding (every string, number, length and variant it holds,
 /// in order): equal values have equal digests, and different ones colliding is out of reach.
@@ -27,6 +27,27 @@ pub fn digest<T: Hash + ?Sized>(value: &T) -> [u8; 32] {
     let mut encoding = Encoding(Vec::with_capacity(1024));
     value.hash(&mut encoding);
     Sha256::digest(&encoding.0).into()
+}
+
+/// What a shared value a result was computed from was: its [`digest`], and the value itself by
+/// address while it is the same one (the compile shares unchanged routes and clusters across
+/// reloads, so most are recognised without hashing). The weak pointer holds no copy, and keeps
+/// the address from being reused by another value.
+#[derive(Debug, Clone)]
+pub struct Fingerprint<T: ?Sized> {
+    digest: [u8; 32],
+    source: Weak<T>,
+}
+
+impl<T: Hash + ?Sized> Fingerprint<T> {
+    pub fn of(value: &Arc<T>) -> Self {
+        Fingerprint { digest: digest(&**value), source: Arc::downgrade(value) }
+    }
+
+    /// Whether `value` is the value fingerprinted: the same one, or an equal one.
+    pub fn matches(&self, value: &Arc<T>) -> bool {
+        std::ptr::eq(self.source.as_ptr(), Arc::as_ptr(value)) || self.digest == digest(&**value)
+    }
 }
 
 /// What each name's result was computed from, and the result.

@@ -4,19 +4,19 @@
 //!
 //! Building, validating and encoding routes is most of the work of an admission, and a change to
 //! one Mapping changes one route. So the verdicts are remembered from one admission to the next,
-//! by route name and variant: a route whose digest is the one remembered, under the same limits
+//! by route name and variant: a route that is the one remembered (see [`super::reuse::Fingerprint`]), under the same limits
 //! and with its cluster served (or not) as it was, gets the remembered bytes and diagnostics
 //! (see [`super::reuse`]).
 //! Within one admission, a route shared by many virtual hosts is decided once per variant.
 
 use super::provenance::report;
-use super::reuse::{digest, Kept, Reusing};
+use super::reuse::{Fingerprint, Kept, Reusing};
 use super::route;
 use super::validate::{self, Limits};
 use crate::compile::ir::{HostRoute, Route, RouteAction, RouteVariant};
 use crate::diagnostic::Diagnostic;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 const REJECTED_STATUS: u32 = 503;
 const REJECTED_BODY: &str = "this route's configuration would be rejected by Envoy\n";
@@ -24,12 +24,7 @@ const REJECTED_BODY: &str = "this route's configuration would be rejected by Env
 /// What a route's verdict is decided from.
 #[derive(Debug, Clone)]
 pub struct Decided {
-    /// The route's [`digest`].
-    route: [u8; 32],
-    /// The route itself, if it is still the same value (the compile shares the routes of
-    /// unchanged canary groups across reloads); a weak pointer holds no copy, and keeps the
-    /// address from being reused.
-    source: Weak<Route>,
+    route: Fingerprint<Route>,
     limits: Limits,
     /// Why its cluster is not served, if it is not.
     cluster_problem: Option<String>,
@@ -74,16 +69,14 @@ impl<'p> RouteVerdicts<'p> {
         let same = |kept: &Decided| {
             kept.limits == *limits
                 && kept.cluster_problem.as_ref() == cluster_problem
-                && (std::ptr::eq(kept.source.as_ptr(), Arc::as_ptr(&route.route))
-                    || kept.route == digest(&*route.route))
+                && kept.route.matches(&route.route)
         };
         let kept = self.reusing.get((route.route.name.clone(), route.variant), same, || {
-            let (route_digest, source) = (digest(&*route.route), Arc::downgrade(&route.route));
             let mut own = Vec::new();
             let admitted = admit_route(&route.resolve(), cluster_problem.map(String::as_str), limits, &mut own)
                 .map(|admitted| Arc::from(route::encode_route(&route::build_route(&admitted))));
             let cluster_problem = cluster_problem.cloned();
-            (Decided { route: route_digest, source, limits: *limits, cluster_problem }, (admitted, own))
+            (Decided { route: Fingerprint::of(&route.route), limits: *limits, cluster_problem }, (admitted, own))
         });
         let (admitted, reported) = &kept.1;
         diagnostics.extend(reported.iter().cloned());
