@@ -46,13 +46,13 @@ pub struct Provenance {
 /// Identity of an Ambassador or Kubernetes resource, printed as `Kind namespace/name`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ResourceId {
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
+    pub kind: Arc<str>,
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
 }
 
 impl ResourceId {
-    pub fn new(kind: impl Into<String>, namespace: impl Into<String>, name: impl Into<String>) -> Self {
+    pub fn new(kind: impl Into<Arc<str>>, namespace: impl Into<Arc<str>>, name: impl Into<Arc<str>>) -> Self {
         ResourceId { kind: kind.into(), namespace: namespace.into(), name: name.into() }
     }
 }

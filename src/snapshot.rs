@@ -25,6 +25,10 @@ pub struct Entry {
     pub sotw_field: Bytes,
     /// `resources` field holding the delta `Resource` (name, version, resource).
     pub delta_field: Bytes,
+    /// The encoded resource these were framed from. Admission hands an unchanged resource over
+    /// in the very same buffer, and a buffer this holds cannot be reused for other bytes, so the
+    /// next snapshot recognises it by address without hashing it again.
+    body: Bytes,
 }
 
 impl std::fmt::Debug for Entry {
@@ -56,13 +60,20 @@ impl TypeSnapshot {
     /// Entries whose bytes did not change since `previous` are taken over as they are (same
     /// buffers), so a reload only frames the resources that changed.
     fn new(xds_type: XdsType, resources: &[Resource], previous: Option<&TypeSnapshot>) -> TypeSnapshot {
+        let mut earlier = Earlier::new(previous);
         let entries: BTreeMap<Arc<str>, Entry> = resources
             .iter()
             .map(|resource| {
-                let version = body_version(&resource.body);
-                let entry = match previous.and_then(|p| p.get(&resource.name)) {
-                    Some(old) if *old.version == *version => old.clone(),
-                    _ => encode_entry(xds_type, resource, version),
+                let old = earlier.get(&resource.name);
+                let entry = match old {
+                    Some(old) if same_buffer(&old.body, &resource.body) => old.clone(),
+                    _ => {
+                        let version = body_version(&resource.body);
+                        match old {
+                            Some(old) if *old.version == *version => old.clone(),
+                            _ => encode_entry(xds_type, resource, version),
+                        }
+                    }
                 };
                 (entry.name.clone(), entry)
             })
@@ -98,6 +109,33 @@ impl TypeSnapshot {
     }
 }
 
+/// The previous snapshot's entries, looked up by name. Resources come sorted by name
+/// ([`Resources::with`]), so this walks the previous entries alongside instead of searching the
+/// tree for each of tens of thousands of names; a name out of order is searched for.
+struct Earlier<'p> {
+    previous: Option<&'p TypeSnapshot>,
+    walk: std::iter::Peekable<std::collections::btree_map::Values<'p, Arc<str>, Entry>>,
+    /// The name of the last entry the walk went past: a name up to it is searched for.
+    passed: Option<&'p str>,
+}
+
+impl<'p> Earlier<'p> {
+    fn new(previous: Option<&'p TypeSnapshot>) -> Self {
+        let walk = previous.map_or_else(Default::default, |p| p.entries.values()).peekable();
+        Earlier { previous, walk, passed: None }
+    }
+
+    fn get(&mut self, name: &str) -> Option<&'p Entry> {
+        if self.passed.is_some_and(|passed| name <= passed) {
+            return self.previous?.get(name);
+        }
+        while let Some(entry) = self.walk.next_if(|entry| &*entry.name < name) {
+            self.passed = Some(&entry.name);
+        }
+        self.walk.peek().filter(|entry| &*entry.name == name).copied()
+    }
+}
+
 fn concat<'a>(parts: impl Iterator<Item = &'a Bytes> + Clone) -> Bytes {
     let mut out = Vec::with_capacity(parts.clone().map(Bytes::len).sum());
     for part in parts {
@@ -113,6 +151,10 @@ fn resources_field(message: &[u8]) -> Bytes {
     prost::encoding::encode_varint(message.len() as u64, &mut out);
     out.extend_from_slice(message);
     Bytes::from(out)
+}
+
+fn same_buffer(a: &Bytes, b: &Bytes) -> bool {
+    a.as_ptr() == b.as_ptr() && a.len() == b.len()
 }
 
 fn short_hash(hasher: Sha1) -> String {
@@ -141,6 +183,7 @@ fn encode_entry(xds_type: XdsType, resource: &Resource, version: Arc<str>) -> En
         version,
         sotw_field: resources_field(&any.encode_to_vec()),
         delta_field: resources_field(&delta.encode_to_vec()),
+        body: resource.body.clone(),
     }
 }
 
@@ -245,6 +288,33 @@ mod tests {
             first.of(XdsType::Cluster).get("b").unwrap().version
         );
         assert!(Arc::ptr_eq(first.of(XdsType::Secret), changed.of(XdsType::Secret)));
+    }
+
+    #[test]
+    fn unchanged_entries_are_found_in_any_order_of_resources() {
+        let names: Vec<String> = (0..20).map(|i| format!("c{i:02}")).collect();
+        let all: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), n.as_bytes())).collect();
+        let list = |names: &[(&str, &[u8])]| -> Vec<Resource> {
+            names.iter().map(|(n, b)| Resource { name: n.to_string(), body: Bytes::copy_from_slice(b) }).collect()
+        };
+        let first = TypeSnapshot::new(XdsType::Cluster, &list(&all), None);
+        let mut orders: Vec<Vec<(&str, &[u8])>> = vec![all.clone(), all.iter().rev().copied().collect()];
+        // Interleaved: new names between old ones, out-of-order runs, a changed one.
+        let mut mixed: Vec<(&str, &[u8])> = all.iter().step_by(2).copied().collect();
+        mixed.extend([("c05a", &b"new"[..]), ("c03", &b"changed"[..]), ("zz", &b"new"[..])]);
+        mixed.extend(all.iter().skip(1).step_by(2).filter(|(n, _)| *n != "c03").copied());
+        orders.push(mixed);
+        for order in orders {
+            // Not sorted first, as `Resources` would be: the walk must cope with any order.
+            let next = TypeSnapshot::new(XdsType::Cluster, &list(&order), Some(&first));
+            for (name, body) in &order {
+                let (entry, old) = (next.get(name).unwrap(), first.get(name));
+                match old.filter(|old| old.body == *body) {
+                    Some(old) => assert_eq!(entry.sotw_field.as_ptr(), old.sotw_field.as_ptr(), "{name} is kept"),
+                    None => assert_ne!(Some(&entry.version), old.map(|o| &o.version), "{name} is new"),
+                }
+            }
+        }
     }
 
     #[test]

@@ -71,12 +71,11 @@ fn route_fates(translation: &Translation) -> Vec<(Vec<Provenance>, bool)> {
     let mut out = Vec::new();
     for resource in translation.resources.of(XdsType::Route) {
         let config: RouteConfiguration = resource.decode();
-        let provenance = translation.provenance.routes(&resource.name);
         for (host, virtual_host) in config.virtual_hosts.iter().enumerate() {
             for (index, route) in virtual_host.routes.iter().enumerate() {
                 let forwards = !matches!(route.action, Some(route::Action::DirectResponse(_)));
-                let behind = provenance.get(host).and_then(|routes| routes.get(index));
-                out.push((behind.cloned().unwrap_or_default(), forwards));
+                let behind = translation.provenance.route(&resource.name, host, index);
+                out.push((behind.map(<[Provenance]>::to_vec).unwrap_or_default(), forwards));
             }
         }
     }
@@ -126,14 +125,14 @@ fn check_case(case: &Path) -> CaseReport {
 
     // Which documents became resources, and which a diagnostic names.
     let mut accounted: BTreeSet<usize> = BTreeSet::new();
-    let metas = model.mappings.iter().map(|r| &r.meta).chain(model.tcp_mappings.iter().map(|r| &r.meta));
+    let metas = model.mappings.iter().map(|r| &*r.meta).chain(model.tcp_mappings.iter().map(|r| &*r.meta));
     let metas = metas
-        .chain(model.tls_contexts.iter().map(|r| &r.meta))
-        .chain(model.listeners.iter().map(|r| &r.meta))
-        .chain(model.hosts.iter().map(|r| &r.meta))
-        .chain(model.secrets.iter().map(|r| &r.meta))
-        .chain(model.modules.iter().map(|r| &r.meta))
-        .chain(model.resolvers.iter().map(|r| &r.meta))
+        .chain(model.tls_contexts.iter().map(|r| &*r.meta))
+        .chain(model.listeners.iter().map(|r| &*r.meta))
+        .chain(model.hosts.iter().map(|r| &*r.meta))
+        .chain(model.secrets.iter().map(|r| &*r.meta))
+        .chain(model.modules.iter().map(|r| &*r.meta))
+        .chain(model.resolvers.iter().map(|r| &*r.meta))
         .chain(model.skipped.iter());
     for meta in metas {
         accounted.extend(document_of(&meta.origin.file, meta.origin.document, &input_name));
@@ -188,7 +187,7 @@ fn check_case(case: &Path) -> CaseReport {
             ));
         }
     }
-    counts.skipped += model.rejected.iter().filter(|r| r.id.as_ref().is_some_and(|id| id.kind == "Mapping")).count();
+    counts.skipped += model.rejected.iter().filter(|r| r.id.as_ref().is_some_and(|id| &*id.kind == "Mapping")).count();
     let listeners: BTreeSet<ResourceId> = translation
         .resources
         .of(XdsType::Listener)

@@ -240,7 +240,7 @@ fn every_served_output_loads_in_every_supported_envoy() {
     let results = support::in_parallel(&jobs, |((name, spec, context), (version, envoy))| {
         let translation = translate_case(scratch.path(), &format!("{name}-{version}"), spec, context.as_deref());
         let good_served =
-            translation.provenance.of(XdsType::Route, "ambassador-routes").iter().any(|p| p.resource.name == "good");
+            translation.provenance.of(XdsType::Route, "ambassador-routes").iter().any(|p| &*p.resource.name == "good");
         let bootstrap = support::validation_bootstrap(&translation.resources);
         let path = scratch.path().join(format!("{}-{version}.json", name.replace('/', "_")));
         std::fs::write(&path, bootstrap.to_string()).unwrap();

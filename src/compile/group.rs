@@ -31,7 +31,7 @@ pub enum Role {
 pub struct Candidate {
     /// `<namespace>/<name>`.
     pub name: String,
-    pub meta: Meta,
+    pub meta: std::sync::Arc<Meta>,
     pub matcher: MatchSpec,
     pub role: Role,
     /// A forward (its cluster by identity until names are final), a redirect, or fail-closed.

@@ -42,10 +42,11 @@ pub use material::{check_ca_bundle, check_certificate, leaf_uri_sans, CertifiedP
 use crate::diagnostic::{self, Diagnostic, Kind, ResourceId};
 use crate::model::{Mapping, Model, TlsFiles};
 use edge::termination::ResolvedTermination;
+use edge::Origins;
 use ir::Ir;
-use mapping::{route_name, MappingCompiler};
+use mapping::MappingCompiler;
 use mapping_memo::MappingMemo;
-use select::{select, unique, ContextLookup};
+use select::{processing_order, select, unique, ContextLookup};
 use std::collections::{BTreeSet, HashMap};
 use tls::{ResolvedContext, SecretIndex};
 
@@ -186,7 +187,7 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
         .skipped
         .iter()
         .filter(|meta| meta.belongs_to(&options.ambassador_id))
-        .map(|meta| meta.id.kind.clone())
+        .map(|meta| meta.id.kind.to_string())
         .collect();
     let mut rejected = BTreeSet::new();
     let settings = module::settings(&modules, &skipped_kinds, options, &mut diagnostics, &mut rejected);
@@ -206,7 +207,7 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
     // Emissary processes Mappings in the order of their `name.namespace` keys; route order ties
     // depend on it, so we do the same. Its probe Mappings come first.
     let mut ordered = mappings;
-    ordered.sort_by_cached_key(|m| format!("{}.{}", m.meta.name(), m.meta.namespace()));
+    ordered.sort_by(|a, b| processing_order(a, b));
     let all_mappings: Vec<&Mapping> = settings.probes.iter().chain(ordered.iter().copied()).collect();
     let mut compiled_mappings = Vec::with_capacity(all_mappings.len());
     let mut clusters = cluster::ClusterSet::default();
@@ -264,7 +265,12 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
         }
     }
 
-    let origins: HashMap<String, &Mapping> = all_mappings.iter().map(|m| (route_name(m), *m)).collect();
+    // By route name, which each candidate was given when its Mapping compiled.
+    let origins: Origins<'_> = all_mappings
+        .iter()
+        .zip(&compiled_mappings)
+        .filter_map(|(mapping, compiled)| Some((compiled.candidate.as_ref()?.name.as_str(), *mapping)))
+        .collect();
     let groups = group::group(&candidates, &mut diagnostics, &mut rejected);
     let mut group_memo = group_memo::GroupPass::continuing(previous_memo.groups());
     let (routes, rejected_groups) =
@@ -272,7 +278,7 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
     let memo = memo.finish(group_memo.finish());
     for group in rejected_groups {
         for member in &group.members {
-            let meta = &origins[member].meta;
+            let meta = &origins[member.as_str()].meta;
             rejected.insert(meta.id.clone());
             diagnostics.push(Diagnostic::error(
                 Some(&meta.origin),

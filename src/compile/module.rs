@@ -67,7 +67,7 @@ pub struct Settings {
     /// The Module's `load_balancer`: the default for Mappings without their own whose resolver
     /// routes to endpoints.
     pub load_balancer: Option<Balancing>,
-    pub module: Option<Meta>,
+    pub module: Option<std::sync::Arc<Meta>>,
 }
 
 const LIVENESS: (&str, &str) = ("internal_liveness_probe_mapping", "/ambassador/v0/check_alive");
@@ -136,7 +136,7 @@ pub fn settings(
 
 /// Whether a Mapping is one of Emissary's probe routes.
 pub fn is_probe(meta: &Meta) -> bool {
-    meta.id.kind == PROBE_KIND
+    *meta.id.kind == *PROBE_KIND
 }
 
 fn probe_mapping(name: &str, path: &str, probe: &Probe, origin: &Origin, options: &Options) -> Mapping {

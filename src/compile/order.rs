@@ -250,7 +250,7 @@ mod tests {
         let id = ResourceId::new("Mapping", "default", name);
         Candidate {
             name: name.into(),
-            meta: Meta { id, origin: Origin::file("t.yaml"), ambassador_id: None, labels: Default::default() },
+            meta: Meta { id, origin: Origin::file("t.yaml"), ambassador_id: None, labels: Default::default() }.into(),
             matcher,
             role,
             action: RouteAction::Forward(Forward::to(format!("cluster_{name}"))),

@@ -111,7 +111,7 @@ impl Resolvers {
         let name = name.filter(|n| !n.is_empty()).unwrap_or(DEFAULT_RESOLVER);
         let candidates = self.by_name.get(name).map(Vec::as_slice).unwrap_or_default();
         let in_namespace = |entry: &&Result<ResolverRef, String>| match entry {
-            Ok(resolver) => resolver.provenance.as_ref().is_some_and(|p| p.resource.namespace == namespace),
+            Ok(resolver) => resolver.provenance.as_ref().is_some_and(|p| *p.resource.namespace == *namespace),
             Err(_) => false,
         };
         if let Some(local) = candidates.iter().find(in_namespace) {
@@ -125,7 +125,7 @@ impl Resolvers {
                     .iter()
                     .flatten()
                     .filter_map(|r| r.provenance.as_ref())
-                    .map(|p| p.resource.namespace.clone())
+                    .map(|p| p.resource.namespace.to_string())
                     .collect();
                 Err(format!("resolver `{name}` is ambiguous: it exists in namespaces {}", namespaces.join(", ")))
             }

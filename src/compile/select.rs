@@ -1,10 +1,25 @@
 //! Which resources take part: those of this Ambassador instance (`ambassador_id`), one per
-//! `Kind namespace/name`, and how a Mapping's `tls:` finds its TLSContext.
+//! `Kind namespace/name`, in what order Mappings are processed, and how a Mapping's `tls:` finds
+//! its TLSContext.
 
 use super::Options;
 use crate::diagnostic::{Diagnostic, Kind, Origin, ResourceId};
-use crate::model::{Resource, TlsContext};
+use crate::model::{Mapping, Resource, TlsContext};
+use std::cmp::Ordering;
 use std::collections::HashMap;
+
+/// Emissary's processing order: by the key `name.namespace`, compared without being built (this
+/// runs over every Mapping on every reload). Only when one name is a prefix of the other does
+/// the rest of the key decide.
+pub fn processing_order(a: &Mapping, b: &Mapping) -> Ordering {
+    fn key(m: &Mapping) -> impl Iterator<Item = u8> + '_ {
+        let (name, namespace) = (m.meta.name().bytes(), m.meta.namespace().bytes());
+        name.chain(std::iter::once(b'.')).chain(namespace)
+    }
+    let (a_name, b_name) = (a.meta.name().as_bytes(), b.meta.name().as_bytes());
+    let common = a_name.len().min(b_name.len());
+    a_name[..common].cmp(&b_name[..common]).then_with(|| key(a).cmp(key(b)))
+}
 
 /// The resources whose `ambassador_id` names this instance.
 pub fn select<'a, S>(resources: &'a [Resource<S>], options: &Options) -> Vec<&'a Resource<S>> {
@@ -61,6 +76,32 @@ impl<'a> ContextLookup<'a> {
             many => {
                 let namespaces: Vec<&str> = many.iter().map(|ctx| ctx.meta.namespace()).collect();
                 Err(format!("TLSContext `{name}` is ambiguous: it exists in namespaces {}", namespaces.join(", ")))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostic::Origin;
+    use crate::model::{MappingSpec, Meta};
+
+    fn mapping(name: &str, namespace: &str) -> Mapping {
+        let id = ResourceId::new("Mapping", namespace, name);
+        let meta = Meta { id, origin: Origin::file("m.yaml"), ambassador_id: None, labels: Default::default() };
+        Resource::new(meta, MappingSpec::default())
+    }
+
+    #[test]
+    fn mappings_are_processed_in_the_order_of_their_name_dot_namespace_keys() {
+        let pairs =
+            [("a", "z"), ("a-b", "a"), ("a.b", "c"), ("a", "b.c"), ("ab", "a"), ("a", "a"), ("b", ""), ("", "b")];
+        let mappings: Vec<Mapping> = pairs.iter().map(|(name, namespace)| mapping(name, namespace)).collect();
+        for a in &mappings {
+            for b in &mappings {
+                let key = |m: &Mapping| format!("{}.{}", m.meta.name(), m.meta.namespace());
+                assert_eq!(processing_order(a, b), key(a).cmp(&key(b)), "{} vs {}", key(a), key(b));
             }
         }
     }

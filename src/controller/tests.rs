@@ -149,7 +149,7 @@ fn a_broken_new_mapping_cannot_take_a_canary_group_down() {
     let names: Vec<String> = routes(&served).into_iter().map(|(name, _)| name).collect();
     assert_eq!(names, ["default/canary", "default/main"], "{diagnostics:?}");
     assert!(
-        diagnostics.iter().any(|d| d.is_error() && d.resource.as_ref().unwrap().name == "extra"),
+        diagnostics.iter().any(|d| d.is_error() && &*d.resource.as_ref().unwrap().name == "extra"),
         "{diagnostics:?}"
     );
 }

@@ -72,17 +72,18 @@ impl Meta {
     }
 }
 
-/// One resource as read. The spec is shared: reloads pass every unchanged resource from the
-/// source's cache through restoring, compiling and the last good record without copying it.
+/// One resource as read. Its identity and spec are shared: reloads pass every unchanged resource
+/// from the source's cache through restoring, compiling and the last good record without copying
+/// it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resource<S> {
-    pub meta: Meta,
+    pub meta: std::sync::Arc<Meta>,
     pub spec: std::sync::Arc<S>,
 }
 
 impl<S> Resource<S> {
     pub fn new(meta: Meta, spec: S) -> Resource<S> {
-        Resource { meta, spec: std::sync::Arc::new(spec) }
+        Resource { meta: std::sync::Arc::new(meta), spec: std::sync::Arc::new(spec) }
     }
 }
 
@@ -147,16 +148,16 @@ impl Model {
         let metas = self
             .mappings
             .iter()
-            .map(|r| &r.meta)
-            .chain(self.tls_contexts.iter().map(|r| &r.meta))
-            .chain(self.listeners.iter().map(|r| &r.meta))
-            .chain(self.hosts.iter().map(|r| &r.meta))
-            .chain(self.secrets.iter().map(|r| &r.meta))
-            .chain(self.modules.iter().map(|r| &r.meta))
-            .chain(self.tcp_mappings.iter().map(|r| &r.meta))
-            .chain(self.resolvers.iter().map(|r| &r.meta))
+            .map(|r| &*r.meta)
+            .chain(self.tls_contexts.iter().map(|r| &*r.meta))
+            .chain(self.listeners.iter().map(|r| &*r.meta))
+            .chain(self.hosts.iter().map(|r| &*r.meta))
+            .chain(self.secrets.iter().map(|r| &*r.meta))
+            .chain(self.modules.iter().map(|r| &*r.meta))
+            .chain(self.tcp_mappings.iter().map(|r| &*r.meta))
+            .chain(self.resolvers.iter().map(|r| &*r.meta))
             .chain(self.skipped.iter());
-        metas.map(Meta::provenance).collect()
+        metas.map(|meta| meta.provenance()).collect()
     }
 
     pub fn extend(&mut self, other: Model) {

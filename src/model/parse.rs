@@ -223,7 +223,7 @@ impl Parser {
             "TLSContext" => typed!(tls_contexts),
             "Listener" => typed!(listeners),
             "Host" => typed!(hosts),
-            "Module" if id.name == AMBASSADOR_MODULE => typed!(modules),
+            "Module" if *id.name == *AMBASSADOR_MODULE => typed!(modules),
             "ConsulResolver" => {
                 if let Some((fields, meta)) =
                     self.typed_spec::<ConsulResolverFields>(origin, id, labels, spec, field_prefix)

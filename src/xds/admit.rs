@@ -100,7 +100,7 @@ pub fn admit(ir: &Ir, limits: &Limits, previous: &AdmitMemo) -> (Admitted, Admit
         });
         match &kept.1 {
             Ok(body) => {
-                out.provenance.insert(XdsType::Cluster, &ir_cluster.name, ir_cluster.provenance.clone());
+                out.provenance.insert_cluster(ir_cluster);
                 clusters.push(Resource { name: ir_cluster.name.clone(), body: body.clone() });
             }
             Err(problem) => {
@@ -168,7 +168,7 @@ pub fn admit(ir: &Ir, limits: &Limits, previous: &AdmitMemo) -> (Admitted, Admit
             for route in &host.routes {
                 if let Some(bytes) = verdicts.admit(route, &dropped_clusters, limits, &mut out.diagnostics) {
                     encoded.push(bytes);
-                    behind.push(route.route.provenance.clone());
+                    behind.push(route.route.clone());
                 }
             }
             hosts.push((host, encoded));

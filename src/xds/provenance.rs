@@ -3,20 +3,73 @@
 //! namespace/name` a user can fix.
 
 use super::{PerType, XdsType};
+use crate::compile::ir::{Cluster, Route};
 use crate::diagnostic::{Diagnostic, Kind, Provenance};
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProvenanceIndex {
     by_name: PerType<BTreeMap<String, Vec<Provenance>>>,
-    /// Per route configuration and virtual host, the provenance of each route in order: Envoy's
-    /// messages name a failing route by its indexes (`VirtualHosts[1]...Routes[3]`).
-    routes: BTreeMap<String, Vec<Vec<Vec<Provenance>>>>,
+    /// Served clusters, shared with the compile: there is one per Mapping or so, and a reload
+    /// copies none of their provenance.
+    clusters: Clusters,
+    /// Per route configuration and virtual host, each route in order: Envoy's messages name a
+    /// failing route by its indexes (`VirtualHosts[1]...Routes[3]`).
+    routes: BTreeMap<String, RouteTable>,
 }
+
+/// Clusters, and where each is by name, worked out when first asked for.
+#[derive(Debug, Clone, Default)]
+struct Clusters {
+    served: Vec<Arc<Cluster>>,
+    by_name: OnceLock<foldhash::HashMap<String, usize>>,
+}
+
+/// `by_name` follows from `served`.
+impl PartialEq for Clusters {
+    fn eq(&self, other: &Self) -> bool {
+        self.served == other.served
+    }
+}
+
+impl Eq for Clusters {}
+
+impl Clusters {
+    fn get(&self, name: &str) -> Option<&Cluster> {
+        let by_name = self.by_name.get_or_init(|| {
+            self.served.iter().enumerate().map(|(index, cluster)| (cluster.name.clone(), index)).collect()
+        });
+        by_name.get(name).map(|index| &*self.served[*index])
+    }
+}
+
+/// The routes of one route configuration, shared with the compile (a reload copies no
+/// provenance), and everything behind them, worked out when first asked for.
+#[derive(Debug, Clone, Default)]
+struct RouteTable {
+    hosts: Vec<Vec<Arc<Route>>>,
+    all: OnceLock<Vec<Provenance>>,
+}
+
+/// `all` follows from `hosts`, whether or not it was asked for yet.
+impl PartialEq for RouteTable {
+    fn eq(&self, other: &Self) -> bool {
+        self.hosts == other.hosts
+    }
+}
+
+impl Eq for RouteTable {}
 
 impl ProvenanceIndex {
     pub fn insert(&mut self, xds_type: XdsType, name: &str, provenance: Vec<Provenance>) {
         self.by_name[xds_type].entry(name.to_string()).or_default().extend(provenance);
+    }
+
+    /// A served cluster: what is behind it is its provenance.
+    pub fn insert_cluster(&mut self, cluster: &Arc<Cluster>) {
+        self.clusters.served.push(cluster.clone());
+        self.clusters.by_name = OnceLock::new();
     }
 
     /// Takes over everything `other` knows.
@@ -26,26 +79,36 @@ impl ProvenanceIndex {
                 self.insert(xds_type, name, provenance.clone());
             }
         }
+        for cluster in &other.clusters.served {
+            self.insert_cluster(cluster);
+        }
         self.routes.extend(other.routes);
     }
 
-    /// `routes[v][r]`: the resources behind route `r` of virtual host `v`.
-    pub fn insert_routes(&mut self, config: &str, routes: Vec<Vec<Vec<Provenance>>>) {
-        let mut all: Vec<Provenance> = routes.iter().flatten().flatten().cloned().collect();
-        all.sort();
-        all.dedup();
-        self.insert(XdsType::Route, config, all);
-        self.routes.insert(config.to_string(), routes);
+    /// `hosts[v][r]`: route `r` of virtual host `v`, as served.
+    pub fn insert_routes(&mut self, config: &str, hosts: Vec<Vec<Arc<Route>>>) {
+        self.routes.insert(config.to_string(), RouteTable { hosts, all: OnceLock::new() });
     }
 
-    /// The resources behind each route of a route configuration: `[v][r]` for route `r` of
-    /// virtual host `v`.
-    pub fn routes(&self, config: &str) -> &[Vec<Vec<Provenance>>] {
-        self.routes.get(config).map(Vec::as_slice).unwrap_or_default()
+    /// The resources behind route `route` of virtual host `host` of a route configuration.
+    pub fn route(&self, config: &str, host: usize, route: usize) -> Option<&[Provenance]> {
+        Some(&self.routes.get(config)?.hosts.get(host)?.get(route)?.provenance)
     }
 
     /// The resources behind one xDS resource.
     pub fn of(&self, xds_type: XdsType, name: &str) -> &[Provenance] {
+        if let Some(table) = self.routes.get(name).filter(|_| xds_type == XdsType::Route) {
+            return table.all.get_or_init(|| {
+                let mut all: Vec<Provenance> =
+                    table.hosts.iter().flatten().flat_map(|route| route.provenance.iter().cloned()).collect();
+                all.sort();
+                all.dedup();
+                all
+            });
+        }
+        if let Some(cluster) = self.clusters.get(name).filter(|_| xds_type == XdsType::Cluster) {
+            return &cluster.provenance;
+        }
         self.by_name[xds_type].get(name).map(Vec::as_slice).unwrap_or_default()
     }
 
@@ -58,7 +121,7 @@ impl ProvenanceIndex {
             let pointed = (xds_type == XdsType::Route)
                 .then(|| route_index(error_detail))
                 .flatten()
-                .and_then(|(host, index)| self.routes.get(name)?.get(host)?.get(index));
+                .and_then(|(host, index)| self.route(name, host, index));
             match pointed {
                 Some(route) => out.extend(route.iter().cloned()),
                 None => out.extend(self.of(xds_type, name).iter().cloned()),
@@ -101,12 +164,30 @@ mod tests {
         Provenance { origin: Origin::file("m.yaml"), resource: ResourceId::new("Mapping", "default", name) }
     }
 
+    /// A route that only carries what is behind it.
+    fn behind(mapping: Provenance) -> Arc<Route> {
+        use crate::compile::ir::{PathMatch, RouteAction, RouteMatch};
+        Arc::new(Route {
+            name: mapping.resource.name.to_string(),
+            matcher: RouteMatch {
+                path: PathMatch::Prefix("/".into()),
+                case_sensitive: true,
+                headers: Vec::new(),
+                query_parameters: Vec::new(),
+                runtime_fraction: None,
+            },
+            action: RouteAction::HttpsRedirect,
+            policy: Default::default(),
+            provenance: vec![mapping],
+        })
+    }
+
     #[test]
     fn a_nack_naming_a_route_blames_its_mapping_only() {
         let mut index = ProvenanceIndex::default();
         index.insert_routes(
             "ambassador-routes",
-            vec![vec![vec![mapping("a")], vec![mapping("b")]], vec![vec![mapping("c")], vec![mapping("a")]]],
+            vec![vec![behind(mapping("a")), behind(mapping("b"))], vec![behind(mapping("c")), behind(mapping("a"))]],
         );
         let names = ["ambassador-routes".to_string()];
         let detail = "Proto constraint validation failed (RouteConfigurationValidationError.VirtualHosts[0]: embedded message failed validation | caused by VirtualHostValidationError.Routes[1]: ...)";
@@ -114,6 +195,8 @@ mod tests {
         let second_host = detail.replace("VirtualHosts[0]", "VirtualHosts[1]").replace("Routes[1]", "Routes[0]");
         assert_eq!(index.culprits(XdsType::Route, &names, &second_host), [mapping("c")]);
         assert_eq!(index.culprits(XdsType::Route, &names, "something else").len(), 3);
+        assert_eq!(index.of(XdsType::Route, "ambassador-routes"), [mapping("a"), mapping("b"), mapping("c")]);
+        assert_eq!(index.route("ambassador-routes", 1, 1), Some(&[mapping("a")][..]));
         assert!(index.culprits(XdsType::Cluster, &["nope".into()], "").is_empty());
     }
 }

@@ -119,7 +119,7 @@ pub fn edge_hosts<'a>(
     } else {
         for ctx in &termination_contexts {
             for name in ctx.spec.hosts.iter().flatten().filter(|name| !tcp_hosts.contains(name.as_str())) {
-                let served = out.iter().any(|h| h.hostname.eq_ignore_ascii_case(name) || h.id().name == *name);
+                let served = out.iter().any(|h| h.hostname.eq_ignore_ascii_case(name) || *h.id().name == **name);
                 if !served {
                     let message = format!("`hosts` lists {name}, which no Host serves; TLS is not terminated for it (add a Host with `hostname: {name}`)");
                     terminations.diagnostics.push(Diagnostic::warning(

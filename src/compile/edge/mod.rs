@@ -95,13 +95,16 @@ pub fn prepare<'a>(
     Prepared { listeners, hosts, resolved }
 }
 
+/// The Mappings behind routes, by route name.
+pub type Origins<'a> = foldhash::HashMap<&'a str, &'a Mapping>;
+
 /// Builds the edge for `routes` (in route order), whose Mappings `mappings` holds by route name;
 /// every HTTP connection manager gets the Module's settings `http`.
 pub fn build(
     prepared: Prepared<'_>,
     http: &HttpOptions,
     routes: Vec<Arc<Route>>,
-    mappings: &HashMap<String, &Mapping>,
+    mappings: &Origins<'_>,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Edge {
     let Prepared { listeners, hosts, resolved } = prepared;
@@ -119,7 +122,7 @@ pub fn build(
     let routes: Vec<(Arc<Route>, Attachment)> = routes
         .into_iter()
         .map(|route| {
-            let attachment = attachment(mappings[&route.name]);
+            let attachment = attachment(mappings[route.name.as_str()]);
             (route, attachment)
         })
         .collect();

@@ -158,7 +158,7 @@ fn unknown_ambassador_version_is_an_error() {
 fn the_inventory_lists_every_kind_read() {
     let text = "---\nkind: Mapping\nname: m\nprefix: /\nservice: s\nresolver: consul-dc1\n---\napiVersion: getambassador.io/v3alpha1\nkind: ConsulResolver\nmetadata: {name: consul-dc1}\nspec: {datacenter: dc1}\n---\nkind: KubernetesEndpointResolver\nname: endpoint\n---\nkind: Module\nname: ambassador\nconfig: {}\n---\nkind: TCPMapping\nname: t\nport: 2222\nservice: db\n---\nkind: AuthService\nname: auth\nauth_service: a\n";
     let (model, _) = parse(text);
-    let kinds: Vec<String> = model.inventory().into_iter().map(|p| p.resource.kind).collect();
+    let kinds: Vec<String> = model.inventory().into_iter().map(|p| p.resource.kind.to_string()).collect();
     assert_eq!(
         kinds,
         ["Mapping", "Module", "TCPMapping", "ConsulResolver", "KubernetesEndpointResolver", "AuthService"]

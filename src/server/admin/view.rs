@@ -114,9 +114,9 @@ pub fn overview_at(snapshot: &Snapshot, ready: bool, report: &ReloadReport, regi
             .inventory
             .iter()
             .map(|p| InventoryRow {
-                kind: p.resource.kind.clone(),
-                namespace: p.resource.namespace.clone(),
-                name: p.resource.name.clone(),
+                kind: p.resource.kind.to_string(),
+                namespace: p.resource.namespace.to_string(),
+                name: p.resource.name.to_string(),
                 file: p.origin.file.to_string(),
                 document: document(&p.origin),
             })
@@ -196,7 +196,7 @@ fn route_rows(snapshot: &Snapshot, diagnostics: &[Diagnostic]) -> Vec<RouteRow> 
     // A route is named `<namespace>/<Mapping>`; its Mapping's errors say why it fails closed.
     let mut errors: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for diagnostic in diagnostics.iter().filter(|d| d.is_error()) {
-        if let Some(resource) = diagnostic.resource.as_ref().filter(|r| r.kind == "Mapping") {
+        if let Some(resource) = diagnostic.resource.as_ref().filter(|r| &*r.kind == "Mapping") {
             errors.entry(format!("{}/{}", resource.namespace, resource.name)).or_default().push(&diagnostic.message);
         }
     }

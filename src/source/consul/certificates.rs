@@ -79,7 +79,7 @@ impl Source for ConsulCertificateSource {
             Box::new(Diagnostic::error(Some(&origin), Some(&self.secret), why).with_kind(Kind::Invalid))
         })?;
         let secret: Secret = Resource {
-            meta: Meta { id: self.secret.clone(), origin, ambassador_id: None, labels: Default::default() },
+            meta: Meta { id: self.secret.clone(), origin, ambassador_id: None, labels: Default::default() }.into(),
             spec: std::sync::Arc::new(SecretData { secret_type: "kubernetes.io/tls".into(), entries }),
         };
         let model = Model { secrets: vec![secret], ..Model::default() };

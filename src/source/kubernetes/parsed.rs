@@ -112,8 +112,8 @@ fn parse(resource: &ApiResource, mut object: DynamicObject) -> Parsed {
             (Model::default(), Vec::new())
         }
     };
-    if resource.kind != "Service" {
-        let id = ResourceId::new(&resource.kind, namespace, name);
+    if &*resource.kind != "Service" {
+        let id = ResourceId::new(resource.kind.clone(), namespace, name);
         for rejected in &mut model.rejected {
             rejected.id.get_or_insert_with(|| id.clone());
         }
