@@ -13,11 +13,24 @@ use sha1::{Digest, Sha1};
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
-/// One resource, ready to send: both of its wire forms, already framed as field 2 (`resources`)
-/// of a `DiscoveryResponse` and of a `DeltaDiscoveryResponse`, so a response is its header
-/// fields followed by these bytes, shared (reference-counted) by every stream.
+/// One resource, ready to send (see [`Framed`]), shared by every stream and every snapshot it is
+/// unchanged in: one reference count to take, not five.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Entry {
+pub struct Entry(Arc<Framed>);
+
+impl std::ops::Deref for Entry {
+    type Target = Framed;
+
+    fn deref(&self) -> &Framed {
+        &self.0
+    }
+}
+
+/// One resource's both wire forms, already framed as field 2 (`resources`) of a
+/// `DiscoveryResponse` and of a `DeltaDiscoveryResponse`, so a response is its header fields
+/// followed by these bytes.
+#[derive(PartialEq, Eq)]
+pub struct Framed {
     pub name: Arc<str>,
     /// Hash of the encoded resource: equal bytes, equal version.
     pub version: Arc<str>,
@@ -178,13 +191,13 @@ fn encode_entry(xds_type: XdsType, resource: &Resource, version: Arc<str>) -> En
         resource: Some(any.clone()),
         ..Default::default()
     };
-    Entry {
+    Entry(Arc::new(Framed {
         name: Arc::from(resource.name.as_str()),
         version,
         sotw_field: resources_field(&any.encode_to_vec()),
         delta_field: resources_field(&delta.encode_to_vec()),
         body: resource.body.clone(),
-    }
+    }))
 }
 
 /// One complete configuration as served. Immutable; replaced as a whole.

@@ -179,20 +179,26 @@ impl ClusterSet {
     /// The clusters under their Envoy names (collisions told apart, long names shortened as
     /// Emissary does), sorted by name, and the identity → Envoy name map the routes need.
     pub fn finish(self, diagnostics: &mut Vec<Diagnostic>) -> (Vec<Arc<Cluster>>, EnvoyNames) {
-        let mut claimed: Vec<(String, Claimed)> = self.clusters.into_iter().collect();
-        claimed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut uses: HashMap<&str, usize> = HashMap::with_capacity(claimed.len());
-        for (_, entry) in &claimed {
-            *uses.entry(&entry.first.cluster.name).or_default() += 1;
-        }
-        let full_names: Vec<String> = claimed
+        // By name, then identity: clusters whose names collide are neighbours, and the clusters
+        // come out nearly in the order they are served in. The keys are taken out first, so
+        // that sorting compares strings rather than chasing pointers to them.
+        let claimed: Vec<(String, Claimed)> = self.clusters.into_iter().collect();
+        let mut order: Vec<(&str, &str, usize)> = claimed
             .iter()
-            .map(|(identity, entry)| {
-                let (cluster, owner) = (&entry.first.cluster, entry.first.owner());
-                let name = &cluster.name;
-                if uses[name.as_str()] == 1 {
-                    return name.clone();
+            .enumerate()
+            .map(|(at, (identity, entry))| (entry.first.cluster.name.as_str(), identity.as_str(), at))
+            .collect();
+        order.sort_unstable();
+        let name_at = |i: usize| order.get(i).map(|(name, _, _)| *name);
+        let full_names: Vec<(usize, String)> = (0..order.len())
+            .map(|i| {
+                let (name, identity, at) = order[i];
+                let collides = (i > 0 && name_at(i - 1) == Some(name)) || name_at(i + 1) == Some(name);
+                if !collides {
+                    return (at, name.to_string());
                 }
+                let entry = &claimed[at].1;
+                let (cluster, owner) = (&entry.first.cluster, entry.first.owner());
                 let digest = hex::encode(Sha1::digest(identity.as_bytes()));
                 let full = format!("{name}_{}", &digest[..8]);
                 let target = match &cluster.eds {
@@ -204,25 +210,28 @@ impl ClusterSet {
                 diagnostics.push(
                     Diagnostic::warning(Some(&owner.origin), Some(&owner.resource), message).with_kind(Kind::Duplicate),
                 );
-                full
+                (at, full)
             })
             .collect();
-        let shortened = names::shorten_long_cluster_names(full_names.iter().map(String::as_str));
+        let shortened = names::shorten_long_cluster_names(full_names.iter().map(|(_, full)| full.as_str()));
+        let mut claimed: Vec<Option<(String, Claimed)>> = claimed.into_iter().map(Some).collect();
         let mut clusters = Vec::with_capacity(claimed.len());
         let mut routes_to = HashMap::with_capacity(claimed.len());
-        for ((identity, entry), full) in claimed.into_iter().zip(full_names) {
+        for (at, full) in full_names {
+            let (identity, entry) = claimed[at].take().expect("each cluster is named once");
             let name = shortened.get(&full).cloned().unwrap_or(full);
-            routes_to.insert(identity, name.clone());
             let claimed = &entry.first.cluster;
             if claimed.name == name && entry.later_owners.is_empty() {
                 clusters.push(claimed.clone());
             } else {
                 let mut cluster = Cluster::clone(claimed);
-                cluster.name = name;
+                cluster.name = name.clone();
                 cluster.provenance.extend(entry.later_owners);
                 clusters.push(Arc::new(cluster));
             }
+            routes_to.insert(identity, name);
         }
+        // Only renamed clusters (told apart, shortened) can be out of place.
         clusters.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         (clusters, routes_to)
     }

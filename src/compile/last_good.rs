@@ -21,7 +21,8 @@
 use super::{compile_pass, Compiled, MappingMemo, Options, Pass, Resolutions};
 use crate::diagnostic::{self, Diagnostic, Kind, ResourceId};
 use crate::model::{Model, Rejected, Resource, TlsFiles};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt};
+use std::collections::{BTreeSet, HashSet};
 
 /// What the last reload accepted, per resource.
 #[derive(Debug, Clone, Default)]

@@ -266,11 +266,13 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
     }
 
     // By route name, which each candidate was given when its Mapping compiled.
-    let origins: Origins<'_> = all_mappings
-        .iter()
-        .zip(&compiled_mappings)
-        .filter_map(|(mapping, compiled)| Some((compiled.candidate.as_ref()?.name.as_str(), *mapping)))
-        .collect();
+    let origins = Origins::new(
+        all_mappings
+            .iter()
+            .zip(&compiled_mappings)
+            .filter_map(|(mapping, compiled)| Some((compiled.candidate.as_ref()?.name.as_str(), *mapping)))
+            .collect(),
+    );
     let groups = group::group(&candidates, &mut diagnostics, &mut rejected);
     let mut group_memo = group_memo::GroupPass::continuing(previous_memo.groups());
     let (routes, rejected_groups) =
@@ -278,7 +280,7 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
     let memo = memo.finish(group_memo.finish());
     for group in rejected_groups {
         for member in &group.members {
-            let meta = &origins[member.as_str()].meta;
+            let meta = &origins.of(member).meta;
             rejected.insert(meta.id.clone());
             diagnostics.push(Diagnostic::error(
                 Some(&meta.origin),

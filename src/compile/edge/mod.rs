@@ -95,8 +95,24 @@ pub fn prepare<'a>(
     Prepared { listeners, hosts, resolved }
 }
 
-/// The Mappings behind routes, by route name.
-pub type Origins<'a> = foldhash::HashMap<&'a str, &'a Mapping>;
+/// The Mappings behind routes, by route name. Only Hosts (and refused canary groups) ask, so the
+/// index is built when first asked for, not on every reload of a configuration without Hosts.
+pub struct Origins<'a> {
+    routes: Vec<(&'a str, &'a Mapping)>,
+    by_name: std::cell::OnceCell<foldhash::HashMap<&'a str, &'a Mapping>>,
+}
+
+impl<'a> Origins<'a> {
+    /// `routes`: each route name with its Mapping.
+    pub fn new(routes: Vec<(&'a str, &'a Mapping)>) -> Self {
+        Origins { routes, by_name: std::cell::OnceCell::new() }
+    }
+
+    /// The Mapping behind the route named `route` (every route has one).
+    pub fn of(&self, route: &str) -> &'a Mapping {
+        self.by_name.get_or_init(|| self.routes.iter().copied().collect())[route]
+    }
+}
 
 /// Builds the edge for `routes` (in route order), whose Mappings `mappings` holds by route name;
 /// every HTTP connection manager gets the Module's settings `http`.
@@ -122,7 +138,7 @@ pub fn build(
     let routes: Vec<(Arc<Route>, Attachment)> = routes
         .into_iter()
         .map(|route| {
-            let attachment = attachment(mappings[route.name.as_str()]);
+            let attachment = attachment(mappings.of(&route.name));
             (route, attachment)
         })
         .collect();
