@@ -37,12 +37,44 @@ pub struct ClusterRequest<'r, 'a> {
 
 /// Cluster identity → Envoy name. Maps in the per-reload path hash with foldhash: SipHash over
 /// every cluster identity and group id was a tenth of a reload, and these keys are not secret.
-pub type EnvoyNames = HashMap<String, String>;
+#[derive(Debug, Default)]
+pub struct EnvoyNames {
+    by_identity: HashMap<Arc<str>, String>,
+    /// The identities whose Envoy name is not the name their claims give them (told apart from
+    /// a colliding one, or shortened). Every other Envoy name follows from the identity alone.
+    renamed: foldhash::HashSet<Arc<str>>,
+}
+
+impl EnvoyNames {
+    /// Whether the cluster `identity` is not under the name its claims give it.
+    pub fn renamed(&self, identity: &str) -> bool {
+        !self.renamed.is_empty() && self.renamed.contains(identity)
+    }
+}
+
+/// Names as given, none renamed (tests).
+#[cfg(test)]
+impl FromIterator<(String, String)> for EnvoyNames {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(names: I) -> Self {
+        EnvoyNames {
+            by_identity: names.into_iter().map(|(id, name)| (id.into(), name)).collect(),
+            renamed: Default::default(),
+        }
+    }
+}
+
+impl std::ops::Index<&str> for EnvoyNames {
+    type Output = String;
+
+    fn index(&self, identity: &str) -> &String {
+        &self.by_identity[identity]
+    }
+}
 
 /// The clusters the Mappings need, by identity: the parts of their names, unmangled.
 #[derive(Default)]
 pub struct ClusterSet {
-    clusters: HashMap<String, Claimed>,
+    clusters: HashMap<Arc<str>, Claimed>,
 }
 
 /// A cluster as its first claim made it, and who else uses it.
@@ -55,8 +87,9 @@ struct Claimed {
 /// computed from the Mapping alone (so it is remembered with the Mapping's candidate).
 #[derive(Debug, Clone)]
 pub struct ClusterClaim {
-    /// The parts of the cluster's name, unmangled, and what else tells clusters apart.
-    pub identity: String,
+    /// The parts of the cluster's name, unmangled, and what else tells clusters apart (shared:
+    /// every reload keys the cluster set by it).
+    pub identity: Arc<str>,
     /// Its provenance starts with the claiming Mapping's.
     cluster: Arc<Cluster>,
 }
@@ -66,12 +99,12 @@ impl ClusterSet {
     pub fn cluster_for(&mut self, request: ClusterRequest<'_, '_>, diagnostics: &mut Vec<Diagnostic>) -> String {
         let claim = Arc::new(ClusterClaim::new(request));
         self.claim(&claim, diagnostics);
-        claim.identity.clone()
+        claim.identity.to_string()
     }
 
     /// Adds the claimed cluster, or (when an earlier Mapping claimed it) its owner's provenance.
     pub fn claim(&mut self, claim: &Arc<ClusterClaim>, diagnostics: &mut Vec<Diagnostic>) {
-        let Some(claimed) = self.clusters.get_mut(&claim.identity) else {
+        let Some(claimed) = self.clusters.get_mut(&*claim.identity) else {
             let claimed = Claimed { first: claim.clone(), later_owners: Vec::new() };
             self.clusters.insert(claim.identity.clone(), claimed);
             return;
@@ -132,7 +165,7 @@ impl ClusterClaim {
         if let Some(id) = &spiffe_id {
             identity_parts.push(format!("spiffe={id}"));
         }
-        let identity = identity_parts.join("\u{0}");
+        let identity: Arc<str> = identity_parts.join("\u{0}").into();
         if options.stats_name.is_empty() {
             options.stats_name = names::mangle(&service.without_scheme());
         }
@@ -182,11 +215,11 @@ impl ClusterSet {
         // By name, then identity: clusters whose names collide are neighbours, and the clusters
         // come out nearly in the order they are served in. The keys are taken out first, so
         // that sorting compares strings rather than chasing pointers to them.
-        let claimed: Vec<(String, Claimed)> = self.clusters.into_iter().collect();
+        let claimed: Vec<(Arc<str>, Claimed)> = self.clusters.into_iter().collect();
         let mut order: Vec<(&str, &str, usize)> = claimed
             .iter()
             .enumerate()
-            .map(|(at, (identity, entry))| (entry.first.cluster.name.as_str(), identity.as_str(), at))
+            .map(|(at, (identity, entry))| (entry.first.cluster.name.as_str(), &**identity, at))
             .collect();
         order.sort_unstable();
         let name_at = |i: usize| order.get(i).map(|(name, _, _)| *name);
@@ -214,9 +247,9 @@ impl ClusterSet {
             })
             .collect();
         let shortened = names::shorten_long_cluster_names(full_names.iter().map(|(_, full)| full.as_str()));
-        let mut claimed: Vec<Option<(String, Claimed)>> = claimed.into_iter().map(Some).collect();
+        let mut claimed: Vec<Option<(Arc<str>, Claimed)>> = claimed.into_iter().map(Some).collect();
         let mut clusters = Vec::with_capacity(claimed.len());
-        let mut routes_to = HashMap::with_capacity(claimed.len());
+        let mut names = EnvoyNames { by_identity: HashMap::with_capacity(claimed.len()), ..EnvoyNames::default() };
         for (at, full) in full_names {
             let (identity, entry) = claimed[at].take().expect("each cluster is named once");
             let name = shortened.get(&full).cloned().unwrap_or(full);
@@ -224,16 +257,19 @@ impl ClusterSet {
             if claimed.name == name && entry.later_owners.is_empty() {
                 clusters.push(claimed.clone());
             } else {
+                if claimed.name != name {
+                    names.renamed.insert(identity.clone());
+                }
                 let mut cluster = Cluster::clone(claimed);
                 cluster.name = name.clone();
                 cluster.provenance.extend(entry.later_owners);
                 clusters.push(Arc::new(cluster));
             }
-            routes_to.insert(identity, name);
+            names.by_identity.insert(identity, name);
         }
-        // Only renamed clusters (told apart, shortened) can be out of place.
+        // Only renamed clusters can be out of place.
         clusters.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        (clusters, routes_to)
+        (clusters, names)
     }
 }
 

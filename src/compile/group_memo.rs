@@ -6,7 +6,8 @@
 //! (`Arc`) from the Mapping memo (`mapping_memo.rs`): a Mapping that was not compiled again is
 //! the same candidate, at the same address, and a Module change compiles every Mapping again, so
 //! every candidate is new. A group is the same as last time when its candidates are the same ones
-//! in the same order and its clusters have the same names (a collision elsewhere can rename one);
+//! in the same order and its clusters have the same names (a collision elsewhere can rename one;
+//! a name not renamed follows from the cluster's identity, so only renamed ones are compared);
 //! its routes are then last time's, shared, and admission knows them by address. Groups whose
 //! weights are refused, and groups with nothing to route, are not remembered: they are built
 //! (and report) every time.
@@ -30,8 +31,9 @@ struct KeptGroup {
     /// The routed members in the order they joined, then the redirect, then the shadow. Held,
     /// not only compared by address, so that no other candidate can take an address over.
     candidates: Vec<Arc<Candidate>>,
-    /// The Envoy names of the clusters they forward to, in that order.
-    clusters: Vec<String>,
+    /// When any of the clusters they forward to was renamed (see [`EnvoyNames::renamed`]):
+    /// the Envoy names of them all, in that order.
+    renamed_clusters: Option<Vec<String>>,
     routes: Vec<Arc<Route>>,
 }
 
@@ -61,17 +63,25 @@ impl<'p> GroupPass<'p> {
         build: impl FnOnce() -> Option<Vec<Route>>,
     ) -> Option<Vec<Arc<Route>>> {
         let candidates = || group.members.iter().copied().chain(group.redirect).chain(group.shadow);
-        let clusters: Vec<&str> = candidates()
-            .filter_map(|candidate| match &candidate.action {
-                RouteAction::Forward(forward) => Some(cluster_names[&forward.cluster].as_str()),
+        let identities = || {
+            candidates().filter_map(|candidate| match &candidate.action {
+                RouteAction::Forward(forward) => Some(forward.cluster.as_str()),
                 _ => None,
             })
-            .collect();
+        };
+        // Names that follow from the identities (the same candidates have the same ones) need
+        // not be looked up; only renamed ones can differ from last time.
+        let renamed = identities().any(|identity| cluster_names.renamed(identity));
+        let clusters: Option<Vec<&str>> =
+            renamed.then(|| identities().map(|identity| cluster_names[identity].as_str()).collect());
         let same = |kept: &KeptGroup| {
             kept.candidates.len() == candidates().count()
                 && kept.candidates.iter().zip(candidates()).all(|(a, b)| Arc::ptr_eq(a, b))
-                && kept.clusters.len() == clusters.len()
-                && kept.clusters.iter().zip(&clusters).all(|(a, b)| a == b)
+                && match (&kept.renamed_clusters, &clusters) {
+                    (None, None) => true,
+                    (Some(kept), Some(now)) => kept.len() == now.len() && kept.iter().zip(now).all(|(a, b)| a == b),
+                    _ => false,
+                }
         };
         let kept = match self.previous.by_id.get(&**group.id) {
             Some(kept) if same(kept) => kept.clone(),
@@ -80,7 +90,7 @@ impl<'p> GroupPass<'p> {
                 self.next.built += 1;
                 Arc::new(KeptGroup {
                     candidates: candidates().cloned().collect(),
-                    clusters: clusters.iter().map(|name| name.to_string()).collect(),
+                    renamed_clusters: clusters.map(|names| names.iter().map(|name| name.to_string()).collect()),
                     routes,
                 })
             }

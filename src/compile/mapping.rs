@@ -305,7 +305,7 @@ impl<'a> MappingCompiler<'a> {
             host_rewrite: spec.host_rewrite.clone(),
             auto_host_rewrite: spec.auto_host_rewrite.unwrap_or(false),
             hash_policy: upstream.balancing.and_then(|b| b.hash).map(Box::new),
-            ..Forward::to(cluster)
+            ..Forward::to(cluster.to_string())
         }))
     }
 

@@ -99,7 +99,7 @@ fn group_routes<'c>(
     let retry = shared.retry.clone().or_else(|| defaults.retry.clone());
     let mirror = group.shadow.as_ref().and_then(|shadow| match &shadow.action {
         RouteAction::Forward(forward) => Some(Mirror {
-            cluster: cluster_names[&forward.cluster].clone(),
+            cluster: cluster_names[forward.cluster.as_str()].clone(),
             percent: shadow.weight.unwrap_or(100).min(100),
         }),
         _ => None,
@@ -169,7 +169,7 @@ fn route(candidate: &Candidate, case_sensitive: bool, cluster_names: &EnvoyNames
     };
     let mut action = candidate.action.clone();
     if let RouteAction::Forward(forward) = &mut action {
-        forward.cluster.clone_from(&cluster_names[&forward.cluster]);
+        forward.cluster.clone_from(&cluster_names[forward.cluster.as_str()]);
     }
     Route {
         name: candidate.name.clone(),

@@ -15,13 +15,46 @@ use crate::diagnostic::{Diagnostic, Kind, Origin};
 use crate::model::{Model, Rejected};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 #[derive(Debug)]
 struct CachedFile {
     bytes: Vec<u8>,
     model: Model,
     diagnostics: Vec<Diagnostic>,
+    /// What the file's metadata said when these bytes were read, and since when it said so.
+    stamp: Option<(Stamp, Instant)>,
+    /// The stamp was seen twice, [`STAMP_SETTLED`] apart, with these same bytes: until it
+    /// changes, the file need not be read to know it holds them.
+    settled: bool,
 }
+
+/// A file's identity and change times, to the nanosecond. A write changes `ctime` (which no
+/// program can set back) unless it falls within the same tick of the file system's clock as the
+/// previous write; a rename or kubelet's symlink swap changes the inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(path: &Path) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok().filter(std::fs::Metadata::is_file)?;
+        let (mtime, ctime) = ((m.mtime(), m.mtime_nsec()), (m.ctime(), m.ctime_nsec()));
+        Some(Stamp { dev: m.dev(), ino: m.ino(), len: m.len(), mtime, ctime })
+    }
+}
+
+/// Longer than the coarsest tick of a file system's clock (FAT's 2 s). A write within the tick
+/// of an earlier one leaves the stamp as it was; once a stamp has been seen this long apart with
+/// the same bytes, its tick is over, so any later write changes it. Only local elapsed time is
+/// compared, never the file system's clock with ours (a network file server's may be off).
+const STAMP_SETTLED: Duration = Duration::from_secs(3);
 
 /// The watch on the directory, and which directory (device, inode) it is on; and the watch on
 /// its parent, for the directory itself coming and going.
@@ -37,6 +70,10 @@ pub struct ConfigDirSource {
     /// By the path files are shown with.
     cache: BTreeMap<PathBuf, CachedFile>,
     watch: Option<DirWatch>,
+    /// How many files were read (rather than known unchanged by their stamps).
+    files_read: usize,
+    /// [`STAMP_SETTLED`], but in tests.
+    settle_after: Duration,
 }
 
 fn identity(dir: &Path) -> Option<(u64, u64)> {
@@ -57,14 +94,20 @@ impl ConfigDirSource {
             None => None,
         };
         let watch = DirWatch { watcher: FileWatcher::new(changes)?, watching: None, _parent: parent };
-        let mut source = ConfigDirSource { dir, cache: BTreeMap::new(), watch: Some(watch) };
+        let mut source = ConfigDirSource {
+            dir,
+            cache: BTreeMap::new(),
+            watch: Some(watch),
+            files_read: 0,
+            settle_after: STAMP_SETTLED,
+        };
         source.follow_directory();
         Ok(source)
     }
 
     /// A source that is read on demand only (tests, one-shot tools).
     pub fn unwatched(dir: PathBuf) -> ConfigDirSource {
-        ConfigDirSource { dir, cache: BTreeMap::new(), watch: None }
+        ConfigDirSource { dir, cache: BTreeMap::new(), watch: None, files_read: 0, settle_after: STAMP_SETTLED }
     }
 
     pub fn dir(&self) -> &Path {
@@ -119,6 +162,15 @@ impl ConfigDirSource {
         }
         for file in &listing.files {
             let shown = file.shown.display().to_string();
+            // Taken before reading: a write during the read changes it, so what was read is
+            // never taken for what is there after the write.
+            let stamp = Stamp::of(&file.real);
+            if let Some(cached) = self.cache.get(&file.shown).filter(|c| c.settled && c.stamp.map(|s| s.0) == stamp) {
+                present.insert(file.shown.clone());
+                add((cached.model.clone(), cached.diagnostics.clone()));
+                continue;
+            }
+            self.files_read += 1;
             let bytes = match read_config_file(&file.real) {
                 Ok(Some(bytes)) => bytes,
                 // Vanished between listing and reading: deleted (an editor's rename brings it back).
@@ -132,11 +184,24 @@ impl ConfigDirSource {
                 }
             };
             present.insert(file.shown.clone());
-            let cached = match self.cache.get(&file.shown) {
-                Some(cached) if cached.bytes == bytes => cached,
+            let cached = match self.cache.get_mut(&file.shown) {
+                Some(cached) if cached.bytes == bytes => {
+                    match (cached.stamp, stamp) {
+                        (Some((seen, since)), Some(now)) if seen == now => {
+                            cached.settled = since.elapsed() >= self.settle_after;
+                        }
+                        _ => {
+                            cached.stamp = stamp.map(|now| (now, Instant::now()));
+                            cached.settled = false;
+                        }
+                    }
+                    &*cached
+                }
                 _ => {
                     let (model, diagnostics) = parse_bytes(&shown, &bytes);
-                    self.cache.insert(file.shown.clone(), CachedFile { bytes, model, diagnostics });
+                    let stamp = stamp.map(|now| (now, Instant::now()));
+                    let cached = CachedFile { bytes, model, diagnostics, stamp, settled: false };
+                    self.cache.insert(file.shown.clone(), cached);
                     &self.cache[&file.shown]
                 }
             };

@@ -14,7 +14,7 @@
 
 use super::downstream_tls::build_downstream_tls_context;
 use super::provenance::{report, ProvenanceIndex};
-use super::reuse::{Fingerprint, Kept, Reusing};
+use super::reuse::{Fingerprint, Kept, NameOf, Named, Reusing};
 use super::route_verdicts::{RouteMemo, RouteVerdicts};
 use super::validate::{self, Limits};
 use super::{cluster, listener, route, secret, tcp_listener, Resource, Resources, XdsType};
@@ -36,7 +36,13 @@ pub struct Admitted {
 #[derive(Debug, Clone, Default)]
 pub struct AdmitMemo {
     routes: RouteMemo,
-    clusters: Kept<String, ClusterDecided, Result<Bytes, String>>,
+    clusters: Kept<NameOf<Cluster>, ClusterDecided, Result<Bytes, String>>,
+}
+
+impl Named for Cluster {
+    fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 impl AdmitMemo {
@@ -89,7 +95,7 @@ pub fn admit(ir: &Ir, limits: &Limits, previous: &AdmitMemo) -> (Admitted, Admit
         let same = |kept: &ClusterDecided| {
             kept.limits == *limits && kept.lost_secret.as_ref() == lost && kept.cluster.matches(ir_cluster)
         };
-        let kept = kept_clusters.get(ir_cluster.name.clone(), same, || {
+        let kept = kept_clusters.get(NameOf(ir_cluster.clone(), ()), same, || {
             let message = cluster::build_cluster(ir_cluster);
             let verdict = match lost {
                 Some(name) => Err(format!("its SDS secret {name} is not served")),

@@ -4,7 +4,8 @@
 //! what it would be computed from now; the next admission keeps only what this one used.
 //!
 //! What a result was computed from is kept as a [`digest`], not as a copy: a copy of every route
-//! and cluster would cost several KiB per Mapping between reloads.
+//! and cluster would cost several KiB per Mapping between reloads. The names results are kept by
+//! are the routes and clusters of the last admission ([`NameOf`]), which the compile shares.
 
 use foldhash::{HashMap, HashMapExt};
 use sha2::{Digest as _, Sha256};
@@ -47,6 +48,32 @@ impl<T: Hash + ?Sized> Fingerprint<T> {
     /// Whether `value` is the value fingerprinted: the same one, or an equal one.
     pub fn matches(&self, value: &Arc<T>) -> bool {
         std::ptr::eq(self.source.as_ptr(), Arc::as_ptr(value)) || self.digest == digest(&**value)
+    }
+}
+
+/// What a shared value is remembered by: its name.
+pub trait Named {
+    fn name(&self) -> &str;
+}
+
+/// A key that is the name of a shared value, and `E` (whatever else tells results apart). It
+/// holds the value rather than a copy of its name: every route and cluster is looked up on every
+/// admission, and the memo holds only values the compile shares anyway.
+#[derive(Debug, Clone)]
+pub struct NameOf<T, E = ()>(pub Arc<T>, pub E);
+
+impl<T: Named, E: PartialEq> PartialEq for NameOf<T, E> {
+    fn eq(&self, other: &Self) -> bool {
+        self.1 == other.1 && self.0.name() == other.0.name()
+    }
+}
+
+impl<T: Named, E: Eq> Eq for NameOf<T, E> {}
+
+impl<T: Named, E: Hash> Hash for NameOf<T, E> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.name().hash(state);
+        self.1.hash(state);
     }
 }
 

@@ -10,12 +10,12 @@
 //! Within one admission, a route shared by many virtual hosts is decided once per variant.
 
 use super::provenance::report;
-use super::reuse::{Fingerprint, Kept, Reusing};
+use super::reuse::{Fingerprint, Kept, NameOf, Named, Reusing};
 use super::route;
 use super::validate::{self, Limits};
 use crate::compile::ir::{HostRoute, Route, RouteAction, RouteVariant};
 use crate::diagnostic::Diagnostic;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 const REJECTED_STATUS: u32 = 503;
@@ -34,19 +34,25 @@ pub struct Decided {
 pub type Verdict = (Option<Arc<[u8]>>, Vec<Diagnostic>);
 
 /// The verdicts of one admission, for the next.
-pub type RouteMemo = Kept<(String, RouteVariant), Decided, Verdict>;
+pub type RouteMemo = Kept<NameOf<Route, RouteVariant>, Decided, Verdict>;
+
+impl Named for Route {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
 
 /// One admission's verdicts.
 pub struct RouteVerdicts<'p> {
-    reusing: Reusing<'p, (String, RouteVariant), Decided, Verdict>,
+    reusing: Reusing<'p, NameOf<Route, RouteVariant>, Decided, Verdict>,
     /// This admission's routes by identity: the pointer is only a key, and the IR holds every
     /// route for as long as this lives.
-    by_route: HashMap<(*const Route, RouteVariant), Option<Arc<[u8]>>>,
+    by_route: foldhash::HashMap<(*const Route, RouteVariant), Option<Arc<[u8]>>>,
 }
 
 impl<'p> RouteVerdicts<'p> {
     pub fn continuing(previous: &'p RouteMemo) -> Self {
-        RouteVerdicts { reusing: Reusing::from(previous), by_route: HashMap::new() }
+        RouteVerdicts { reusing: Reusing::from(previous), by_route: Default::default() }
     }
 
     /// The encoded route as admitted (itself or a fail-closed copy), or `None` when it is dropped;
@@ -71,7 +77,7 @@ impl<'p> RouteVerdicts<'p> {
                 && kept.cluster_problem.as_ref() == cluster_problem
                 && kept.route.matches(&route.route)
         };
-        let kept = self.reusing.get((route.route.name.clone(), route.variant), same, || {
+        let kept = self.reusing.get(NameOf(route.route.clone(), route.variant), same, || {
             let mut own = Vec::new();
             let admitted = admit_route(&route.resolve(), cluster_problem.map(String::as_str), limits, &mut own)
                 .map(|admitted| Arc::from(route::encode_route(&route::build_route(&admitted))));

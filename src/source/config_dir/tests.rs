@@ -93,3 +93,36 @@ fn a_missing_directory_is_an_error_and_its_return_is_read() {
     std::fs::write(dir.join("b.yaml"), MAPPING_B).unwrap();
     assert_eq!(names(&source.read().unwrap()), ["b"]);
 }
+
+#[test]
+fn a_file_whose_stamp_settled_is_not_read_again_until_it_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.yaml");
+    std::fs::write(&path, MAPPING_A).unwrap();
+    let mut source = ConfigDirSource::unwatched(dir.path().to_path_buf());
+    source.settle_after = Duration::ZERO;
+    // Read, then read again to see the stamp settled; from then on it is not read.
+    for expected_reads in [1, 2, 2, 2] {
+        assert_eq!(names(&source.read().unwrap()), ["a"]);
+        assert_eq!(source.files_read, expected_reads);
+    }
+    // The same size, so only the change times tell: read again, and what it holds now is served.
+    // (The real wait for a settled stamp is 3 s; this one only makes sure the write falls in a
+    // later tick of the file system's clock, which the 3 s guarantee.)
+    std::thread::sleep(Duration::from_millis(50));
+    std::fs::write(&path, MAPPING_A.replace("name: a", "name: z")).unwrap();
+    assert_eq!(names(&source.read().unwrap()), ["z"]);
+    assert_eq!(source.files_read, 3);
+}
+
+#[test]
+fn a_file_is_read_on_every_reload_while_its_stamp_has_not_settled() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.yaml"), MAPPING_A).unwrap();
+    let mut source = ConfigDirSource::unwatched(dir.path().to_path_buf());
+    source.settle_after = Duration::from_secs(3600);
+    for expected_reads in 1..=4 {
+        assert_eq!(names(&source.read().unwrap()), ["a"]);
+        assert_eq!(source.files_read, expected_reads, "a write within the stamp's tick could follow");
+    }
+}
