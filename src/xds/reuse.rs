@@ -95,6 +95,10 @@ impl<K, I, O> Kept<K, I, O> {
     pub fn computed(&self) -> usize {
         self.computed
     }
+
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
 }
 
 impl<K, I, O> Clone for Kept<K, I, O>

@@ -52,7 +52,8 @@ pub struct RouteVerdicts<'p> {
 
 impl<'p> RouteVerdicts<'p> {
     pub fn continuing(previous: &'p RouteMemo) -> Self {
-        RouteVerdicts { reusing: Reusing::from(previous), by_route: Default::default() }
+        let by_route = foldhash::HashMapExt::with_capacity(previous.len());
+        RouteVerdicts { reusing: Reusing::from(previous), by_route }
     }
 
     /// The encoded route as admitted (itself or a fail-closed copy), or `None` when it is dropped;
