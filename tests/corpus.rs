@@ -125,16 +125,7 @@ fn check_case(case: &Path) -> CaseReport {
 
     // Which documents became resources, and which a diagnostic names.
     let mut accounted: BTreeSet<usize> = BTreeSet::new();
-    let metas = model.mappings.iter().map(|r| &*r.meta).chain(model.tcp_mappings.iter().map(|r| &*r.meta));
-    let metas = metas
-        .chain(model.tls_contexts.iter().map(|r| &*r.meta))
-        .chain(model.listeners.iter().map(|r| &*r.meta))
-        .chain(model.hosts.iter().map(|r| &*r.meta))
-        .chain(model.secrets.iter().map(|r| &*r.meta))
-        .chain(model.modules.iter().map(|r| &*r.meta))
-        .chain(model.resolvers.iter().map(|r| &*r.meta))
-        .chain(model.skipped.iter());
-    for meta in metas {
+    for meta in model.metas() {
         accounted.extend(document_of(&meta.origin.file, meta.origin.document, &input_name));
     }
     for diagnostic in &translation.diagnostics {

@@ -145,8 +145,12 @@ impl Model {
     /// Every resource read, and where from (operators' inventory), in source order by kind; the
     /// kinds read but not translated (`skipped`, each with its own diagnostic) come last.
     pub fn inventory(&self) -> Vec<crate::diagnostic::Provenance> {
-        let metas = self
-            .mappings
+        self.metas().map(Meta::provenance).collect()
+    }
+
+    /// The identity of every resource read, in the order of [`Model::inventory`].
+    pub fn metas(&self) -> impl Iterator<Item = &Meta> {
+        self.mappings
             .iter()
             .map(|r| &*r.meta)
             .chain(self.tls_contexts.iter().map(|r| &*r.meta))
@@ -156,8 +160,7 @@ impl Model {
             .chain(self.modules.iter().map(|r| &*r.meta))
             .chain(self.tcp_mappings.iter().map(|r| &*r.meta))
             .chain(self.resolvers.iter().map(|r| &*r.meta))
-            .chain(self.skipped.iter());
-        metas.map(|meta| meta.provenance()).collect()
+            .chain(self.skipped.iter())
     }
 
     pub fn extend(&mut self, other: Model) {
