@@ -14,6 +14,7 @@ pub mod compile;
 pub mod connector;
 pub mod controller;
 pub mod diagnostic;
+pub mod generations;
 pub mod memory;
 pub mod metrics;
 pub mod model;

@@ -104,7 +104,7 @@ impl Compiler {
         let (mut translation, remembered) = pipeline::translate_with(loaded, compile, &self.remembered);
         let translated_at = started.elapsed();
         self.remembered = remembered;
-        crate::xds::validate::memo::end_reload();
+        crate::generations::end_reload();
         self.config_diagnostics = translation.diagnostics.clone();
         self.inventory = inventory.clone();
         let services = std::mem::take(&mut translation.endpoint_services);

@@ -20,9 +20,12 @@ mod san;
 
 pub use san::leaf_uri_sans;
 
+use crate::generations::{Key, Memo};
 use crate::model::Sensitive;
-use libcrypto::{ChainError, Key, KeyType, NID_P256, NID_P384, NID_P521};
+use libcrypto::{ChainError, KeyType, NID_P256, NID_P384, NID_P521};
+use sha2::{Digest, Sha256};
 use std::fmt;
+use std::sync::LazyLock;
 
 /// A certificate chain and its private key, known to load in Envoy.
 #[derive(Clone, PartialEq, Eq)]
@@ -86,7 +89,7 @@ impl fmt::Display for MaterialError {
 }
 
 /// Envoy's certificate types, by the leaf's public key.
-fn check_key_type(key: &Key) -> Result<(), MaterialError> {
+fn check_key_type(key: &libcrypto::Key) -> Result<(), MaterialError> {
     match key.key_type() {
         KeyType::Rsa { bits } if bits >= 2048 => Ok(()),
         KeyType::Rsa { bits } => Err(MaterialError::UnsupportedKey(format!("a {bits}-bit RSA key"))),
@@ -103,8 +106,29 @@ fn looks_encrypted(pem: &[u8]) -> bool {
     contains(b"ENCRYPTED PRIVATE KEY") || contains(b"Proc-Type: 4,ENCRYPTED")
 }
 
+/// Verdicts on material, by the digest of what was checked (see [`crate::generations`]): every
+/// reload resolves every TLSContext, and parsing and matching its certificate and key was most of
+/// that. A digest of a key reveals nothing of it.
+static CHECKED: LazyLock<Memo<Result<(), MaterialError>>> = LazyLock::new(|| Memo::new(1 << 16));
+
+/// What a check of `parts` (in order) is remembered by: each part length-prefixed, after the
+/// check's name, so no two checks or splits of the bytes share a key.
+fn checked_key(check: &str, parts: &[&[u8]]) -> Key {
+    let mut hasher = Sha256::new();
+    for part in std::iter::once(check.as_bytes()).chain(parts.iter().copied()) {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    hasher.finalize().into()
+}
+
 /// Checks a client certificate chain and its key the way Envoy loads them.
 pub fn check_certificate(chain: &[u8], key: &[u8]) -> Result<CertifiedPem, MaterialError> {
+    CHECKED.get_or_compute(checked_key("certificate", &[chain, key]), || check_certificate_afresh(chain, key))?;
+    Ok(CertifiedPem { chain: chain.to_vec(), private_key: Sensitive::new(key.to_vec()) })
+}
+
+fn check_certificate_afresh(chain: &[u8], key: &[u8]) -> Result<(), MaterialError> {
     let certificates = libcrypto::read_chain(chain).map_err(|err| match err {
         ChainError::NoLeaf => MaterialError::NoCertificate { what: "the certificate chain" },
         ChainError::Corrupt { index } => MaterialError::CorruptCertificate { index },
@@ -123,16 +147,18 @@ pub fn check_certificate(chain: &[u8], key: &[u8]) -> Result<CertifiedPem, Mater
     if !public_key.matches(&private_key) {
         return Err(MaterialError::KeyMismatch);
     }
-    Ok(CertifiedPem { chain: chain.to_vec(), private_key: Sensitive::new(key.to_vec()) })
+    Ok(())
 }
 
 /// Checks a CA bundle the way Envoy's default certificate validator loads it.
 pub fn check_ca_bundle(bundle: &[u8]) -> Result<Vec<u8>, MaterialError> {
-    match libcrypto::count_bundle(bundle) {
+    let check = || match libcrypto::count_bundle(bundle) {
         None => Err(MaterialError::CorruptBundle),
         Some(counts) if counts.certificates == 0 => Err(MaterialError::EmptyBundle),
-        Some(_) => Ok(bundle.to_vec()),
-    }
+        Some(_) => Ok(()),
+    };
+    CHECKED.get_or_compute(checked_key("CA bundle", &[bundle]), check)?;
+    Ok(bundle.to_vec())
 }
 
 /// A certificate revocation list Envoy loads, and how many CRLs it holds (Envoy also loads a
@@ -147,4 +173,23 @@ pub struct CheckedCrl {
 pub fn check_crl(pem: &[u8]) -> Result<CheckedCrl, MaterialError> {
     let counts = libcrypto::count_bundle(pem).ok_or(MaterialError::CorruptCrl)?;
     Ok(CheckedCrl { pem: pem.to_vec(), crls: counts.crls })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_are_remembered_by_each_check_and_each_part_apart() {
+        let key = |check, parts: &[&[u8]]| checked_key(check, parts);
+        assert_ne!(key("certificate", &[b"ab", b"c"]), key("certificate", &[b"a", b"bc"]));
+        assert_ne!(key("certificate", &[b"ab"]), key("CA bundle", &[b"ab"]));
+        assert_eq!(key("CA bundle", &[b"ab"]), key("CA bundle", &[b"ab"]));
+        // A remembered verdict is the one a fresh check gives.
+        for (chain, key) in [(&b"not a certificate"[..], &b"nor a key"[..]), (b"", b"")] {
+            assert_eq!(check_certificate(chain, key).err(), check_certificate_afresh(chain, key).err());
+            assert_eq!(check_certificate(chain, key).err(), check_certificate_afresh(chain, key).err());
+        }
+        assert_eq!(check_ca_bundle(b"junk").err(), check_ca_bundle(b"junk").err());
+    }
 }

@@ -3,24 +3,16 @@
 //! secret byte-for-byte the same, so their verdicts are looked up instead of recomputed (checking
 //! a message walks it reflectively, which is most of what a reload costs).
 //!
-//! Keys are SHA-256 digests of (type, limits, bytes): no key material is held here, and a
-//! collision that would pass off a rejected message as an accepted one is out of reach.
-//! Generations bound the memory: what a reload did not ask about is forgotten when the next one
-//! ends ([`end_reload`]), so the memo holds at most two reloads' worth of verdicts.
+//! Keys are SHA-256 digests of (type, limits, bytes), kept in generations
+//! ([`crate::generations`]): no key material is held here, and a collision that would pass off a
+//! rejected message as an accepted one is out of reach.
 
 use super::Limits;
+use crate::generations::{Key, Memo};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::LazyLock;
 
-type Key = [u8; 32];
 type Verdict = Result<(), String>;
-
-#[derive(Default)]
-struct Generations {
-    current: HashMap<Key, Verdict>,
-    previous: HashMap<Key, Verdict>,
-}
 
 /// More verdicts than this in one generation start a new one early, so memory stays bounded
 /// (two generations of about 70 bytes per verdict: under 40 MiB) even where nothing ends reloads:
@@ -28,7 +20,7 @@ struct Generations {
 /// reloads. A 50,000-Mapping reload asks about fewer than half as many.
 const MAX_PER_GENERATION: usize = 1 << 18;
 
-static MEMO: LazyLock<Mutex<Generations>> = LazyLock::new(Mutex::default);
+static MEMO: LazyLock<Memo<Verdict>> = LazyLock::new(|| Memo::new(MAX_PER_GENERATION));
 
 fn key(type_name: &str, limits: &Limits, bytes: &[u8]) -> Key {
     let mut hasher = Sha256::new();
@@ -50,35 +42,7 @@ pub(super) fn verdict(type_name: &str, limits: &Limits, bytes: &[u8], check: imp
     if BYPASSED.get() {
         return check();
     }
-    let key = key(type_name, limits, bytes);
-    {
-        let mut memo = MEMO.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let memo = &mut *memo;
-        if let Some(found) = memo.current.get(&key) {
-            return found.clone();
-        }
-        if let Some(found) = memo.previous.remove(&key) {
-            memo.current.insert(key, found.clone());
-            return found;
-        }
-    }
-    // Computed outside the lock: concurrent translations (tests, `diff`) do not wait on each other.
-    let fresh = check();
-    let mut memo = MEMO.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if memo.current.len() >= MAX_PER_GENERATION {
-        rotate(&mut memo);
-    }
-    memo.current.insert(key, fresh.clone());
-    fresh
-}
-
-fn rotate(memo: &mut Generations) {
-    memo.previous = std::mem::take(&mut memo.current);
-}
-
-/// A reload is over: verdicts it did not use are dropped when the next one ends.
-pub fn end_reload() {
-    rotate(&mut MEMO.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+    MEMO.get_or_compute(key(type_name, limits, bytes), check)
 }
 
 #[cfg(test)]
@@ -98,8 +62,7 @@ pub fn bypassed<T>(f: impl FnOnce() -> T) -> T {
 
 /// Verdicts held now (both generations), for tests and metrics.
 pub fn remembered() -> usize {
-    let memo = MEMO.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    memo.current.len() + memo.previous.len()
+    MEMO.len()
 }
 
 #[cfg(test)]
@@ -137,8 +100,8 @@ mod tests {
         let limits = Limits::default();
         let bytes = b"memo test: forgotten after two reloads";
         assert_eq!(verdict("test.Forgotten", &limits, bytes, || Ok(())), Ok(()));
-        end_reload();
-        end_reload();
+        crate::generations::end_reload();
+        crate::generations::end_reload();
         let recomputed = Cell::new(false);
         let again = verdict("test.Forgotten", &limits, bytes, || {
             recomputed.set(true);
