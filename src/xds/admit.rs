@@ -67,7 +67,7 @@ struct ClusterDecided {
 pub fn admit(ir: &Ir, limits: &Limits, previous: &AdmitMemo) -> (Admitted, AdmitMemo) {
     let mut out = Admitted::default();
     let mut dropped_secrets: BTreeMap<&str, String> = BTreeMap::new();
-    let mut secrets = Vec::new();
+    let mut secrets = Vec::with_capacity(ir.secrets.len());
     for tls_secret in &ir.secrets {
         let message = secret::build_secret(tls_secret);
         match validate::check(&message, limits) {
@@ -87,7 +87,7 @@ pub fn admit(ir: &Ir, limits: &Limits, previous: &AdmitMemo) -> (Admitted, Admit
     }
 
     let mut dropped_clusters: BTreeMap<&str, String> = BTreeMap::new();
-    let mut clusters = Vec::new();
+    let mut clusters = Vec::with_capacity(ir.clusters.len());
     let mut kept_clusters = Reusing::from(&previous.clusters);
     for ir_cluster in &ir.clusters {
         let missing = ir_cluster.tls.iter().flat_map(|tls| [&tls.client_certificate_secret, &tls.validation_secret]);
