@@ -9,9 +9,11 @@ use crate::xds::{descriptors::pool, Resource, Resources, XdsType};
 use envoy_types::pb::envoy::config::core::v3::{data_source, DataSource};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{secret, Secret};
 use prost_reflect::{DynamicMessage, MessageDescriptor, ReflectMessage, SerializeOptions};
-use serde::ser::{SerializeMap, SerializeSeq};
+use serde::ser::{Error as _, SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use std::io::Write;
+
+mod map_order;
 
 const SNAPSHOT_MESSAGE: &str = "ambassador_xds.v1.Snapshot";
 /// What replaces private keys unless the user asks to see them; the same marker Envoy's admin uses.
@@ -141,7 +143,15 @@ struct Reflected<'a>(&'a DynamicMessage);
 
 impl Serialize for Reflected<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize_with_options(serializer, &serialize_options())
+        if map_order::has_unordered_map(self.0) {
+            let json = self
+                .0
+                .serialize_with_options(serde_json::value::Serializer, &serialize_options())
+                .map_err(S::Error::custom)?;
+            map_order::Sorted { json: &json, message: self.0.descriptor() }.serialize(serializer)
+        } else {
+            self.0.serialize_with_options(serializer, &serialize_options())
+        }
     }
 }
 
