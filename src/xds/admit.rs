@@ -17,11 +17,10 @@ use super::provenance::{report, ProvenanceIndex};
 use super::reuse::{Fingerprint, Kept, NameOf, Named, Reusing};
 use super::route_verdicts::{RouteMemo, RouteVerdicts};
 use super::validate::{self, Limits};
-use super::{cluster, listener, route, secret, tcp_listener, Resource, Resources, XdsType};
+use super::{canonical, cluster, listener, route, secret, tcp_listener, Resource, Resources, XdsType};
 use crate::compile::ir::{ChainTransport, Cluster, HttpListener, Ir};
 use crate::diagnostic::Diagnostic;
 use bytes::Bytes;
-use prost::Message;
 use std::collections::BTreeMap;
 
 /// Everything that is served, what was held back and why, and who is behind each resource.
@@ -99,7 +98,7 @@ pub fn admit(ir: &Ir, limits: &Limits, previous: &AdmitMemo) -> (Admitted, Admit
             let message = cluster::build_cluster(ir_cluster);
             let verdict = match lost {
                 Some(name) => Err(format!("its SDS secret {name} is not served")),
-                None => validate::check(&message, limits).map(|()| Bytes::from(message.encode_to_vec())),
+                None => validate::check(&message, limits).map(|()| Bytes::from(canonical::encode(&message))),
             };
             let cluster = Fingerprint::of(ir_cluster);
             (ClusterDecided { cluster, limits: *limits, lost_secret: lost.cloned() }, verdict)

@@ -1,6 +1,7 @@
 //! IR → envoy-types messages, one module per Envoy resource type. Pure functions, no I/O.
 
 mod admit;
+pub mod canonical;
 pub mod cluster;
 pub mod descriptors;
 mod downstream_tls;
@@ -34,8 +35,9 @@ pub struct Resource {
 }
 
 impl Resource {
-    pub fn encode<M: Message>(name: &str, message: &M) -> Resource {
-        Resource { name: name.to_string(), body: Bytes::from(message.encode_to_vec()) }
+    /// Map entries in key order ([`canonical`]): the same message, the same bytes.
+    pub fn encode<M: Message + prost::Name>(name: &str, message: &M) -> Resource {
+        Resource { name: name.to_string(), body: Bytes::from(canonical::encode(message)) }
     }
 
     pub fn decode<M: Message + Default>(&self) -> M {

@@ -8,8 +8,8 @@ mod matcher;
 pub mod policy;
 
 use crate::compile::ir::{Route as IrRoute, RouteTable, VirtualHost as IrVirtualHost};
+use crate::xds::canonical;
 use envoy_types::pb::envoy::config::route::v3::{Route, RouteConfiguration, VirtualHost};
-use prost::Message;
 
 pub fn build_route_configuration(table: &RouteTable) -> RouteConfiguration {
     RouteConfiguration {
@@ -31,13 +31,15 @@ fn build_virtual_host(host: &IrVirtualHost) -> VirtualHost {
 /// The encoded RouteConfiguration, built route by route: a repeated field is its elements'
 /// encodings one after another, so the tens of thousands of `Route` structs never exist at once
 /// (each is several hundred bytes as a struct, a few dozen encoded). Byte-identical to
-/// `build_route_configuration(table).encode_to_vec()`.
+/// `canonical::encode(&build_route_configuration(table))`.
 pub fn encode_route_configuration(table: &RouteTable) -> Vec<u8> {
-    let mut config = RouteConfiguration { name: table.name.clone(), ..Default::default() }.encode_to_vec();
+    let mut config = canonical::encode(&RouteConfiguration { name: table.name.clone(), ..Default::default() });
     for host in &table.virtual_hosts {
-        let mut virtual_host =
-            VirtualHost { name: host.name.clone(), domains: host.domains.clone(), ..Default::default() }
-                .encode_to_vec();
+        let mut virtual_host = canonical::encode(&VirtualHost {
+            name: host.name.clone(),
+            domains: host.domains.clone(),
+            ..Default::default()
+        });
         for route in &host.routes {
             let encoded = encode_route(&build_route(&route.resolve()));
             append_message_field(&mut virtual_host, VIRTUAL_HOST_ROUTES_FIELD, &encoded);
@@ -49,11 +51,13 @@ pub fn encode_route_configuration(table: &RouteTable) -> Vec<u8> {
 
 /// The same, from routes already encoded (as admission checked them), for each virtual host.
 pub fn encode_route_configuration_from<R: AsRef<[u8]>>(name: &str, hosts: &[(&IrVirtualHost, Vec<R>)]) -> Vec<u8> {
-    let mut config = RouteConfiguration { name: name.to_string(), ..Default::default() }.encode_to_vec();
+    let mut config = canonical::encode(&RouteConfiguration { name: name.to_string(), ..Default::default() });
     for (host, routes) in hosts {
-        let mut virtual_host =
-            VirtualHost { name: host.name.clone(), domains: host.domains.clone(), ..Default::default() }
-                .encode_to_vec();
+        let mut virtual_host = canonical::encode(&VirtualHost {
+            name: host.name.clone(),
+            domains: host.domains.clone(),
+            ..Default::default()
+        });
         for route in routes {
             append_message_field(&mut virtual_host, VIRTUAL_HOST_ROUTES_FIELD, route.as_ref());
         }
@@ -66,23 +70,10 @@ pub fn encode_route_configuration_from<R: AsRef<[u8]>>(name: &str, hosts: &[(&Ir
 const ROUTE_CONFIGURATION_VIRTUAL_HOSTS_FIELD: u32 = 2;
 const VIRTUAL_HOST_ROUTES_FIELD: u32 = 3;
 
-/// A route's encoding, the same every time: prost writes a map field (`typed_per_filter_config`
-/// is a `HashMap`) in the map's iteration order, which is random per map, so a route with two
-/// per-filter configs (CORS and error responses) would change bytes, version and push from one
-/// reload, or one replica, to the next. Its entries are written sorted by filter name instead,
-/// after the other fields: a map is a repeated field of entries, and field order is free.
+/// A route's encoding, the same every time: `typed_per_filter_config` (CORS, error responses)
+/// is a map, written in key order ([`canonical`]).
 pub fn encode_route(route: &Route) -> Vec<u8> {
-    if route.typed_per_filter_config.len() < 2 {
-        return route.encode_to_vec();
-    }
-    let mut entries: Vec<_> = route.typed_per_filter_config.iter().collect();
-    entries.sort_by(|a, b| a.0.cmp(b.0));
-    let mut bytes = Route { typed_per_filter_config: Default::default(), ..route.clone() }.encode_to_vec();
-    for (filter, config) in entries {
-        let one = std::iter::once((filter.clone(), config.clone())).collect();
-        bytes.extend(Route { typed_per_filter_config: one, ..Default::default() }.encode_to_vec());
-    }
-    bytes
+    canonical::encode(route)
 }
 
 fn append_message_field(buffer: &mut Vec<u8>, field: u32, message: &[u8]) {
@@ -106,6 +97,7 @@ pub(super) fn build_route(ir: &IrRoute) -> Route {
 mod tests {
     use super::*;
     use crate::compile::ir::{Forward, HostRoute, PathMatch, RouteAction, RouteMatch};
+    use prost::Message;
 
     fn virtual_host(name: &str, routes: Vec<IrRoute>) -> IrVirtualHost {
         let routes = routes.into_iter().map(|r| HostRoute::as_written(std::sync::Arc::new(r))).collect();
@@ -154,7 +146,7 @@ mod tests {
                 virtual_host("b.example.com", (50..60).map(route).collect()),
             ],
         };
-        assert_eq!(encode_route_configuration(&table), build_route_configuration(&table).encode_to_vec());
+        assert_eq!(encode_route_configuration(&table), canonical::encode(&build_route_configuration(&table)));
         let encoded: Vec<(&IrVirtualHost, Vec<Vec<u8>>)> = table
             .virtual_hosts
             .iter()
