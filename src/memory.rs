@@ -5,8 +5,13 @@
 //! shortly after a free, but only from the thread that owns it, when that thread next allocates:
 //! what a reload freed on a thread that then sleeps stays resident. In the Kubernetes benchmark
 //! that was about 30 MiB of the 153 MiB resident after sync. So the controller calls
-//! [`release_freed`] on the threads that did a job's work when the job is done, and the
-//! Kubernetes source after each complete list.
+//! [`release_freed`] on its worker thread (and its own) once it has been idle a while
+//! (`controller::RELEASE_WHEN_IDLE`), and the Kubernetes source after each complete list.
+//!
+//! Between those, `serve` lets freed memory stay committed for [`HOLD_FREED`] instead of
+//! mimalloc's 10 ms ([`hold_freed`]): the next reload builds again most of what the last one
+//! freed, and handing those pages back and faulting them in again was about a seventh of a
+//! one-Mapping reload's CPU at 5,000 Mappings.
 
 /// Set in the lib so that the binary, the tests and the benchmarks all run the same allocator.
 #[global_allocator]
@@ -16,4 +21,18 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub fn release_freed() {
     // SAFETY: `mi_collect` only walks mimalloc's own heaps; it may be called at any time.
     unsafe { libmimalloc_sys::mi_collect(true) };
+}
+
+/// How long `serve` keeps freed memory committed before mimalloc hands it back on its own.
+pub const HOLD_FREED: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// mimalloc's `mi_option_purge_delay` (milliseconds; `libmimalloc-sys` leaves the newer options
+/// unnamed "for stability"): its place in `mi_option_t` in mimalloc v2's `mimalloc.h`.
+/// `tests/memory.rs` checks it against the documented defaults around it.
+pub const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Keeps freed memory committed for [`HOLD_FREED`] (process-wide; `serve` calls it once at start).
+pub fn hold_freed() {
+    // SAFETY: setting an option is allowed at any time; mimalloc reads it on each purge decision.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, HOLD_FREED.as_millis() as _) };
 }

@@ -26,3 +26,20 @@ fn what_a_thread_freed_leaves_the_process_when_released() {
         "resident {before} KiB before, {full} with the blocks, {freed} once they were freed, {released} once released"
     );
 }
+
+/// `MI_OPTION_PURGE_DELAY` is mimalloc's purge delay: it reads mimalloc's documented default
+/// (10 ms) before it is set, its neighbours in `mi_option_t` read theirs, and setting it sticks.
+#[test]
+fn the_purge_delay_option_is_the_one_mimalloc_documents() {
+    use ambassador_xds::memory::{hold_freed, HOLD_FREED, MI_OPTION_PURGE_DELAY};
+    // SAFETY: reading options is allowed at any time.
+    let get = |option| unsafe { libmimalloc_sys::mi_option_get(option) };
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        assert_eq!(get(MI_OPTION_PURGE_DELAY), 10, "mimalloc's default purge delay");
+    }
+    // eager_commit_delay (=1) just before it, use_numa_nodes (=0) just after.
+    assert_eq!(get(MI_OPTION_PURGE_DELAY - 1), 1);
+    assert_eq!(get(MI_OPTION_PURGE_DELAY + 1), 0);
+    hold_freed();
+    assert_eq!(get(MI_OPTION_PURGE_DELAY) as u128, HOLD_FREED.as_millis());
+}

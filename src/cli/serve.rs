@@ -124,6 +124,8 @@ impl ServeArgs {
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 
 pub fn run(args: &ServeArgs) -> i32 {
+    // Reloads in a burst reuse what the one before freed (memory.rs).
+    crate::memory::hold_freed();
     super::run_on_runtime(serve(args))
 }
 

@@ -45,7 +45,7 @@ impl Endpoints {
             source.want(&theirs);
         }
         if new_targets && !self.sources.is_empty() {
-            // On the reload's blocking thread, inside the runtime.
+            // On the worker thread, inside the runtime (worker.rs).
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 let deadline = Instant::now() + FIRST_FETCH;
                 runtime.block_on(futures::future::join_all(self.sources.iter().map(|s| s.first_fetch(deadline))));

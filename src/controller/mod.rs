@@ -1,11 +1,12 @@
 //! Between the sources and the server: waits for change events, debounces them, reads every
-//! source and compiles on a blocking thread (never on the async runtime that serves Envoy),
+//! source and compiles on a thread of its own (never on the async runtime that serves Envoy),
 //! keeps each source's last good contribution and every resource's last good version, and
 //! publishes a snapshot when anything changed.
 
 mod debounce;
 mod endpoints;
 mod reload;
+mod worker;
 
 pub use debounce::Debounce;
 pub use endpoints::FIRST_FETCH;
@@ -21,6 +22,7 @@ use reload::{Compiler, Outcome};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
+use worker::Worker;
 
 #[derive(Debug, Clone)]
 pub struct ControllerOptions {
@@ -56,9 +58,14 @@ pub struct ReloadReport {
 pub const ENDPOINT_QUIET: Duration = Duration::from_millis(10);
 pub const ENDPOINT_MAX_DELAY: Duration = Duration::from_millis(100);
 
+/// How long the controller is idle (no reload, no endpoint refresh) before what the jobs freed
+/// goes back to the system (see `worker.rs`). Over a burst of changes the memory is reused.
+pub const RELEASE_WHEN_IDLE: Duration = Duration::from_secs(2);
+
 pub struct Controller {
-    /// `None` only while a reload runs on its blocking thread.
+    /// `None` only while a reload runs on the worker thread.
     compiler: Option<Compiler>,
+    worker: Worker,
     /// Watches the directories of the files TLSContexts name (any source's).
     tls_watcher: FileWatcher,
     debounce: Debounce,
@@ -66,7 +73,7 @@ pub struct Controller {
     outputs: Outputs,
 }
 
-/// What a blocking-thread job does.
+/// What a worker-thread job does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Job {
     /// Read every source, compile, build everything.
@@ -90,6 +97,7 @@ impl Controller {
             debounce: Debounce::new(options.debounce, options.debounce_max),
             endpoint_debounce: Debounce::new(ENDPOINT_QUIET, ENDPOINT_MAX_DELAY),
             compiler: Some(Compiler::new(sources, endpoint_sources, options)),
+            worker: Worker::start(),
             tls_watcher: FileWatcher::new(changes)?,
             outputs,
         })
@@ -114,6 +122,7 @@ impl Controller {
         }
         self.outputs.ready.send_replace(true);
         let mut endpoint_changes_open = true;
+        let mut release_at = Some(std::time::Instant::now() + RELEASE_WHEN_IDLE);
         loop {
             let (deadline, endpoint_deadline) = (self.debounce.deadline(), self.endpoint_debounce.deadline());
             let due = tokio::select! {
@@ -133,6 +142,11 @@ impl Controller {
                 }
                 _ = sleep_until(deadline), if deadline.is_some() => Some(Job::Reload),
                 _ = sleep_until(endpoint_deadline), if endpoint_deadline.is_some() => Some(Job::Endpoints),
+                _ = sleep_until(release_at), if release_at.is_some() => {
+                    release_at = None;
+                    self.worker.release_freed().await;
+                    None
+                }
                 _ = shutdown.wait_for(|stop| *stop) => return,
             };
             if let Some(job) = due {
@@ -144,29 +158,25 @@ impl Controller {
                 if self.run_job(job, &mut shutdown).await.is_err() {
                     return;
                 }
+                release_at = Some(std::time::Instant::now() + RELEASE_WHEN_IDLE);
             }
         }
     }
 
-    /// One job on a blocking thread; `Err` if shutdown came first (the job is abandoned).
+    /// One job on the worker thread; `Err` if shutdown came first (the job is abandoned).
     async fn run_job(&mut self, job: Job, shutdown: &mut watch::Receiver<bool>) -> Result<(), ShuttingDown> {
-        // What the sources freed on this thread while decoding the changes (memory.rs).
-        crate::memory::release_freed();
         let mut compiler = self.compiler.take().expect("one job at a time");
         let previous = self.outputs.snapshots.borrow().clone();
         let started = std::time::Instant::now();
-        let task = tokio::task::spawn_blocking(move || {
+        let task = self.worker.run(move || {
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match job {
                 Job::Reload => compiler.reload(&previous),
                 Job::Endpoints => compiler.refresh_endpoints(&previous),
             }));
-            // The reload freed what the one before it built on this thread; mimalloc gives
-            // that back only from the thread that owns it.
-            crate::memory::release_freed();
             (compiler, outcome)
         });
         let (compiler, outcome) = tokio::select! {
-            joined = task => joined.expect("the reload task is never cancelled"),
+            joined = task => joined.expect("the job catches its own panics"),
             _ = shutdown.wait_for(|stop| *stop) => return Err(ShuttingDown),
         };
         self.compiler = Some(compiler);
@@ -179,9 +189,6 @@ impl Controller {
                     metrics.reloads.inc(if outcome.snapshot.is_some() { "published" } else { "unchanged" });
                 }
                 self.publish(outcome);
-                // What the previous reload built is dropped by now (the snapshot it published
-                // was just replaced).
-                crate::memory::release_freed();
             }
             // A bug, not bad input: keep serving the last snapshot and say so.
             Err(_) => {
