@@ -5,13 +5,14 @@
 //! shortly after a free, but only from the thread that owns it, when that thread next allocates:
 //! what a reload freed on a thread that then sleeps stays resident. In the Kubernetes benchmark
 //! that was about 30 MiB of the 153 MiB resident after sync. So the controller calls
-//! [`release_freed`] on its worker thread (and its own) once it has been idle a while
+//! [`release_freed`] on its own thread after each job (what decoding the changes and the replaced
+//! snapshot freed), on its worker thread once it has been idle a while
 //! (`controller::RELEASE_WHEN_IDLE`), and the Kubernetes source after each complete list.
 //!
 //! Between those, `serve` lets freed memory stay committed for [`HOLD_FREED`] instead of
 //! mimalloc's 10 ms ([`hold_freed`]): the next reload builds again most of what the last one
-//! freed, and handing those pages back and faulting them in again was about a seventh of a
-//! one-Mapping reload's CPU at 5,000 Mappings.
+//! freed, and handing those pages back and faulting them in again was 13% of a
+//! one-Mapping reload's CPU at 5,000 Mappings (2% with the delay).
 
 /// Set in the lib so that the binary, the tests and the benchmarks all run the same allocator.
 #[global_allocator]
@@ -24,7 +25,7 @@ pub fn release_freed() {
 }
 
 /// How long `serve` keeps freed memory committed before mimalloc hands it back on its own.
-pub const HOLD_FREED: std::time::Duration = std::time::Duration::from_secs(10);
+pub const HOLD_FREED: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// mimalloc's `mi_option_purge_delay` (milliseconds; `libmimalloc-sys` leaves the newer options
 /// unnamed "for stability"): its place in `mi_option_t` in mimalloc v2's `mimalloc.h`.

@@ -165,6 +165,9 @@ impl Controller {
 
     /// One job on the worker thread; `Err` if shutdown came first (the job is abandoned).
     async fn run_job(&mut self, job: Job, shutdown: &mut watch::Receiver<bool>) -> Result<(), ShuttingDown> {
+        // What the sources freed on this thread while decoding the changes (memory.rs). The
+        // worker's own memory is kept for the next job until the controller is idle.
+        crate::memory::release_freed();
         let mut compiler = self.compiler.take().expect("one job at a time");
         let previous = self.outputs.snapshots.borrow().clone();
         let started = std::time::Instant::now();
@@ -189,6 +192,8 @@ impl Controller {
                     metrics.reloads.inc(if outcome.snapshot.is_some() { "published" } else { "unchanged" });
                 }
                 self.publish(outcome);
+                // What the previous snapshot held, dropped here as the new one replaced it.
+                crate::memory::release_freed();
             }
             // A bug, not bad input: keep serving the last snapshot and say so.
             Err(_) => {
