@@ -12,7 +12,7 @@
 //! Between those, `serve` lets freed memory stay committed for [`HOLD_FREED`] instead of
 //! mimalloc's 10 ms ([`hold_freed`]): the next reload builds again most of what the last one
 //! freed, and handing those pages back and faulting them in again was 13% of a
-//! one-Mapping reload's CPU at 5,000 Mappings (2% with the delay).
+//! one-Mapping reload's CPU at 5,000 Mappings.
 
 /// Set in the lib so that the binary, the tests and the benchmarks all run the same allocator.
 #[global_allocator]
