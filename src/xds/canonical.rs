@@ -204,12 +204,14 @@ fn sorted_any(bytes: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut changed = false;
     for field in &fields {
-        match (field.number, field.payload.and_then(|value| sorted(&packed, value))) {
-            (2, Some(value)) => {
+        // Field 2 is the packed message (field 1, its type URL, is left as it is).
+        let value = (field.number == 2).then_some(field.payload).flatten();
+        match value.and_then(|value| sorted(&packed, value)) {
+            Some(value) => {
                 out.extend(length_delimited(2, &value));
                 changed = true;
             }
-            _ => out.extend_from_slice(field.raw),
+            None => out.extend_from_slice(field.raw),
         }
     }
     changed.then_some(out)
