@@ -10,14 +10,51 @@ use std::time::{Duration, Instant};
 
 /// A port that was free on 127.0.0.1 a moment ago, never handed out twice by this test process
 /// (tests run in parallel, and a port is only bound after the child process starts).
+///
+/// It is taken from below the kernel's ephemeral range: an upstream that binds port 0, or any
+/// outgoing connection, gets its port from that range and so can never take one handed out here
+/// before its child binds it (a CI run lost two e2e tests to exactly that: an upstream's port 0
+/// was the port an Envoy was about to bind for its admin).
 pub fn free_port() -> u16 {
     static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0").expect("binding an ephemeral port").local_addr().unwrap().port();
-        if HANDED_OUT.lock().unwrap().insert(port) {
+    let (below, _) = ephemeral_range();
+    // Each test process starts at its own place in the range, so that two suites at once rarely
+    // try the same ports (a port is also checked free by binding it).
+    let span = u32::from(below.saturating_sub(PORTS_FROM));
+    let mut handed_out = HANDED_OUT.lock().unwrap();
+    if span < 1_000 {
+        // A kernel whose ephemeral range starts low: take ephemeral ports, as before.
+        loop {
+            let port =
+                TcpListener::bind("127.0.0.1:0").expect("binding an ephemeral port").local_addr().unwrap().port();
+            if handed_out.insert(port) {
+                return port;
+            }
+        }
+    }
+    let start = std::process::id() % span;
+    for step in 0..span {
+        let port = PORTS_FROM + ((start + step) % span) as u16;
+        if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.insert(port);
             return port;
         }
     }
+    panic!("no free port on 127.0.0.1 between {PORTS_FROM} and {below}");
+}
+
+/// Where `free_port` starts: above the well-known and registered ports most services use.
+const PORTS_FROM: u16 = 20_000;
+
+/// The kernel's ephemeral port range (Linux's default when it cannot be read).
+fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| {
+            let mut bounds = text.split_whitespace().map(|n| n.parse::<u16>().ok());
+            Some((bounds.next()??, bounds.next()??))
+        })
+        .unwrap_or((32_768, 60_999))
 }
 
 pub fn localhost(port: u16) -> SocketAddr {
