@@ -12,7 +12,7 @@
 //! `@type` first in an `Any`), with map keys sorted. A test renders every golden input through
 //! both ways and asserts they agree.
 
-use crate::xds::descriptors::pool;
+use crate::xds::descriptors::message_of_type_url;
 use prost_reflect::{DynamicMessage, Kind, MessageDescriptor, ReflectMessage, Value};
 use serde::ser::{Error as _, SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
@@ -41,8 +41,7 @@ fn value_has_unordered_map(value: &Value) -> bool {
 /// to print it at all).
 fn unpack_any(any: &DynamicMessage) -> Option<DynamicMessage> {
     let type_url = any.get_field_by_name("type_url")?;
-    let type_name = type_url.as_str()?.rsplit('/').next()?;
-    let descriptor = pool().get_message_by_name(type_name)?;
+    let descriptor = message_of_type_url(type_url.as_str()?)?;
     let value = any.get_field_by_name("value")?;
     DynamicMessage::decode(descriptor, value.as_bytes()?.clone()).ok()
 }
@@ -114,10 +113,8 @@ impl Serialize for Node<'_> {
                         .ok_or_else(|| S::Error::custom("an Any printed without @type"))?;
                     map.serialize_entry("@type", type_url)?;
                     written += 1;
-                    let type_name = type_url.rsplit('/').next().unwrap_or_default();
-                    message = pool()
-                        .get_message_by_name(type_name)
-                        .ok_or_else(|| S::Error::custom(format!("{type_name} is not in the descriptor pool")))?;
+                    message = message_of_type_url(type_url)
+                        .ok_or_else(|| S::Error::custom(format!("{type_url} is not in the descriptor pool")))?;
                 }
                 // A well-known type in an Any prints as {"@type", "value"}, the value as it is.
                 let fields_of = if is_well_known(&message) { None } else { Some(message.fields()) };
@@ -159,6 +156,7 @@ mod tests {
     use crate::pipeline::translate_paths;
     use crate::render::{decode_resource, serialize_options, to_json};
     use crate::source::files::LoadOptions;
+    use crate::xds::descriptors::pool;
     use crate::xds::route::encode_route;
     use crate::xds::{to_any, XdsType};
     use envoy_types::pb::envoy::config::route::v3::{FilterConfig, Route};

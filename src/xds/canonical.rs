@@ -11,7 +11,7 @@
 //! message type that cannot hold a map (directly, inside another message, or packed in an `Any`)
 //! is copied without being looked at, and a message already in order is not copied at all.
 
-use crate::xds::descriptors::pool;
+use crate::xds::descriptors::{message_of_type_url, pool};
 use prost::encoding::{decode_key, decode_varint, encode_key, encode_varint, WireType};
 use prost::Message;
 use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
@@ -199,8 +199,7 @@ fn entry_key(entry: &[u8]) -> &[u8] {
 fn sorted_any(bytes: &[u8]) -> Option<Vec<u8>> {
     let fields = wire_fields(bytes)?;
     let type_url = fields.iter().find(|field| field.number == 1)?.payload?;
-    let type_name = std::str::from_utf8(type_url).ok()?.rsplit('/').next()?;
-    let packed = pool().get_message_by_name(type_name)?;
+    let packed = message_of_type_url(std::str::from_utf8(type_url).ok()?)?;
     let mut out = Vec::with_capacity(bytes.len());
     let mut changed = false;
     for field in &fields {

@@ -12,3 +12,9 @@ static POOL: LazyLock<DescriptorPool> =
 pub fn pool() -> &'static DescriptorPool {
     &POOL
 }
+
+/// The message type an `Any`'s `type_url` names (`type.googleapis.com/<full name>`), if the pool
+/// has it.
+pub fn message_of_type_url(type_url: &str) -> Option<prost_reflect::MessageDescriptor> {
+    pool().get_message_by_name(type_url.rsplit('/').next().unwrap_or_default())
+}

@@ -13,7 +13,7 @@ pub mod re2;
 
 pub use envoy_rules::{CIPHER_SUITES, ECDH_CURVES};
 
-use super::descriptors::pool;
+use super::descriptors::{message_of_type_url, pool};
 use prost_reflect::{DynamicMessage, ReflectMessage, Value};
 
 /// Envoy's default `re2.max_program_size.error_level`, which the `bootstrap` command also sets
@@ -93,11 +93,11 @@ fn walk(message: &DynamicMessage, path: &str, limits: &Limits, out: &mut Vec<Str
 /// Envoy unpacks `typed_config` and validates what is inside with that type's rules.
 fn unpack(any: &DynamicMessage, path: &str, limits: &Limits, out: &mut Vec<String>) {
     let type_url = any.get_field_by_name("type_url").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-    let name = type_url.rsplit('/').next().unwrap_or_default();
-    let Some(descriptor) = pool().get_message_by_name(name) else {
+    let Some(descriptor) = message_of_type_url(&type_url) else {
         out.push(format!("{path}: type {type_url} is not one ambassador-xds can check"));
         return;
     };
+    let name = descriptor.full_name().to_string();
     let bytes = any.get_field_by_name("value").and_then(|v| v.as_bytes().cloned()).unwrap_or_default();
     match DynamicMessage::decode(descriptor, bytes) {
         Ok(inner) => walk(&inner, &format!("{path}<{name}>"), limits, out),
