@@ -77,7 +77,7 @@ pub fn translate(loaded: Loaded, options: &Options) -> Translation {
     let compiled = compile::compile(&loaded.model, &loaded.tls_files, options);
     // The model is no longer needed; freeing it before building keeps peak memory down.
     drop(loaded.model);
-    let (mut translation, _) = finish(loaded.diagnostics, compiled, options, &AdmitMemo::default());
+    let (mut translation, _) = finish(loaded.diagnostics, compiled, options, AdmitMemo::default());
     translation.set_endpoints(endpoints(&translation.endpoint_services, &EndpointTable::new(), options));
     translation
 }
@@ -90,13 +90,14 @@ pub fn endpoints(services: &[EdsService], table: &EndpointTable, options: &Optio
 
 /// [`translate`] without endpoints (the caller sets them, see [`Translation::set_endpoints`]),
 /// falling back to the last good version of whatever does not compile now, and reusing what did
-/// not change (the serving controller); returns what the next reload starts from.
-pub fn translate_with(loaded: Loaded, options: &Options, last: &Remembered) -> (Translation, Remembered) {
+/// not change (the serving controller); returns what the next reload starts from. `last` is
+/// taken over: what it kept is updated in place.
+pub fn translate_with(loaded: Loaded, options: &Options, last: Remembered) -> (Translation, Remembered) {
     let started = std::time::Instant::now();
     let (compiled, last_good) = compile::compile_with(&loaded.model, &loaded.tls_files, options, &last.last_good);
     let compiled_at = started.elapsed();
     drop(loaded.model);
-    let (translation, admitted) = finish(loaded.diagnostics, compiled, options, &last.admitted);
+    let (translation, admitted) = finish(loaded.diagnostics, compiled, options, last.admitted);
     tracing::debug!(compile = ?compiled_at, admit = ?(started.elapsed() - compiled_at), "translated");
     (translation, Remembered { last_good, admitted })
 }
@@ -107,7 +108,7 @@ fn finish(
     mut diagnostics: Vec<Diagnostic>,
     compiled: compile::Compiled,
     options: &Options,
-    previous: &AdmitMemo,
+    previous: AdmitMemo,
 ) -> (Translation, AdmitMemo) {
     // The Module's `regex_max_size` may lower the limit (never raise it above Envoy's own).
     let regex_program_size = compiled

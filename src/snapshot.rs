@@ -107,6 +107,16 @@ impl TypeSnapshot {
         }
     }
 
+    /// Whether `resources` are this type's entries, in order, each in the very buffer its entry
+    /// was framed from: then nothing needs building, hashing or comparing by content (at 50,000
+    /// clusters, building the tree alone took a tenth of a one-Mapping reload).
+    fn holds_exactly(&self, resources: &[Resource]) -> bool {
+        resources.len() == self.entries.len()
+            && resources.iter().zip(self.entries.values()).all(|(resource, entry)| {
+                same_buffer(&resource.body, &entry.body) && resource.name.as_str() == &*entry.name
+            })
+    }
+
     pub fn get(&self, name: &str) -> Option<&Entry> {
         self.entries.get(name)
     }
@@ -226,6 +236,9 @@ impl Snapshot {
             PerType::from_fn(|xds_type| previous.map(|p| p.history[xds_type].clone()).unwrap_or_default());
         let types = PerType::from_fn(|xds_type| {
             let old = previous.map(|p| p.of(xds_type));
+            if let Some(old) = old.filter(|old| old.holds_exactly(resources.of(xds_type))) {
+                return old.clone();
+            }
             let fresh = TypeSnapshot::new(xds_type, resources.of(xds_type), old.map(|o| &**o));
             match old {
                 Some(old) if old.version == fresh.version => old.clone(),

@@ -14,7 +14,7 @@
 
 use super::downstream_tls::build_downstream_tls_context;
 use super::provenance::{report, ProvenanceIndex};
-use super::reuse::{Fingerprint, Kept, NameOf, Named, Reusing};
+use super::reuse::{Fingerprint, Kept, NameOf, Named, Reuse, Reusing};
 use super::route_verdicts::{RouteMemo, RouteVerdicts};
 use super::validate::{self, Limits};
 use super::{canonical, cluster, listener, route, secret, tcp_listener, Resource, Resources, XdsType};
@@ -63,7 +63,7 @@ struct ClusterDecided {
 /// Builds, validates and encodes every resource of `ir`; routes and clusters that are the same as
 /// in the `previous` admission (and whose clusters or secrets are served, or not, as they were) are
 /// not built again. Returns what the next admission starts from.
-pub fn admit(ir: &Ir, limits: &Limits, previous: &AdmitMemo) -> (Admitted, AdmitMemo) {
+pub fn admit(ir: &Ir, limits: &Limits, previous: AdmitMemo) -> (Admitted, AdmitMemo) {
     let mut out = Admitted::default();
     let mut dropped_secrets: BTreeMap<&str, String> = BTreeMap::new();
     let mut secrets = Vec::with_capacity(ir.secrets.len());
@@ -87,14 +87,15 @@ pub fn admit(ir: &Ir, limits: &Limits, previous: &AdmitMemo) -> (Admitted, Admit
 
     let mut dropped_clusters: BTreeMap<&str, String> = BTreeMap::new();
     let mut clusters = Vec::with_capacity(ir.clusters.len());
-    let mut kept_clusters = Reusing::from(&previous.clusters);
+    let mut kept_clusters = Reusing::from(previous.clusters);
     for ir_cluster in &ir.clusters {
         let missing = ir_cluster.tls.iter().flat_map(|tls| [&tls.client_certificate_secret, &tls.validation_secret]);
         let lost = missing.flatten().find(|name| dropped_secrets.contains_key(name.as_str()));
-        let same = |kept: &ClusterDecided| {
-            kept.limits == *limits && kept.lost_secret.as_ref() == lost && kept.cluster.matches(ir_cluster)
+        let reuse = |kept: &ClusterDecided| match kept.limits == *limits && kept.lost_secret.as_ref() == lost {
+            true => kept.cluster.compare(ir_cluster).map(|cluster| ClusterDecided { cluster, ..kept.clone() }),
+            false => Reuse::No,
         };
-        let kept = kept_clusters.get(NameOf(ir_cluster.clone(), ()), same, || {
+        let kept = kept_clusters.get(NameOf(ir_cluster.clone(), ()), reuse, || {
             let message = cluster::build_cluster(ir_cluster);
             let verdict = match lost {
                 Some(name) => Err(format!("its SDS secret {name} is not served")),
@@ -103,7 +104,7 @@ pub fn admit(ir: &Ir, limits: &Limits, previous: &AdmitMemo) -> (Admitted, Admit
             let cluster = Fingerprint::of(ir_cluster);
             (ClusterDecided { cluster, limits: *limits, lost_secret: lost.cloned() }, verdict)
         });
-        match &kept.1 {
+        match &kept.kept.1 {
             Ok(body) => {
                 out.provenance.insert_cluster(ir_cluster);
                 clusters.push(Resource { name: ir_cluster.name.clone(), body: body.clone() });
@@ -163,7 +164,7 @@ pub fn admit(ir: &Ir, limits: &Limits, previous: &AdmitMemo) -> (Admitted, Admit
     }
 
     let mut routes = Vec::new();
-    let mut verdicts = RouteVerdicts::continuing(&previous.routes);
+    let mut verdicts = RouteVerdicts::continuing(previous.routes);
     for table in &ir.route_configs {
         let mut provenance = Vec::with_capacity(table.virtual_hosts.len());
         let mut hosts = Vec::with_capacity(table.virtual_hosts.len());

@@ -82,7 +82,7 @@ impl Resources {
 /// known to be valid (tests, benchmarks); what fails validation is left out. The translation path
 /// uses [`admit`], which also says what was left out and why.
 pub fn build(ir: &Ir) -> Resources {
-    admit(ir, &validate::Limits::default(), &AdmitMemo::default()).0.resources
+    admit(ir, &validate::Limits::default(), AdmitMemo::default()).0.resources
 }
 
 /// "Fetch this over the ADS stream": how listeners find routes and clusters find secrets.

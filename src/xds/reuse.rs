@@ -45,9 +45,38 @@ impl<T: Hash + ?Sized> Fingerprint<T> {
         Fingerprint { digest: digest(&**value), source: Arc::downgrade(value) }
     }
 
-    /// Whether `value` is the value fingerprinted: the same one, or an equal one.
-    pub fn matches(&self, value: &Arc<T>) -> bool {
-        std::ptr::eq(self.source.as_ptr(), Arc::as_ptr(value)) || self.digest == digest(&**value)
+    /// Whether `value` is the value fingerprinted: the same one ([`Reuse::Kept`]), or an equal one
+    /// at another address ([`Reuse::Refreshed`] with its fingerprint: remembering the new address
+    /// is what spares the next admission the digest).
+    pub fn compare(&self, value: &Arc<T>) -> Reuse<Fingerprint<T>> {
+        if std::ptr::eq(self.source.as_ptr(), Arc::as_ptr(value)) {
+            Reuse::Kept
+        } else if self.digest == digest(&**value) {
+            Reuse::Refreshed(Fingerprint { digest: self.digest, source: Arc::downgrade(value) })
+        } else {
+            Reuse::No
+        }
+    }
+}
+
+/// Whether a kept result can be reused, judged from what it was computed from (`I`).
+#[derive(Debug)]
+pub enum Reuse<I> {
+    /// From the very same input: as it is.
+    Kept,
+    /// From an equal input: the result is reused, and this is remembered as its input instead.
+    Refreshed(I),
+    /// Computed again.
+    No,
+}
+
+impl<I> Reuse<I> {
+    pub fn map<J>(self, f: impl FnOnce(I) -> J) -> Reuse<J> {
+        match self {
+            Reuse::Kept => Reuse::Kept,
+            Reuse::Refreshed(input) => Reuse::Refreshed(f(input)),
+            Reuse::No => Reuse::No,
+        }
     }
 }
 
@@ -77,27 +106,40 @@ impl<T: Named, E: Hash> Hash for NameOf<T, E> {
     }
 }
 
-/// What each name's result was computed from, and the result.
+/// What each name's result was computed from, and the result. Kept in place from one admission
+/// to the next (an admission takes it over, stamps what it uses and sweeps the rest): building a
+/// fresh table of tens of thousands of entries on every reload, and dropping the old one, cost
+/// more than the lookups.
 #[derive(Debug)]
 pub struct Kept<K, I, O> {
-    by_name: HashMap<K, Arc<(I, O)>>,
+    by_name: HashMap<K, Slot<I, O>>,
     /// How many of the results were computed by the admission that kept them (not reused).
     computed: usize,
+    /// Counts admissions: an entry whose stamp is the current one was used by this admission.
+    generation: u64,
+}
+
+#[derive(Debug)]
+struct Slot<I, O> {
+    kept: Arc<(I, O)>,
+    used: u64,
+}
+
+impl<I, O> Clone for Slot<I, O> {
+    fn clone(&self) -> Self {
+        Slot { kept: self.kept.clone(), used: self.used }
+    }
 }
 
 impl<K, I, O> Default for Kept<K, I, O> {
     fn default() -> Self {
-        Kept { by_name: HashMap::new(), computed: 0 }
+        Kept { by_name: HashMap::new(), computed: 0, generation: 0 }
     }
 }
 
 impl<K, I, O> Kept<K, I, O> {
     pub fn computed(&self) -> usize {
         self.computed
-    }
-
-    pub fn len(&self) -> usize {
-        self.by_name.len()
     }
 }
 
@@ -106,37 +148,135 @@ where
     K: Clone,
 {
     fn clone(&self) -> Self {
-        Kept { by_name: self.by_name.clone(), computed: self.computed }
+        Kept { by_name: self.by_name.clone(), computed: self.computed, generation: self.generation }
     }
+}
+
+/// A result from [`Reusing::get`].
+pub struct Got<I, O> {
+    pub kept: Arc<(I, O)>,
+    /// Whether this admission had already asked for this name (and got this result).
+    pub again: bool,
 }
 
 /// One admission's use of what the previous one kept.
-pub struct Reusing<'p, K, I, O> {
-    previous: &'p Kept<K, I, O>,
-    next: Kept<K, I, O>,
+pub struct Reusing<K, I, O> {
+    kept: Kept<K, I, O>,
 }
 
-impl<'p, K: Hash + Eq, I, O> Reusing<'p, K, I, O> {
-    pub fn from(previous: &'p Kept<K, I, O>) -> Self {
-        Reusing { previous, next: Kept { by_name: HashMap::with_capacity(previous.by_name.len()), computed: 0 } }
+impl<K: Hash + Eq, I, O: Clone> Reusing<K, I, O> {
+    pub fn from(previous: Kept<K, I, O>) -> Self {
+        let mut kept = previous;
+        kept.generation += 1;
+        kept.computed = 0;
+        Reusing { kept }
     }
 
-    /// The result `name` had last time if `same` says it was computed from what it would be
+    /// The result `name` had last time if `reuse` says it was computed from what it would be
     /// computed from now, else `compute()`'s (with its input); either way the next admission can
     /// reuse it.
-    pub fn get(&mut self, name: K, same: impl FnOnce(&I) -> bool, compute: impl FnOnce() -> (I, O)) -> Arc<(I, O)> {
-        let kept = match self.previous.by_name.get(&name) {
-            Some(kept) if same(&kept.0) => kept.clone(),
-            _ => {
-                self.next.computed += 1;
-                Arc::new(compute())
-            }
+    pub fn get(&mut self, name: K, reuse: impl FnOnce(&I) -> Reuse<I>, compute: impl FnOnce() -> (I, O)) -> Got<I, O> {
+        let generation = self.kept.generation;
+        let refreshed = match self.kept.by_name.get_mut(&name) {
+            Some(slot) => match reuse(&slot.kept.0) {
+                Reuse::Kept => {
+                    let again = slot.used == generation;
+                    slot.used = generation;
+                    return Got { kept: slot.kept.clone(), again };
+                }
+                Reuse::Refreshed(input) => Some(Arc::new((input, slot.kept.1.clone()))),
+                Reuse::No => None,
+            },
+            None => None,
         };
-        self.next.by_name.insert(name, kept.clone());
-        kept
+        let replacement = refreshed.unwrap_or_else(|| {
+            self.kept.computed += 1;
+            Arc::new(compute())
+        });
+        // The key is replaced too: it holds the value it names, and the old one is let go.
+        self.kept.by_name.remove(&name);
+        self.kept.by_name.insert(name, Slot { kept: replacement.clone(), used: generation });
+        Got { kept: replacement, again: false }
     }
 
+    /// What the next admission starts from: the results this one used.
     pub fn finish(self) -> Kept<K, I, O> {
-        self.next
+        let mut kept = self.kept;
+        let generation = kept.generation;
+        kept.by_name.retain(|_, slot| slot.used == generation);
+        kept
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Hash)]
+    struct Value(&'static str, u32);
+
+    impl Named for Value {
+        fn name(&self) -> &str {
+            self.0
+        }
+    }
+
+    type Memo = Kept<NameOf<Value>, Fingerprint<Value>, u32>;
+
+    /// One admission asking for `values`: for each, how its kept result was judged (`None`: there
+    /// was none) and the result it got.
+    fn admission(memo: Memo, values: &[&Arc<Value>]) -> (Memo, Vec<(Option<&'static str>, u32, bool)>) {
+        let mut reusing = Reusing::from(memo);
+        let mut seen = Vec::new();
+        for value in values {
+            let mut judged = None;
+            let got = reusing.get(
+                NameOf((*value).clone(), ()),
+                |kept| {
+                    let reuse = kept.compare(value);
+                    judged = Some(match reuse {
+                        Reuse::Kept => "kept",
+                        Reuse::Refreshed(_) => "refreshed",
+                        Reuse::No => "no",
+                    });
+                    reuse
+                },
+                || (Fingerprint::of(value), value.1 * 10),
+            );
+            seen.push((judged, got.kept.1, got.again));
+        }
+        (reusing.finish(), seen)
+    }
+
+    #[test]
+    fn an_equal_value_at_a_new_address_is_digested_once_then_known_by_address() {
+        let first = Arc::new(Value("a", 1));
+        let (memo, seen) = admission(Memo::default(), &[&first]);
+        assert_eq!(seen, [(None, 10, false)]);
+        let (memo, seen) = admission(memo, &[&first]);
+        assert_eq!(seen, [(Some("kept"), 10, false)]);
+        // Rebuilt equal (a Module change compiles every Mapping again): the digest says equal once,
+        // and from then on the address does; before, every later admission digested it again.
+        let rebuilt = Arc::new(Value("a", 1));
+        let (memo, seen) = admission(memo, &[&rebuilt]);
+        assert_eq!(seen, [(Some("refreshed"), 10, false)]);
+        drop(first);
+        let (memo, seen) = admission(memo, &[&rebuilt]);
+        assert_eq!(seen, [(Some("kept"), 10, false)]);
+        assert_eq!(memo.computed(), 0);
+        let changed = Arc::new(Value("a", 2));
+        let (memo, seen) = admission(memo, &[&changed]);
+        assert_eq!((seen, memo.computed()), (vec![(Some("no"), 20, false)], 1));
+    }
+
+    #[test]
+    fn what_an_admission_did_not_ask_for_is_forgotten_and_a_second_ask_is_told() {
+        let (a, b) = (Arc::new(Value("a", 1)), Arc::new(Value("b", 2)));
+        let (memo, seen) = admission(Memo::default(), &[&a, &b, &a]);
+        assert_eq!(seen, [(None, 10, false), (None, 20, false), (Some("kept"), 10, true)]);
+        let (memo, _) = admission(memo, &[&b]);
+        assert_eq!(memo.by_name.len(), 1);
+        let (_, seen) = admission(memo, &[&a, &b]);
+        assert_eq!(seen, [(None, 10, false), (Some("kept"), 20, false)]);
     }
 }

@@ -10,7 +10,7 @@
 //! Within one admission, a route shared by many virtual hosts is decided once per variant.
 
 use super::provenance::report;
-use super::reuse::{Fingerprint, Kept, NameOf, Named, Reusing};
+use super::reuse::{Fingerprint, Kept, NameOf, Named, Reuse, Reusing};
 use super::route;
 use super::validate::{self, Limits};
 use crate::compile::ir::{HostRoute, Route, RouteAction, RouteVariant};
@@ -43,21 +43,18 @@ impl Named for Route {
 }
 
 /// One admission's verdicts.
-pub struct RouteVerdicts<'p> {
-    reusing: Reusing<'p, NameOf<Route, RouteVariant>, Decided, Verdict>,
-    /// This admission's routes by identity: the pointer is only a key, and the IR holds every
-    /// route for as long as this lives.
-    by_route: foldhash::HashMap<(*const Route, RouteVariant), Option<Arc<[u8]>>>,
+pub struct RouteVerdicts {
+    reusing: Reusing<NameOf<Route, RouteVariant>, Decided, Verdict>,
 }
 
-impl<'p> RouteVerdicts<'p> {
-    pub fn continuing(previous: &'p RouteMemo) -> Self {
-        let by_route = foldhash::HashMapExt::with_capacity(previous.len());
-        RouteVerdicts { reusing: Reusing::from(previous), by_route }
+impl RouteVerdicts {
+    pub fn continuing(previous: RouteMemo) -> Self {
+        RouteVerdicts { reusing: Reusing::from(previous) }
     }
 
     /// The encoded route as admitted (itself or a fail-closed copy), or `None` when it is dropped;
-    /// its diagnostics go to `diagnostics` once per admission.
+    /// its diagnostics go to `diagnostics` once per admission (a route many virtual hosts share
+    /// is asked for once per host).
     pub fn admit(
         &mut self,
         route: &HostRoute,
@@ -65,29 +62,25 @@ impl<'p> RouteVerdicts<'p> {
         limits: &Limits,
         diagnostics: &mut Vec<Diagnostic>,
     ) -> Option<Arc<[u8]>> {
-        let key = (Arc::as_ptr(&route.route), route.variant);
-        if let Some(admitted) = self.by_route.get(&key) {
-            return admitted.clone();
-        }
         let cluster_problem = match &route.route.action {
             RouteAction::Forward(forward) => dropped_clusters.get(forward.cluster.as_str()),
             _ => None,
         };
-        let same = |kept: &Decided| {
-            kept.limits == *limits
-                && kept.cluster_problem.as_ref() == cluster_problem
-                && kept.route.matches(&route.route)
+        let reuse = |kept: &Decided| match kept.limits == *limits && kept.cluster_problem.as_ref() == cluster_problem {
+            true => kept.route.compare(&route.route).map(|route| Decided { route, ..kept.clone() }),
+            false => Reuse::No,
         };
-        let kept = self.reusing.get(NameOf(route.route.clone(), route.variant), same, || {
+        let got = self.reusing.get(NameOf(route.route.clone(), route.variant), reuse, || {
             let mut own = Vec::new();
             let admitted = admit_route(&route.resolve(), cluster_problem.map(String::as_str), limits, &mut own)
                 .map(|admitted| Arc::from(route::encode_route(&route::build_route(&admitted))));
             let cluster_problem = cluster_problem.cloned();
             (Decided { route: Fingerprint::of(&route.route), limits: *limits, cluster_problem }, (admitted, own))
         });
-        let (admitted, reported) = &kept.1;
-        diagnostics.extend(reported.iter().cloned());
-        self.by_route.insert(key, admitted.clone());
+        let (admitted, reported) = &got.kept.1;
+        if !got.again {
+            diagnostics.extend(reported.iter().cloned());
+        }
         admitted.clone()
     }
 
