@@ -53,6 +53,9 @@ pub struct Rebuilt {
     pub routes: usize,
     /// Clusters validated and encoded.
     pub clusters: usize,
+    /// Routes and clusters that were new values equal to the ones admitted before: reused, but
+    /// only after hashing their content.
+    pub compared: usize,
 }
 
 impl Remembered {
@@ -60,7 +63,7 @@ impl Remembered {
     pub fn rebuilt(&self) -> Rebuilt {
         let (routes, clusters) = self.admitted.built();
         let (mappings, groups) = self.last_good.compiled();
-        Rebuilt { mappings, groups, routes, clusters }
+        Rebuilt { mappings, groups, routes, clusters, compared: self.admitted.compared() }
     }
 
     /// Keeps only the last good versions.

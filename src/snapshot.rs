@@ -8,7 +8,6 @@
 use crate::xds::provenance::ProvenanceIndex;
 use crate::xds::{PerType, Resource, Resources, XdsType};
 use bytes::Bytes;
-use prost::Message;
 use sha1::{Digest, Sha1};
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -332,6 +331,7 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prost::Message;
 
     fn resources(names: &[(&str, &[u8])]) -> Resources {
         let clusters =

@@ -71,6 +71,24 @@ impl std::ops::Index<&str> for EnvoyNames {
     }
 }
 
+/// The clusters a compile made anew rather than taking from a claim as it is: those several
+/// Mappings share (their provenance names every owner) and renamed ones. Kept for the next
+/// compile, which hands admission the very same value when the claim, the name and the owners are
+/// the same, so that admission knows it by address (a shared cluster was otherwise a new value,
+/// digested again, on every reload).
+#[derive(Debug, Clone, Default)]
+pub struct ClusterMemo {
+    by_identity: HashMap<Arc<str>, Merged>,
+}
+
+#[derive(Debug, Clone)]
+struct Merged {
+    /// The first claim's cluster (held: no other value can take its address).
+    first: Arc<Cluster>,
+    later_owners: Vec<Provenance>,
+    cluster: Arc<Cluster>,
+}
+
 /// The clusters the Mappings need, by identity: the parts of their names, unmangled.
 #[derive(Default)]
 pub struct ClusterSet {
@@ -211,7 +229,13 @@ impl ClusterClaim {
 impl ClusterSet {
     /// The clusters under their Envoy names (collisions told apart, long names shortened as
     /// Emissary does), sorted by name, and the identity → Envoy name map the routes need.
-    pub fn finish(self, diagnostics: &mut Vec<Diagnostic>) -> (Vec<Arc<Cluster>>, EnvoyNames) {
+    /// Every cluster, by name, and the Envoy name of each identity; `previous` is what the last
+    /// compile made anew (see [`ClusterMemo`]), and what this one made anew is returned.
+    pub fn finish(
+        self,
+        previous: &ClusterMemo,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) -> (Vec<Arc<Cluster>>, EnvoyNames, ClusterMemo) {
         // By name, then identity: clusters whose names collide are neighbours, and the clusters
         // come out nearly in the order they are served in. The keys are taken out first, so
         // that sorting compares strings rather than chasing pointers to them.
@@ -250,6 +274,7 @@ impl ClusterSet {
         let mut claimed: Vec<Option<(Arc<str>, Claimed)>> = claimed.into_iter().map(Some).collect();
         let mut clusters = Vec::with_capacity(claimed.len());
         let mut names = EnvoyNames { by_identity: HashMap::with_capacity(claimed.len()), ..EnvoyNames::default() };
+        let mut made = ClusterMemo::default();
         for (at, full) in full_names {
             let (identity, entry) = claimed[at].take().expect("each cluster is named once");
             let name = shortened.get(&full).cloned().unwrap_or(full);
@@ -260,16 +285,30 @@ impl ClusterSet {
                 if claimed.name != name {
                     names.renamed.insert(identity.clone());
                 }
-                let mut cluster = Cluster::clone(claimed);
-                cluster.name = name.clone();
-                cluster.provenance.extend(entry.later_owners);
-                clusters.push(Arc::new(cluster));
+                let same = |kept: &&Merged| {
+                    Arc::ptr_eq(&kept.first, claimed)
+                        && kept.cluster.name == name
+                        && kept.later_owners == entry.later_owners
+                };
+                let cluster = match previous.by_identity.get(&identity).filter(same) {
+                    Some(kept) => kept.cluster.clone(),
+                    None => {
+                        let mut cluster = Cluster::clone(claimed);
+                        cluster.name = name.clone();
+                        cluster.provenance.extend(entry.later_owners.iter().cloned());
+                        Arc::new(cluster)
+                    }
+                };
+                let merged =
+                    Merged { first: claimed.clone(), later_owners: entry.later_owners, cluster: cluster.clone() };
+                made.by_identity.insert(identity.clone(), merged);
+                clusters.push(cluster);
             }
             names.by_identity.insert(identity, name);
         }
         // Only renamed clusters can be out of place.
         clusters.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        (clusters, names)
+        (clusters, names, made)
     }
 }
 

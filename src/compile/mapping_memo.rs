@@ -16,6 +16,7 @@
 //!
 //! There is no second compile mode: a one-shot `translate` starts from an empty memo.
 
+use super::cluster::ClusterMemo;
 use super::group_memo::GroupMemo;
 use super::mapping::CompiledMapping;
 use super::module::Settings;
@@ -132,6 +133,7 @@ pub struct MappingMemo {
     /// How many of them the compile that kept them compiled (rather than reused).
     recompiled: usize,
     groups: GroupMemo,
+    clusters: ClusterMemo,
 }
 
 impl MappingMemo {
@@ -141,6 +143,10 @@ impl MappingMemo {
 
     pub fn groups(&self) -> &GroupMemo {
         &self.groups
+    }
+
+    pub fn clusters(&self) -> &ClusterMemo {
+        &self.clusters
     }
 }
 
@@ -156,7 +162,7 @@ impl MappingMemo {
             None => (None, KeptInputs::new(inputs), BTreeSet::new()),
         };
         let compiled = foldhash::HashMapExt::with_capacity(previous.compiled.len());
-        let next = MappingMemo { inputs: Some(kept), compiled, recompiled: 0, groups: GroupMemo::default() };
+        let next = MappingMemo { inputs: Some(kept), compiled, recompiled: 0, ..MappingMemo::default() };
         MemoPass { previous: reusable, changed_contexts, next }
     }
 }
@@ -190,12 +196,12 @@ impl MemoPass<'_> {
         compiled
     }
 
-    /// This compile's memo, with the routes of the groups it formed.
-    pub fn finish(self, groups: GroupMemo) -> MappingMemo {
+    /// This compile's memo, with the routes of the groups it formed and the clusters it made.
+    pub fn finish(self, groups: GroupMemo, clusters: ClusterMemo) -> MappingMemo {
         let (compiled, inputs_changed) = (self.next.recompiled, self.previous.is_none());
         let remembered = self.next.compiled.len() - compiled;
         let (contexts_changed, groups_built) = (self.changed_contexts.len(), groups.built());
         tracing::debug!(compiled, remembered, inputs_changed, contexts_changed, groups_built, "Mappings");
-        MappingMemo { groups, ..self.next }
+        MappingMemo { groups, clusters, ..self.next }
     }
 }

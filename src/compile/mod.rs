@@ -258,7 +258,7 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
         &mut rejected,
     );
 
-    let (clusters, envoy_names) = clusters.finish(&mut diagnostics);
+    let (clusters, envoy_names, made_clusters) = clusters.finish(previous_memo.clusters(), &mut diagnostics);
     for chain in tcp_listeners.iter_mut().flat_map(|l| l.chains.iter_mut()) {
         for (cluster, _) in &mut chain.clusters {
             *cluster = envoy_names[cluster.as_str()].clone();
@@ -277,7 +277,7 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
     let mut group_memo = group_memo::GroupPass::continuing(previous_memo.groups());
     let (routes, rejected_groups) =
         order::order_routes(groups, &settings.defaults, &envoy_names, &mut group_memo, &mut diagnostics);
-    let memo = memo.finish(group_memo.finish());
+    let memo = memo.finish(group_memo.finish(), made_clusters);
     for group in rejected_groups {
         for member in &group.members {
             let meta = &origins.of(member).meta;

@@ -49,6 +49,12 @@ impl AdmitMemo {
     pub fn built(&self) -> (usize, usize) {
         (self.routes.computed(), self.clusters.computed())
     }
+
+    /// How many routes and clusters it reused only after comparing their content (new values,
+    /// equal to the old ones).
+    pub fn compared(&self) -> usize {
+        self.routes.refreshed() + self.clusters.refreshed()
+    }
 }
 
 /// What a cluster's verdict is decided from.

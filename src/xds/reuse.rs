@@ -115,6 +115,8 @@ pub struct Kept<K, I, O> {
     by_name: HashMap<K, Slot<I, O>>,
     /// How many of the results were computed by the admission that kept them (not reused).
     computed: usize,
+    /// How many it reused only after finding a new value equal to the old one by content.
+    refreshed: usize,
     /// Counts admissions: an entry whose stamp is the current one was used by this admission.
     generation: u64,
 }
@@ -133,13 +135,17 @@ impl<I, O> Clone for Slot<I, O> {
 
 impl<K, I, O> Default for Kept<K, I, O> {
     fn default() -> Self {
-        Kept { by_name: HashMap::new(), computed: 0, generation: 0 }
+        Kept { by_name: HashMap::new(), computed: 0, refreshed: 0, generation: 0 }
     }
 }
 
 impl<K, I, O> Kept<K, I, O> {
     pub fn computed(&self) -> usize {
         self.computed
+    }
+
+    pub fn refreshed(&self) -> usize {
+        self.refreshed
     }
 }
 
@@ -148,7 +154,12 @@ where
     K: Clone,
 {
     fn clone(&self) -> Self {
-        Kept { by_name: self.by_name.clone(), computed: self.computed, generation: self.generation }
+        Kept {
+            by_name: self.by_name.clone(),
+            computed: self.computed,
+            refreshed: self.refreshed,
+            generation: self.generation,
+        }
     }
 }
 
@@ -169,6 +180,7 @@ impl<K: Hash + Eq, I, O: Clone> Reusing<K, I, O> {
         let mut kept = previous;
         kept.generation += 1;
         kept.computed = 0;
+        kept.refreshed = 0;
         Reusing { kept }
     }
 
@@ -184,7 +196,10 @@ impl<K: Hash + Eq, I, O: Clone> Reusing<K, I, O> {
                     slot.used = generation;
                     return Got { kept: slot.kept.clone(), again };
                 }
-                Reuse::Refreshed(input) => Some(Arc::new((input, slot.kept.1.clone()))),
+                Reuse::Refreshed(input) => {
+                    self.kept.refreshed += 1;
+                    Some(Arc::new((input, slot.kept.1.clone())))
+                }
                 Reuse::No => None,
             },
             None => None,
