@@ -33,16 +33,12 @@ pub fn order_routes(
     memo: &mut GroupPass<'_>,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> (Vec<Arc<Route>>, Vec<RejectedGroup>) {
-    // A stable ascending sort reversed: Emissary's order.
-    let mut groups = groups;
-    groups.sort_by(|a, b| a.weight.cmp(b.weight));
-    groups.reverse();
-
     let mut routes = Vec::with_capacity(groups.len());
     let mut rejected = Vec::new();
-    for group in groups {
+    for place in memo.order(&groups) {
+        let group = &groups[place.index];
         let mut refused = None;
-        let built = memo.routes(&group, cluster_names, || match group_routes(&group, defaults, cluster_names) {
+        let built = memo.routes(group, &place, cluster_names, || match group_routes(group, defaults, cluster_names) {
             Ok(routes) => routes,
             Err(problem) => {
                 refused = Some(problem);
@@ -229,155 +225,4 @@ pub fn cumulative_weights(group: &[(String, Option<u32>)]) -> Result<Vec<u32>, S
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::compile::group::{group, Core, Role};
-    use crate::compile::matching::match_spec;
-    use crate::diagnostic::{Origin, ResourceId};
-    use crate::model::{MappingSpec, Meta};
-
-    fn candidate(name: &str, yaml: &str) -> Candidate {
-        let spec: MappingSpec = serde_yaml::from_str(yaml).unwrap();
-        let (matcher, _) = match_spec(&spec, spec.prefix.as_deref().unwrap()).unwrap();
-        let (group_id, route_weight) = (matcher.group_id().into(), matcher.weight());
-        let role = if spec.shadow == Some(true) {
-            Role::Shadow
-        } else if spec.host_redirect == Some(true) {
-            Role::Redirect
-        } else {
-            Role::Route
-        };
-        let id = ResourceId::new("Mapping", "default", name);
-        Candidate {
-            name: name.into(),
-            meta: Meta { id, origin: Origin::file("t.yaml"), ambassador_id: None, labels: Default::default() }.into(),
-            matcher,
-            role,
-            action: RouteAction::Forward(Forward::to(format!("cluster_{name}"))),
-            weight: spec.weight,
-            runtime_key: format!("cluster_{name}"),
-            shared: Shared { case_sensitive: spec.case_sensitive, ..Shared::default() },
-            error_responses: Default::default(),
-            core: Core::default(),
-            group_id,
-            route_weight,
-        }
-    }
-
-    fn order(candidates: Vec<Candidate>) -> (Vec<Arc<Route>>, Vec<RejectedGroup>) {
-        let mut diagnostics = Vec::new();
-        let candidates: Vec<Arc<Candidate>> = candidates.into_iter().map(Arc::new).collect();
-        let members: Vec<&Arc<Candidate>> = candidates.iter().collect();
-        let groups = group(&members, &mut diagnostics, &mut Default::default());
-        // Each test cluster's Envoy name is its identity.
-        let names = candidates.iter().map(|c| (c.runtime_key.clone(), c.runtime_key.clone())).collect();
-        let memo = Default::default();
-        order_routes(groups, &Defaults::default(), &names, &mut GroupPass::continuing(&memo), &mut diagnostics)
-    }
-
-    fn names(routes: &[Arc<Route>]) -> Vec<&str> {
-        routes.iter().map(|r| r.name.as_str()).collect()
-    }
-
-    #[test]
-    fn longer_prefixes_first_then_headers_then_precedence_wins() {
-        let (routes, _) = order(vec![
-            candidate("a", "prefix: /"),
-            candidate("b", "prefix: /api/"),
-            candidate("c", "{prefix: /api/, headers: {x-canary: 'yes'}}"),
-            candidate("d", "{prefix: /, precedence: 10}"),
-        ]);
-        assert_eq!(names(&routes), ["d", "c", "b", "a"]);
-    }
-
-    #[test]
-    fn query_parameters_weigh_after_headers_and_split_groups() {
-        let (routes, _) = order(vec![
-            candidate("plain", "prefix: /api/"),
-            candidate("query", "{prefix: /api/, query_parameters: {debug: 'yes'}}"),
-            candidate("header", "{prefix: /api/, headers: {x: 'y'}}"),
-        ]);
-        assert_eq!(names(&routes), ["header", "query", "plain"], "three groups, not one canary");
-        assert!(routes.iter().all(|r| r.matcher.runtime_fraction.is_none()));
-    }
-
-    #[test]
-    fn equal_weights_come_out_in_reverse_order() {
-        let (routes, _) = order(vec![candidate("a", "prefix: /x/"), candidate("b", "prefix: /y/")]);
-        assert_eq!(names(&routes), ["b", "a"]);
-    }
-
-    #[test]
-    fn canary_weights_are_cumulative_with_unweighted_last() {
-        let (routes, rejected) =
-            order(vec![candidate("main", "prefix: /svc/"), candidate("canary", "{prefix: /svc/, weight: 10}")]);
-        assert!(rejected.is_empty());
-        assert_eq!(names(&routes), ["canary", "main"]);
-        let percents: Vec<u32> = routes.iter().map(|r| r.matcher.runtime_fraction.as_ref().unwrap().percent).collect();
-        assert_eq!(percents, [10, 100]);
-        assert_eq!(
-            routes[0].matcher.runtime_fraction.as_ref().unwrap().runtime_key,
-            "routing.traffic_shift.cluster_canary"
-        );
-    }
-
-    #[test]
-    fn shadows_mirror_the_group_and_take_no_share() {
-        let (routes, _) = order(vec![
-            candidate("main", "prefix: /svc/"),
-            candidate("mirror", "{prefix: /svc/, shadow: true, weight: 10}"),
-        ]);
-        assert_eq!(names(&routes), ["main"]);
-        assert!(routes[0].matcher.runtime_fraction.is_none());
-        let RouteAction::Forward(forward) = &routes[0].action else { panic!() };
-        assert_eq!(forward.mirror, Some(Mirror { cluster: "cluster_mirror".into(), percent: 10 }));
-    }
-
-    #[test]
-    fn a_redirecting_group_is_one_redirect_route() {
-        let (routes, _) = order(vec![candidate("r", "{prefix: /old/, host_redirect: true}")]);
-        assert_eq!(names(&routes), ["r"]);
-        let mut diagnostics = Vec::new();
-        let mut rejected = Default::default();
-        let candidates =
-            [candidate("a", "{prefix: /x/, host_redirect: true}"), candidate("b", "prefix: /x/")].map(Arc::new);
-        let groups = group(&candidates.iter().collect::<Vec<_>>(), &mut diagnostics, &mut rejected);
-        assert_eq!(groups.len(), 1);
-        assert!(rejected.contains(&ResourceId::new("Mapping", "default", "b")), "{diagnostics:?}");
-    }
-
-    #[test]
-    fn case_insensitive_regexes_say_so_themselves() {
-        let (routes, _) = order(vec![candidate("r", "{prefix: '/api/.*', prefix_regex: true, case_sensitive: false}")]);
-        assert_eq!(routes[0].matcher.path, PathMatch::Regex("(?i)/api/.*".into()));
-    }
-
-    #[test]
-    fn unweighted_members_split_the_rest_rounding_half_to_even() {
-        let named = |weights: &[Option<u32>]| -> Vec<(String, Option<u32>)> {
-            weights.iter().enumerate().map(|(i, w)| (i.to_string(), *w)).collect()
-        };
-        assert_eq!(cumulative_weights(&named(&[None, None, None])).unwrap(), [33, 66, 100]);
-        // (100 - 50) / 2 = 25 each; the last takes the remainder.
-        assert_eq!(cumulative_weights(&named(&[Some(50), None, None])).unwrap(), [50, 75, 100]);
-    }
-
-    #[test]
-    fn single_mapping_takes_all_traffic_without_runtime_fraction() {
-        let (routes, _) = order(vec![candidate("a", "{prefix: /a/, weight: 5}")]);
-        assert!(routes[0].matcher.runtime_fraction.is_none());
-    }
-
-    #[test]
-    fn overweight_groups_are_rejected() {
-        let (routes, rejected) =
-            order(vec![candidate("a", "{prefix: /s/, weight: 70}"), candidate("b", "{prefix: /s/, weight: 40}")]);
-        assert!(routes.is_empty());
-        assert_eq!(rejected[0].members, ["a", "b"]);
-        assert!(rejected[0].reason.contains("110"));
-        assert_eq!(
-            cumulative_weights(&[("a".into(), Some(101)), ("b".into(), None)]).unwrap_err(),
-            "a has weight 101 (more than 100)"
-        );
-    }
-}
+mod tests;
