@@ -238,9 +238,12 @@ mod tests {
 
     type Memo = Kept<NameOf<Value>, Fingerprint<Value>, u32>;
 
-    /// One admission asking for `values`: for each, how its kept result was judged (`None`: there
-    /// was none) and the result it got.
-    fn admission(memo: Memo, values: &[&Arc<Value>]) -> (Memo, Vec<(Option<&'static str>, u32, bool)>) {
+    /// How a kept result was judged (`None`: there was none), the result, and whether it was
+    /// asked for again.
+    type Seen = (Option<&'static str>, u32, bool);
+
+    /// One admission asking for `values`: what it saw of each.
+    fn admission(memo: Memo, values: &[&Arc<Value>]) -> (Memo, Vec<Seen>) {
         let mut reusing = Reusing::from(memo);
         let mut seen = Vec::new();
         for value in values {
