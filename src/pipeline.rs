@@ -93,16 +93,20 @@ pub fn endpoints(services: &[EdsService], table: &EndpointTable, options: &Optio
 
 /// [`translate`] without endpoints (the caller sets them, see [`Translation::set_endpoints`]),
 /// falling back to the last good version of whatever does not compile now, and reusing what did
-/// not change (the serving controller); returns what the next reload starts from. `last` is
-/// taken over: what it kept is updated in place.
-pub fn translate_with(loaded: Loaded, options: &Options, last: Remembered) -> (Translation, Remembered) {
+/// not change (the serving controller); `last` becomes what the next reload starts from. What
+/// admission kept is taken over and updated in place; the last good versions are replaced only
+/// once the translation is done, so a translation that panics (a bug) leaves them as they were
+/// and loses only what would have been reused.
+pub fn translate_with(loaded: Loaded, options: &Options, last: &mut Remembered) -> Translation {
     let started = std::time::Instant::now();
+    let admitted = std::mem::take(&mut last.admitted);
     let (compiled, last_good) = compile::compile_with(&loaded.model, &loaded.tls_files, options, &last.last_good);
     let compiled_at = started.elapsed();
     drop(loaded.model);
-    let (translation, admitted) = finish(loaded.diagnostics, compiled, options, last.admitted);
+    let (translation, admitted) = finish(loaded.diagnostics, compiled, options, admitted);
     tracing::debug!(compile = ?compiled_at, admit = ?(started.elapsed() - compiled_at), "translated");
-    (translation, Remembered { last_good, admitted })
+    *last = Remembered { last_good, admitted };
+    translation
 }
 
 /// Validates and encodes a compiled configuration: what Envoy would refuse fails closed or is

@@ -101,10 +101,8 @@ impl Compiler {
         let tls_dirs = files::tls_file_dirs(&loaded.tls_files, load, policy);
         let inventory = loaded.model.inventory();
         let prepared_at = started.elapsed();
-        let (mut translation, remembered) =
-            pipeline::translate_with(loaded, compile, std::mem::take(&mut self.remembered));
+        let mut translation = pipeline::translate_with(loaded, compile, &mut self.remembered);
         let translated_at = started.elapsed();
-        self.remembered = remembered;
         crate::generations::end_reload();
         self.config_diagnostics = translation.diagnostics.clone();
         self.inventory = inventory.clone();
