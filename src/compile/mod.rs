@@ -216,7 +216,7 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
         let compiled = memo.compiled(mapping, || builder.compile(mapping));
         diagnostics.extend(compiled.diagnostics.iter().cloned());
         if let Some(claim) = &compiled.cluster {
-            clusters.claim(claim, &mut diagnostics);
+            clusters.claim(claim);
         }
         if let Some((id, _)) = compiled.used_context.as_ref().and_then(|id| resolved.get_key_value(id)) {
             used_contexts.insert(id);

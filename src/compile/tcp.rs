@@ -187,7 +187,7 @@ fn member<'a>(
         options,
         breaker_names,
     };
-    let cluster = clusters.cluster_for(request, diagnostics);
+    let cluster = clusters.cluster_for(request);
     let address = spec.address.clone().unwrap_or_else(|| "0.0.0.0".into());
     Ok((address, port, Member { id: mapping.meta.id.clone(), weight: spec.weight, cluster, agree }))
 }
