@@ -139,7 +139,8 @@ impl ClusterSet {
         claim.identity.to_string()
     }
 
-    /// Adds the claimed cluster, or (when an earlier Mapping claimed it) its owner's provenance.
+    /// Adds a claim; claims of one cluster (the same identity) are merged when the set is
+    /// finished, the first one's settings used.
     pub fn claim(&mut self, claim: &Arc<ClusterClaim>) {
         self.claims.push(claim.clone());
     }
@@ -263,9 +264,9 @@ impl ClusterClaim {
 
 impl ClusterSet {
     /// The clusters under their Envoy names (collisions told apart, long names shortened as
-    /// Emissary does), sorted by name, and the identity → Envoy name map the routes need.
-    /// Every cluster, by name, and the Envoy name of each identity; `previous` is what the last
-    /// compile made anew (see [`ClusterMemo`]), and what this one made anew is returned.
+    /// Emissary does), sorted by name, and the identity → Envoy name map the routes need;
+    /// `previous` is what the last compile left (see [`ClusterMemo`]), and what this one leaves
+    /// is returned.
     pub fn finish(
         self,
         previous: &ClusterMemo,

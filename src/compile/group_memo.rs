@@ -74,7 +74,7 @@ impl<'p> GroupPass<'p> {
     /// equal weights in reverse order of forming (Emissary's reversed stable sort). A group with
     /// the same candidates as a remembered one has the same weight, and its order relative to the
     /// other such groups is as it was, so only the groups that are new (or changed) are sorted,
-    /// and each is put into place by a binary search: sorting every group again was a tenth of a
+    /// and each is put into place by a binary search: sorting every group again was a twentieth of a
     /// one-Mapping reload at 50,000 Mappings.
     pub fn order(&self, groups: &[Group<'_>]) -> Vec<Placed<'p>> {
         let previous = self.previous;

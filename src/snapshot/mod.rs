@@ -110,7 +110,7 @@ impl TypeSnapshot {
 
     /// Whether `resources` are this type's entries, in order, each in the very buffer its entry
     /// was framed from: then nothing needs building, hashing or comparing by content (at 50,000
-    /// clusters, building the tree alone took a tenth of a one-Mapping reload).
+    /// clusters, building the tree alone was a twentieth of a one-Mapping reload).
     fn holds_exactly(&self, resources: &[Resource]) -> bool {
         resources.len() == self.entries.len()
             && resources.iter().zip(self.entries.values()).all(|(resource, entry)| {
