@@ -3,7 +3,7 @@
 //! response.
 
 use super::{Entry, Framed};
-use crate::xds::{Resource, XdsType};
+use crate::xds::{field, Resource, XdsType};
 use bytes::Bytes;
 use std::sync::Arc;
 
@@ -25,8 +25,8 @@ pub(super) fn encode_entry(xds_type: XdsType, resource: &Resource, version: Arc<
 /// `Any { type_url, value: body }` as field 2 of a `DiscoveryResponse`.
 fn sotw_field(type_url: &str, body: &[u8]) -> Bytes {
     let any = any_len(type_url, body);
-    let mut out = Vec::with_capacity(field_len(any));
-    put_field_header(&mut out, 2, any);
+    let mut out = Vec::with_capacity(field::len(2, any));
+    field::put_header(&mut out, 2, any);
     put_any(&mut out, type_url, body);
     Bytes::from(out)
 }
@@ -35,47 +35,34 @@ fn sotw_field(type_url: &str, body: &[u8]) -> Bytes {
 /// `DeltaDiscoveryResponse`: prost writes fields in tag order, `version` (1), `resource` (2),
 /// `name` (3), and leaves out empty strings.
 fn delta_field(name: &str, version: &str, type_url: &str, body: &[u8]) -> Bytes {
-    let string_len = |value: &str| if value.is_empty() { 0 } else { field_len(value.len()) };
+    let string_len = |number: u32, value: &str| if value.is_empty() { 0 } else { field::len(number, value.len()) };
     let any = any_len(type_url, body);
-    let resource = string_len(version) + field_len(any) + string_len(name);
-    let mut out = Vec::with_capacity(field_len(resource));
-    put_field_header(&mut out, 2, resource);
+    let resource = string_len(1, version) + field::len(2, any) + string_len(3, name);
+    let mut out = Vec::with_capacity(field::len(2, resource));
+    field::put_header(&mut out, 2, resource);
     put_string(&mut out, 1, version);
-    put_field_header(&mut out, 2, any);
+    field::put_header(&mut out, 2, any);
     put_any(&mut out, type_url, body);
     put_string(&mut out, 3, name);
     Bytes::from(out)
 }
 
-fn put_string(out: &mut Vec<u8>, field: u32, value: &str) {
+fn put_string(out: &mut Vec<u8>, number: u32, value: &str) {
     if !value.is_empty() {
-        put_field_header(out, field, value.len());
-        out.extend_from_slice(value.as_bytes());
+        field::put(out, number, value.as_bytes());
     }
 }
 
 /// `Any`: `type_url` (field 1), then `value` (field 2), which proto3 leaves out when empty.
 fn any_len(type_url: &str, body: &[u8]) -> usize {
-    field_len(type_url.len()) + if body.is_empty() { 0 } else { field_len(body.len()) }
+    field::len(1, type_url.len()) + if body.is_empty() { 0 } else { field::len(2, body.len()) }
 }
 
 fn put_any(out: &mut Vec<u8>, type_url: &str, body: &[u8]) {
-    put_field_header(out, 1, type_url.len());
-    out.extend_from_slice(type_url.as_bytes());
+    field::put(out, 1, type_url.as_bytes());
     if !body.is_empty() {
-        put_field_header(out, 2, body.len());
-        out.extend_from_slice(body);
+        field::put(out, 2, body);
     }
-}
-
-/// Bytes a length-delimited field of `length` takes, for fields 1 to 3 (one-byte keys).
-fn field_len(length: usize) -> usize {
-    1 + prost::encoding::encoded_len_varint(length as u64) + length
-}
-
-fn put_field_header(out: &mut Vec<u8>, field: u32, length: usize) {
-    prost::encoding::encode_key(field, prost::encoding::WireType::LengthDelimited, out);
-    prost::encoding::encode_varint(length as u64, out);
 }
 
 #[cfg(test)]

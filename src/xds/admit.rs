@@ -97,9 +97,11 @@ pub fn admit(ir: &Ir, limits: &Limits, previous: AdmitMemo) -> (Admitted, AdmitM
     for ir_cluster in &ir.clusters {
         let missing = ir_cluster.tls.iter().flat_map(|tls| [&tls.client_certificate_secret, &tls.validation_secret]);
         let lost = missing.flatten().find(|name| dropped_secrets.contains_key(name.as_str()));
-        let reuse = |kept: &ClusterDecided| match kept.limits == *limits && kept.lost_secret.as_ref() == lost {
-            true => kept.cluster.compare(ir_cluster).map(|cluster| ClusterDecided { cluster, ..kept.clone() }),
-            false => Reuse::No,
+        let reuse = |kept: &ClusterDecided| {
+            if kept.limits != *limits || kept.lost_secret.as_ref() != lost {
+                return Reuse::No;
+            }
+            kept.cluster.compare(ir_cluster).map(|cluster| ClusterDecided { cluster, ..kept.clone() })
         };
         let kept = kept_clusters.get(NameOf(ir_cluster.clone(), ()), reuse, || {
             let message = cluster::build_cluster(ir_cluster);

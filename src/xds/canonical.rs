@@ -12,7 +12,8 @@
 //! is copied without being looked at, and a message already in order is not copied at all.
 
 use crate::xds::descriptors::{message_of_type_url, pool};
-use prost::encoding::{decode_key, decode_varint, encode_key, encode_varint, WireType};
+use crate::xds::field;
+use prost::encoding::{decode_key, decode_varint, WireType};
 use prost::Message;
 use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
 use std::collections::HashSet;
@@ -217,10 +218,8 @@ fn sorted_any(bytes: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn length_delimited(number: u32, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len() + 6);
-    encode_key(number, WireType::LengthDelimited, &mut out);
-    encode_varint(payload.len() as u64, &mut out);
-    out.extend_from_slice(payload);
+    let mut out = Vec::with_capacity(field::len(number, payload.len()));
+    field::put(&mut out, number, payload);
     out
 }
 

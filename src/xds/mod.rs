@@ -7,6 +7,7 @@ pub mod descriptors;
 mod downstream_tls;
 pub mod endpoint;
 pub mod error_response;
+pub mod field;
 pub mod listener;
 pub mod provenance;
 mod resource_type;

@@ -66,9 +66,11 @@ impl RouteVerdicts {
             RouteAction::Forward(forward) => dropped_clusters.get(forward.cluster.as_str()),
             _ => None,
         };
-        let reuse = |kept: &Decided| match kept.limits == *limits && kept.cluster_problem.as_ref() == cluster_problem {
-            true => kept.route.compare(&route.route).map(|route| Decided { route, ..kept.clone() }),
-            false => Reuse::No,
+        let reuse = |kept: &Decided| {
+            if kept.limits != *limits || kept.cluster_problem.as_ref() != cluster_problem {
+                return Reuse::No;
+            }
+            kept.route.compare(&route.route).map(|route| Decided { route, ..kept.clone() })
         };
         let got = self.reusing.get(NameOf(route.route.clone(), route.variant), reuse, || {
             let mut own = Vec::new();
