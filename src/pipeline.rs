@@ -100,9 +100,9 @@ pub fn endpoints(services: &[EdsService], table: &EndpointTable, options: &Optio
 pub fn translate_with(loaded: Loaded, options: &Options, last: &mut Remembered) -> Translation {
     let started = std::time::Instant::now();
     let admitted = std::mem::take(&mut last.admitted);
-    let (compiled, last_good) = compile::compile_with(&loaded.model, &loaded.tls_files, options, &last.last_good);
+    let memo = last.last_good.take_compiled();
+    let (compiled, last_good) = compile::compile_with(loaded.model, &loaded.tls_files, options, &last.last_good, memo);
     let compiled_at = started.elapsed();
-    drop(loaded.model);
     let (translation, admitted) = finish(loaded.diagnostics, compiled, options, admitted);
     tracing::debug!(compile = ?compiled_at, admit = ?(started.elapsed() - compiled_at), "translated");
     *last = Remembered { last_good, admitted };

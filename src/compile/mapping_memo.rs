@@ -20,11 +20,13 @@ use super::cluster::ClusterMemo;
 use super::group_memo::GroupMemo;
 use super::mapping::CompiledMapping;
 use super::module::Settings;
+use super::select::processing_order;
 use super::tls::ResolvedContext;
 use super::Options;
 use crate::diagnostic::ResourceId;
 use crate::model::mapping::TlsSetting;
 use crate::model::{Mapping, Resolver, Resource, TlsContext};
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -129,11 +131,24 @@ fn same_resource<S: PartialEq>(a: &Resource<S>, b: &Resource<S>) -> bool {
 #[derive(Debug, Clone, Default)]
 pub struct MappingMemo {
     inputs: Option<KeptInputs>,
-    compiled: foldhash::HashMap<ResourceId, (Mapping, Arc<CompiledMapping>)>,
+    /// Emissary's probe Mappings, in the order they were compiled.
+    probes: Vec<Kept>,
+    /// The other Mappings, in processing order ([`processing_order`]): the next compile asks for
+    /// them in that order too, so each is found by walking the two lists side by side, not by a
+    /// lookup (a lookup into a table of every Mapping, and building that table again, were a
+    /// tenth of a one-Mapping reload at 50,000 Mappings).
+    ordered: Vec<Kept>,
     /// How many of them the compile that kept them compiled (rather than reused).
     recompiled: usize,
     groups: GroupMemo,
     clusters: ClusterMemo,
+}
+
+/// A Mapping as it was compiled, and what it compiled to.
+#[derive(Debug, Clone)]
+struct Kept {
+    mapping: Mapping,
+    compiled: Arc<CompiledMapping>,
 }
 
 impl MappingMemo {
@@ -145,8 +160,10 @@ impl MappingMemo {
         &self.groups
     }
 
-    pub fn clusters(&self) -> &ClusterMemo {
-        &self.clusters
+    /// Takes the groups' and clusters' memos out (what a compile reads after the Mappings),
+    /// leaving what the Mappings compiled to.
+    pub fn split(&mut self) -> (GroupMemo, ClusterMemo) {
+        (std::mem::take(&mut self.groups), std::mem::take(&mut self.clusters))
     }
 }
 
@@ -154,52 +171,95 @@ impl MappingMemo {
     /// Starts the memo of a compile with `inputs`; what `previous` remembers is used only if it
     /// was compiled with the same inputs (for a Mapping that names a TLSContext: with the same
     /// contexts of that name).
-    pub fn continuing<'p>(previous: &'p MappingMemo, inputs: &Inputs<'_>) -> MemoPass<'p> {
+    pub fn continuing(previous: MappingMemo, inputs: &Inputs<'_>) -> MemoPass {
         let changes = previous.inputs.as_ref().and_then(|kept| Some((kept, kept.changed_contexts(inputs)?)));
         let (reusable, kept, changed_contexts) = match changes {
-            Some((kept, changed)) if changed.is_empty() => (Some(previous), kept.clone(), changed),
-            Some((_, changed)) => (Some(previous), KeptInputs::new(inputs), changed),
-            None => (None, KeptInputs::new(inputs), BTreeSet::new()),
+            Some((kept, changed)) if changed.is_empty() => (true, kept.clone(), changed),
+            Some((_, changed)) => (true, KeptInputs::new(inputs), changed),
+            None => (false, KeptInputs::new(inputs), BTreeSet::new()),
         };
-        let compiled = foldhash::HashMapExt::with_capacity(previous.compiled.len());
-        let next = MappingMemo { inputs: Some(kept), compiled, recompiled: 0, ..MappingMemo::default() };
-        MemoPass { previous: reusable, changed_contexts, next }
+        let next = MappingMemo {
+            inputs: Some(kept),
+            probes: Vec::new(),
+            ordered: Vec::with_capacity(previous.ordered.len()),
+            ..MappingMemo::default()
+        };
+        let (probes, ordered) = if reusable { (previous.probes, previous.ordered) } else { Default::default() };
+        MemoPass { inputs_changed: !reusable, probes, ordered: ordered.into_iter().peekable(), changed_contexts, next }
     }
 }
 
-/// One compile's use of the memo: it reads the previous compile's and writes its own.
-pub struct MemoPass<'p> {
-    /// `None` when an input every Mapping reads changed.
-    previous: Option<&'p MappingMemo>,
+/// One compile's use of the memo: it takes the previous compile's over and writes its own.
+pub struct MemoPass {
+    /// Whether an input every Mapping reads changed (nothing is reused).
+    inputs_changed: bool,
+    /// The previous compile's, when it had the inputs every Mapping reads that this one has.
+    probes: Vec<Kept>,
+    /// The previous compile's other Mappings not yet walked past.
+    ordered: std::iter::Peekable<std::vec::IntoIter<Kept>>,
     /// The names of the TLSContexts that changed: the Mappings that name them are compiled again.
     changed_contexts: BTreeSet<String>,
     next: MappingMemo,
 }
 
-impl MemoPass<'_> {
+impl MemoPass {
     /// What `mapping` compiled to last time if it is the same Mapping now and read nothing that
-    /// changed, else `compile()`.
-    pub fn compiled(&mut self, mapping: &Mapping, compile: impl FnOnce() -> CompiledMapping) -> Arc<CompiledMapping> {
-        let remembered = self.previous.and_then(|memo| memo.compiled.get(&mapping.meta.id));
+    /// changed, else `compile()`. Probe Mappings first, then the others in processing order.
+    pub fn compiled(
+        &mut self,
+        mapping: &Mapping,
+        probe: bool,
+        compile: impl FnOnce() -> CompiledMapping,
+    ) -> Arc<CompiledMapping> {
+        let remembered = if probe { self.remembered_probe(mapping) } else { self.remembered(mapping) };
         let reads_changed_context = match &mapping.spec.tls {
             Some(TlsSetting::Context(name)) => self.changed_contexts.contains(name),
             _ => false,
         };
         let compiled = match remembered {
-            Some((kept, compiled)) if same_resource(kept, mapping) && !reads_changed_context => compiled.clone(),
+            Some(kept) if same_resource(&kept.mapping, mapping) && !reads_changed_context => kept.compiled,
             _ => {
                 self.next.recompiled += 1;
                 Arc::new(compile())
             }
         };
-        self.next.compiled.insert(mapping.meta.id.clone(), (mapping.clone(), compiled.clone()));
+        let kept = Kept { mapping: mapping.clone(), compiled: compiled.clone() };
+        if probe {
+            self.next.probes.push(kept)
+        } else {
+            self.next.ordered.push(kept)
+        }
         compiled
+    }
+
+    fn remembered_probe(&mut self, mapping: &Mapping) -> Option<Kept> {
+        let at = self.probes.iter().position(|kept| kept.mapping.meta.id == mapping.meta.id)?;
+        Some(self.probes.swap_remove(at))
+    }
+
+    /// The previous compile's entry for `mapping`, walking past the Mappings that are gone (they
+    /// come before it in processing order). A Mapping whose place ties with another's (the same
+    /// `name.namespace` key, different ids) may be missed and is compiled again: reuse never
+    /// depends on the walk, only on the id and the resource being the same.
+    fn remembered(&mut self, mapping: &Mapping) -> Option<Kept> {
+        loop {
+            let kept = self.ordered.peek()?;
+            if Arc::ptr_eq(&kept.mapping.meta, &mapping.meta) || kept.mapping.meta.id == mapping.meta.id {
+                return self.ordered.next();
+            }
+            match processing_order(&kept.mapping, mapping) {
+                // Gone (or moved later): dropped here.
+                Ordering::Less => drop(self.ordered.next()),
+                // New (or moved earlier), or a tie.
+                Ordering::Greater | Ordering::Equal => return None,
+            }
+        }
     }
 
     /// This compile's memo, with the routes of the groups it formed and the clusters it made.
     pub fn finish(self, groups: GroupMemo, clusters: ClusterMemo) -> MappingMemo {
-        let (compiled, inputs_changed) = (self.next.recompiled, self.previous.is_none());
-        let remembered = self.next.compiled.len() - compiled;
+        let (compiled, inputs_changed) = (self.next.recompiled, self.inputs_changed);
+        let remembered = self.next.probes.len() + self.next.ordered.len() - compiled;
         let (contexts_changed, groups_built) = (self.changed_contexts.len(), groups.built());
         tracing::debug!(compiled, remembered, inputs_changed, contexts_changed, groups_built, "Mappings");
         MappingMemo { groups, clusters, ..self.next }

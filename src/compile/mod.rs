@@ -116,7 +116,7 @@ pub const ROUTE_CONFIG_NAME: &str = "ambassador-routes";
 
 /// Compiles everything as it is now (what `translate` does): no earlier version to fall back to.
 pub fn compile(model: &Model, files: &TlsFiles, options: &Options) -> Compiled {
-    compile_pass(model, files, options, &Resolutions::default(), &MappingMemo::default()).compiled
+    compile_pass(model, files, options, &Resolutions::default(), MappingMemo::default()).compiled
 }
 
 /// TLS resolved by a pass, and what the next one falls back to while material is unusable.
@@ -145,7 +145,7 @@ struct Pass {
 /// Listeners and Hosts and resolve their TLS, build the TCPMappings' listeners, name clusters,
 /// group and order routes, collect the secrets in use, build the edge (listeners, Hosts,
 /// termination, route tables).
-fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resolutions, memo: &MappingMemo) -> Pass {
+fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resolutions, mut memo: MappingMemo) -> Pass {
     let last_contexts = &last.contexts;
     let mut diagnostics = Vec::new();
     let mappings = unique(select(&model.mappings, options), &mut diagnostics);
@@ -202,8 +202,8 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
         resolvers: &resolver_resources,
         resolved: &resolved,
     };
-    let previous_memo = memo;
-    let mut memo = MappingMemo::continuing(previous_memo, &memo_inputs);
+    let (previous_groups, previous_clusters) = memo.split();
+    let mut memo = MappingMemo::continuing(memo, &memo_inputs);
     // Emissary processes Mappings in the order of their `name.namespace` keys; route order ties
     // depend on it, so we do the same. Its probe Mappings come first.
     let mut ordered = mappings;
@@ -212,8 +212,9 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
     let mut compiled_mappings = Vec::with_capacity(all_mappings.len());
     let mut clusters = cluster::ClusterSet::default();
     let mut used_contexts: BTreeSet<&ResourceId> = BTreeSet::new();
-    for mapping in &all_mappings {
-        let compiled = memo.compiled(mapping, || builder.compile(mapping));
+    for (at, mapping) in all_mappings.iter().enumerate() {
+        let probe = at < settings.probes.len();
+        let compiled = memo.compiled(mapping, probe, || builder.compile(mapping));
         diagnostics.extend(compiled.diagnostics.iter().cloned());
         if let Some(claim) = &compiled.cluster {
             clusters.claim(claim);
@@ -258,7 +259,7 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
         &mut rejected,
     );
 
-    let (clusters, envoy_names, made_clusters) = clusters.finish(previous_memo.clusters(), &mut diagnostics);
+    let (clusters, envoy_names, made_clusters) = clusters.finish(&previous_clusters, &mut diagnostics);
     for chain in tcp_listeners.iter_mut().flat_map(|l| l.chains.iter_mut()) {
         for (cluster, _) in &mut chain.clusters {
             *cluster = envoy_names[cluster.as_str()].clone();
@@ -274,7 +275,7 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
             .collect(),
     );
     let groups = group::group(&candidates, &mut diagnostics, &mut rejected);
-    let mut group_memo = group_memo::GroupPass::continuing(previous_memo.groups());
+    let mut group_memo = group_memo::GroupPass::continuing(&previous_groups);
     let (routes, rejected_groups) =
         order::order_routes(groups, &settings.defaults, &envoy_names, &mut group_memo, &mut diagnostics);
     let memo = memo.finish(group_memo.finish(), made_clusters);
