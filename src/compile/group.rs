@@ -119,6 +119,8 @@ pub struct Group<'c> {
     /// The highest of its members'.
     pub weight: &'c RouteWeight,
     pub first_core: &'c Core,
+    /// The candidate that formed the group (the first of its Mappings in processing order).
+    pub formed_by: &'c Arc<Candidate>,
     /// Routed members, in the order they joined.
     pub members: Vec<&'c Arc<Candidate>>,
     pub redirect: Option<&'c Arc<Candidate>>,
@@ -153,7 +155,15 @@ pub fn group<'c>(
             index.insert(id, groups.len());
             let weight = &candidate.route_weight;
             let first_core = &candidate.core;
-            let mut group = Group { id, weight, first_core, members: Vec::new(), redirect: None, shadow: None };
+            let mut group = Group {
+                id,
+                weight,
+                first_core,
+                formed_by: candidate,
+                members: Vec::new(),
+                redirect: None,
+                shadow: None,
+            };
             match candidate.role {
                 Role::Route => group.members.push(candidate),
                 Role::Shadow => group.shadow = Some(candidate),

@@ -12,25 +12,44 @@
 //! weights are refused, and groups with nothing to route, are not remembered: they are built
 //! (and report) every time.
 
-use super::cluster::EnvoyNames;
+use super::cluster_set::EnvoyNames;
 use super::group::{Candidate, Group};
 use super::ir::{Route, RouteAction};
-use foldhash::{HashMap, HashMapExt};
+use super::select::meta_order;
+use crate::model::Meta;
+use std::cmp::Ordering;
 use std::sync::Arc;
 
-/// Every remembered group, by group id, and the order the compile that kept them put them in.
+/// Every remembered group in the order the compile that kept them formed them, and in route order.
 #[derive(Debug, Clone, Default)]
 pub struct GroupMemo {
-    /// Each with its place in `order`.
-    by_id: HashMap<Arc<str>, (Arc<KeptGroup>, usize)>,
+    /// Formed by Emissary's probe Mappings (formed first), then the others in the order they
+    /// were formed: by their first Mapping's processing order, which the next compile forms them
+    /// in too, so each is found by walking the two lists side by side (a table of every group,
+    /// built again each time, was a tenth of a one-Mapping reload at 50,000 Mappings).
+    formed: Vec<Formed>,
+    /// How many of `formed` the probe Mappings formed.
+    probe_groups: usize,
     /// The remembered groups in route order.
     order: Vec<Arc<KeptGroup>>,
+    /// The cluster names the routes were checked against.
+    names: Option<Arc<EnvoyNames>>,
     /// How many groups the compile that kept them built (rather than reused).
     built: usize,
 }
 
+#[derive(Debug, Clone)]
+struct Formed {
+    kept: Arc<KeptGroup>,
+    /// Its place in route order.
+    place: usize,
+}
+
 #[derive(Debug)]
 pub struct KeptGroup {
+    id: Arc<str>,
+    /// The Mapping whose candidate formed the group.
+    formed_by: Arc<Meta>,
     /// The routed members in the order they joined, then the redirect, then the shadow. Held,
     /// not only compared by address, so that no other candidate can take an address over.
     candidates: Vec<Arc<Candidate>>,
@@ -57,32 +76,53 @@ pub struct Placed<'p> {
 /// One compile's use of the memo: it reads the previous compile's and writes its own.
 pub struct GroupPass<'p> {
     previous: &'p GroupMemo,
+    /// Whether every cluster renamed now was renamed, to the same name, last time (and no other
+    /// one was): then a group with the same candidates forwards to clusters of the same names.
+    same_names: bool,
+    /// This compile's groups by formation index, as they are remembered.
+    formed: Vec<Option<Formed>>,
+    probe_groups: usize,
     next: GroupMemo,
 }
 
 impl<'p> GroupPass<'p> {
-    pub fn continuing(previous: &'p GroupMemo) -> Self {
+    pub fn continuing(previous: &'p GroupMemo, names: &Arc<EnvoyNames>) -> Self {
+        let same_names =
+            previous.names.as_ref().is_some_and(|kept| Arc::ptr_eq(kept, names) || kept.same_renames(names));
         let next = GroupMemo {
-            by_id: HashMap::with_capacity(previous.by_id.len()),
             order: Vec::with_capacity(previous.order.len()),
-            built: 0,
+            names: Some(names.clone()),
+            ..GroupMemo::default()
         };
-        GroupPass { previous, next }
+        GroupPass { previous, same_names, formed: Vec::new(), probe_groups: 0, next }
     }
 
-    /// `groups` (as formed, in `name.namespace` order) in route order: by weight, highest first,
-    /// equal weights in reverse order of forming (Emissary's reversed stable sort). A group with
-    /// the same candidates as a remembered one has the same weight, and its order relative to the
-    /// other such groups is as it was, so only the groups that are new (or changed) are sorted,
-    /// and each is put into place by a binary search: sorting every group again was a twentieth of a
-    /// one-Mapping reload at 50,000 Mappings.
-    pub fn order(&self, groups: &[Group<'_>]) -> Vec<Placed<'p>> {
+    /// `groups` (as formed: the first `probe_groups` by the probe Mappings, the others in
+    /// `name.namespace` order) in route order: by weight, highest first, equal weights in reverse
+    /// order of forming (Emissary's reversed stable sort). A group with the same candidates as a
+    /// remembered one has the same weight, and its order relative to the other such groups is as
+    /// it was, so only the groups that are new (or changed) are sorted, and each is put into
+    /// place by a binary search: sorting every group again was a twentieth of a one-Mapping
+    /// reload at 50,000 Mappings.
+    pub fn order(&mut self, groups: &[Group<'_>], probe_groups: usize) -> Vec<Placed<'p>> {
         let previous = self.previous;
+        self.formed = Vec::with_capacity(groups.len());
+        self.formed.resize_with(groups.len(), || None);
+        self.probe_groups = probe_groups;
         let mut at_place: Vec<Option<(usize, &'p Arc<KeptGroup>)>> = vec![None; previous.order.len()];
         let mut fresh = Vec::new();
+        let (earlier_probes, earlier) = previous.formed.split_at(previous.probe_groups);
+        let mut earlier = earlier.iter().peekable();
         for (index, group) in groups.iter().enumerate() {
-            match previous.by_id.get(&**group.id) {
-                Some((kept, place)) if same_candidates(kept, group) => at_place[*place] = Some((index, kept)),
+            let remembered = if index < probe_groups {
+                earlier_probes.iter().find(|formed| *formed.kept.id == **group.id)
+            } else {
+                remembered(&mut earlier, group)
+            };
+            match remembered {
+                Some(formed) if same_candidates(&formed.kept, group) => {
+                    at_place[formed.place] = Some((index, &formed.kept));
+                }
                 _ => fresh.push(index),
             }
         }
@@ -111,6 +151,25 @@ impl<'p> GroupPass<'p> {
         cluster_names: &EnvoyNames,
         build: impl FnOnce() -> Option<Vec<Route>>,
     ) -> Option<Vec<Arc<Route>>> {
+        let kept = match place.kept {
+            Some(kept) if self.same_names => kept.clone(),
+            _ => self.check_or_build(group, place, cluster_names, build)?,
+        };
+        let routes = kept.routes.clone();
+        self.formed[place.index] = Some(Formed { kept: kept.clone(), place: self.next.order.len() });
+        self.next.order.push(kept);
+        Some(routes)
+    }
+
+    /// The kept group if the clusters its routes forward to have the names they had, else a
+    /// group built anew.
+    fn check_or_build(
+        &mut self,
+        group: &Group<'_>,
+        place: &Placed<'p>,
+        cluster_names: &EnvoyNames,
+        build: impl FnOnce() -> Option<Vec<Route>>,
+    ) -> Option<Arc<KeptGroup>> {
         let identities = || {
             candidates(group).filter_map(|candidate| match &candidate.action {
                 RouteAction::Forward(forward) => Some(forward.cluster.as_str()),
@@ -127,26 +186,48 @@ impl<'p> GroupPass<'p> {
             (Some(kept), Some(now)) => kept.len() == now.len() && kept.iter().zip(now).all(|(a, b)| a == b),
             _ => false,
         };
-        let kept = match place.kept {
-            Some(kept) if same_clusters(kept) => kept.clone(),
-            _ => {
-                let routes = build()?.into_iter().map(Arc::new).collect();
-                self.next.built += 1;
-                Arc::new(KeptGroup {
-                    candidates: candidates(group).cloned().collect(),
-                    renamed_clusters: clusters.map(|names| names.iter().map(|name| name.to_string()).collect()),
-                    routes,
-                })
-            }
-        };
-        let routes = kept.routes.clone();
-        self.next.by_id.insert(group.id.clone(), (kept.clone(), self.next.order.len()));
-        self.next.order.push(kept);
-        Some(routes)
+        if let Some(kept) = place.kept.filter(|kept| same_clusters(kept)) {
+            return Some(kept.clone());
+        }
+        let routes = build()?.into_iter().map(Arc::new).collect();
+        self.next.built += 1;
+        Some(Arc::new(KeptGroup {
+            id: group.id.clone(),
+            formed_by: group.formed_by.meta.clone(),
+            candidates: candidates(group).cloned().collect(),
+            renamed_clusters: clusters.map(|names| names.iter().map(|name| name.to_string()).collect()),
+            routes,
+        }))
     }
 
     pub fn finish(self) -> GroupMemo {
-        self.next
+        let probe_groups = self.formed[..self.probe_groups].iter().flatten().count();
+        let formed = self.formed.into_iter().flatten().collect();
+        GroupMemo { formed, probe_groups, ..self.next }
+    }
+}
+
+/// The remembered group `group` may be (same id), walking past the ones formed before it that
+/// are gone. A group formed by another Mapping than last time, or by one whose place ties with
+/// another's, may be missed and is built again: reuse never depends on the walk, only on the
+/// group having the same candidates.
+fn remembered<'p>(
+    earlier: &mut std::iter::Peekable<std::slice::Iter<'p, Formed>>,
+    group: &Group<'_>,
+) -> Option<&'p Formed> {
+    loop {
+        let formed = earlier.peek()?;
+        if *formed.kept.id == **group.id {
+            return earlier.next();
+        }
+        match meta_order(&formed.kept.formed_by, &group.formed_by.meta) {
+            // Gone, or now formed by a later Mapping.
+            Ordering::Less | Ordering::Equal => {
+                earlier.next();
+            }
+            // `group` is new, or formed by an earlier Mapping than before.
+            Ordering::Greater => return None,
+        }
     }
 }
 

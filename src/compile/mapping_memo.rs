@@ -16,7 +16,7 @@
 //!
 //! There is no second compile mode: a one-shot `translate` starts from an empty memo.
 
-use super::cluster::ClusterMemo;
+use super::cluster_set::ClusterMemo;
 use super::group_memo::GroupMemo;
 use super::mapping::CompiledMapping;
 use super::module::Settings;

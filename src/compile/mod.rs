@@ -8,6 +8,7 @@
 mod balancing;
 mod cluster;
 mod cluster_options;
+mod cluster_set;
 mod edge;
 mod error_response;
 pub mod format;
@@ -48,6 +49,7 @@ use mapping::MappingCompiler;
 use mapping_memo::MappingMemo;
 use select::{processing_order, select, unique, ContextLookup};
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use tls::{ResolvedContext, SecretIndex};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,7 +212,7 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
     ordered.sort_by(|a, b| processing_order(a, b));
     let all_mappings: Vec<&Mapping> = settings.probes.iter().chain(ordered.iter().copied()).collect();
     let mut compiled_mappings = Vec::with_capacity(all_mappings.len());
-    let mut clusters = cluster::ClusterSet::default();
+    let mut clusters = cluster_set::ClusterSet::default();
     let mut used_contexts: BTreeSet<&ResourceId> = BTreeSet::new();
     for (at, mapping) in all_mappings.iter().enumerate() {
         let probe = at < settings.probes.len();
@@ -275,9 +277,14 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
             .collect(),
     );
     let groups = group::group(&candidates, &mut diagnostics, &mut rejected);
-    let mut group_memo = group_memo::GroupPass::continuing(&previous_groups);
+    // The probe Mappings come first, so the groups they form are formed first.
+    let probe_candidates =
+        &candidates[..compiled_mappings[..settings.probes.len()].iter().filter(|c| c.candidate.is_some()).count()];
+    let probe_groups =
+        groups.iter().take_while(|g| probe_candidates.iter().any(|c| Arc::ptr_eq(c, g.formed_by))).count();
+    let mut group_memo = group_memo::GroupPass::continuing(&previous_groups, &envoy_names);
     let (routes, rejected_groups) =
-        order::order_routes(groups, &settings.defaults, &envoy_names, &mut group_memo, &mut diagnostics);
+        order::order_routes(groups, probe_groups, &settings.defaults, &envoy_names, &mut group_memo, &mut diagnostics);
     let memo = memo.finish(group_memo.finish(), made_clusters);
     for group in rejected_groups {
         for member in &group.members {

@@ -4,7 +4,7 @@
 
 use super::Options;
 use crate::diagnostic::{Diagnostic, Kind, Origin, ResourceId};
-use crate::model::{Mapping, Resource, TlsContext};
+use crate::model::{Mapping, Meta, Resource, TlsContext};
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
@@ -12,11 +12,16 @@ use std::collections::HashMap;
 /// runs over every Mapping on every reload). Only when one name is a prefix of the other does
 /// the rest of the key decide.
 pub fn processing_order(a: &Mapping, b: &Mapping) -> Ordering {
-    fn key(m: &Mapping) -> impl Iterator<Item = u8> + '_ {
-        let (name, namespace) = (m.meta.name().bytes(), m.meta.namespace().bytes());
+    meta_order(&a.meta, &b.meta)
+}
+
+/// [`processing_order`] of the resources these are the metadata of.
+pub fn meta_order(a: &Meta, b: &Meta) -> Ordering {
+    fn key(m: &Meta) -> impl Iterator<Item = u8> + '_ {
+        let (name, namespace) = (m.name().bytes(), m.namespace().bytes());
         name.chain(std::iter::once(b'.')).chain(namespace)
     }
-    let (a_name, b_name) = (a.meta.name().as_bytes(), b.meta.name().as_bytes());
+    let (a_name, b_name) = (a.name().as_bytes(), b.name().as_bytes());
     let common = a_name.len().min(b_name.len());
     a_name[..common].cmp(&b_name[..common]).then_with(|| key(a).cmp(key(b)))
 }

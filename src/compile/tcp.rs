@@ -3,8 +3,9 @@
 //! group; a `host` makes its chain terminate TLS with the TLSContext whose `hosts` names it and
 //! match that SNI (Emissary's rule); `tls` or `https://` originates TLS to the upstream.
 
-use super::cluster::{ClusterRequest, ClusterSet, Transport};
+use super::cluster::{ClusterRequest, Transport};
 use super::cluster_options::{self, ClusterFields};
+use super::cluster_set::ClusterSet;
 use super::ir::{TcpChain, TcpListener};
 use super::module::Settings;
 use super::resolver::DEFAULT_RESOLVER;

@@ -6,7 +6,7 @@
 //! group is one redirect route. Every route of a group gets the group's flattened settings, the
 //! Module's CORS and retry policy where the group has none, and the group's mirror.
 
-use super::cluster::EnvoyNames;
+use super::cluster_set::EnvoyNames;
 use super::group::{Candidate, Group, Shared};
 use super::group_memo::GroupPass;
 use super::ir::{Cors, Forward, Mirror, PathMatch, Route, RouteAction, RouteMatch, RoutePolicy, RuntimeFraction};
@@ -28,6 +28,7 @@ pub struct RejectedGroup {
 /// that is the same as in the compile `memo` continues gets the routes it had then.
 pub fn order_routes(
     groups: Vec<Group<'_>>,
+    probe_groups: usize,
     defaults: &Defaults,
     cluster_names: &EnvoyNames,
     memo: &mut GroupPass<'_>,
@@ -35,7 +36,7 @@ pub fn order_routes(
 ) -> (Vec<Arc<Route>>, Vec<RejectedGroup>) {
     let mut routes = Vec::with_capacity(groups.len());
     let mut rejected = Vec::new();
-    for place in memo.order(&groups) {
+    for place in memo.order(&groups, probe_groups) {
         let group = &groups[place.index];
         let mut refused = None;
         let built = memo.routes(group, &place, cluster_names, || match group_routes(group, defaults, cluster_names) {
