@@ -27,7 +27,7 @@ pub struct Translation {
 impl Translation {
     /// Takes `endpoints` as the served `ClusterLoadAssignment`s.
     pub fn set_endpoints(&mut self, endpoints: AdmittedEndpoints) {
-        *self.resources.of_mut(XdsType::Endpoint) = endpoints.resources;
+        self.resources.set(XdsType::Endpoint, endpoints.resources);
         self.diagnostics.extend(endpoints.diagnostics);
         diagnostic::normalize(&mut self.diagnostics);
         self.provenance.merge(endpoints.provenance);

@@ -3,7 +3,7 @@
 //! leaves for the next one so that an unchanged set is not named again.
 
 use super::cluster::{ClusterClaim, ClusterRequest};
-use super::ir::{Cluster, ClusterOptions};
+use super::ir::{Cluster, ClusterList, ClusterOptions};
 use super::names;
 use crate::diagnostic::Provenance;
 use crate::diagnostic::{Diagnostic, Kind};
@@ -79,7 +79,7 @@ type NamedSet = (Vec<Arc<Cluster>>, EnvoyNames, HashMap<Arc<str>, Merged>);
 #[derive(Debug)]
 struct Finished {
     claims: Vec<Arc<ClusterClaim>>,
-    clusters: Vec<Arc<Cluster>>,
+    clusters: ClusterList,
     names: Arc<EnvoyNames>,
     diagnostics: Vec<Diagnostic>,
 }
@@ -160,7 +160,7 @@ impl ClusterSet {
         self,
         previous: &ClusterMemo,
         diagnostics: &mut Vec<Diagnostic>,
-    ) -> (Vec<Arc<Cluster>>, Arc<EnvoyNames>, ClusterMemo) {
+    ) -> (ClusterList, Arc<EnvoyNames>, ClusterMemo) {
         if let Some(kept) = previous.finished.as_ref().filter(|kept| same_claims(&kept.claims, &self.claims)) {
             diagnostics.extend(kept.diagnostics.iter().cloned());
             // Remembered with these claims, so that the next compile knows them by address.
@@ -171,6 +171,7 @@ impl ClusterSet {
         }
         let mut own = Vec::new();
         let (clusters, names, by_identity) = Self::name(Self::by_identity(&self.claims, &mut own), previous, &mut own);
+        let clusters: ClusterList = clusters.into();
         diagnostics.extend(own.iter().cloned());
         let names = Arc::new(names);
         let finished =

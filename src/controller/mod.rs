@@ -49,8 +49,9 @@ pub struct Outputs {
 pub struct ReloadReport {
     /// Reading and compiling problems, as logged.
     pub diagnostics: Vec<Diagnostic>,
-    /// Every resource read from the sources, and where from.
-    pub inventory: Vec<Provenance>,
+    /// Every resource read from the sources, and where from (shared with the controller, which
+    /// reports it again after an endpoint refresh: tens of thousands of entries are not copied).
+    pub inventory: Arc<[Provenance]>,
 }
 
 /// Endpoint changes wait less than configuration changes (they are cheap to apply: nothing is

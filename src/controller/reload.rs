@@ -40,7 +40,7 @@ pub(super) struct Compiler {
     /// beside its own).
     config_diagnostics: Vec<Diagnostic>,
     /// The last reload's inventory (an endpoint refresh reads no resources).
-    inventory: Vec<Provenance>,
+    inventory: Arc<[Provenance]>,
 }
 
 /// Longest a reload waits for the files TLSContexts name.
@@ -68,7 +68,7 @@ impl Compiler {
             tls_reader: DeadlineReader::new(TLS_READ_DEADLINE),
             endpoints: Endpoints::new(endpoint_sources),
             config_diagnostics: Vec::new(),
-            inventory: Vec::new(),
+            inventory: Arc::default(),
         }
     }
 
@@ -99,7 +99,7 @@ impl Compiler {
         let read = |paths: &[PathBuf]| self.tls_reader.read_all(paths, MAX_TLS_FILE_BYTES);
         loaded.tls_files = files::read_tls_files(&loaded.model, load, policy, &compile.ambassador_id, read);
         let tls_dirs = files::tls_file_dirs(&loaded.tls_files, load, policy);
-        let inventory = loaded.model.inventory();
+        let inventory: Arc<[Provenance]> = loaded.model.inventory().into();
         let prepared_at = started.elapsed();
         let mut translation = pipeline::translate_with(loaded, compile, &mut self.remembered);
         let translated_at = started.elapsed();
@@ -151,7 +151,7 @@ impl Compiler {
             return Outcome { snapshot: None, tls_dirs: BTreeSet::new(), report };
         }
         let mut resources = previous.resources.clone();
-        *resources.of_mut(XdsType::Endpoint) = endpoints.resources;
+        resources.set(XdsType::Endpoint, endpoints.resources);
         // The EDS names and what is behind them change only with a compile: the provenance stays.
         let snapshot = Snapshot::new(resources, previous.serial + 1, Some(previous))
             .with_provenance(previous.provenance().clone());

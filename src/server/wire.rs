@@ -53,10 +53,10 @@ impl Payload {
 
     fn chunks(&self, delta: bool, out: &mut Vec<Bytes>) {
         match self {
-            Payload::All(all) => out.push(if delta { all.delta_block() } else { all.sotw_block() }),
-            Payload::Subset(entries) => {
-                out.extend(entries.iter().map(|e| if delta { e.delta_field.clone() } else { e.sotw_field.clone() }))
-            }
+            Payload::All(all) => out.extend_from_slice(if delta { all.delta_block() } else { all.sotw_block() }),
+            Payload::Subset(entries) => out.extend(
+                entries.iter().flat_map(|e| if delta { &e.delta_field } else { &e.sotw_field }.parts().cloned()),
+            ),
         }
     }
 }

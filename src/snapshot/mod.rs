@@ -7,6 +7,8 @@
 
 mod framing;
 
+pub use framing::Field;
+
 use crate::xds::provenance::ProvenanceIndex;
 use crate::xds::{PerType, Resource, Resources, XdsType};
 use bytes::Bytes;
@@ -36,9 +38,9 @@ pub struct Framed {
     /// Hash of the encoded resource: equal bytes, equal version.
     pub version: Arc<str>,
     /// `resources` field holding the `google.protobuf.Any`.
-    pub sotw_field: Bytes,
+    pub sotw_field: Field,
     /// `resources` field holding the delta `Resource` (name, version, resource).
-    pub delta_field: Bytes,
+    pub delta_field: Field,
     /// The encoded resource these were framed from. Admission hands an unchanged resource over
     /// in the very same buffer, and a buffer this holds cannot be reused for other bytes, so the
     /// next snapshot recognises it by address without hashing it again.
@@ -59,9 +61,9 @@ pub struct TypeSnapshot {
     pub version: String,
     pub entries: BTreeMap<Arc<str>, Entry>,
     /// Every entry's field bytes back to back, built on first use: the body of a full-set
-    /// response, one buffer for all streams.
-    sotw_block: OnceLock<Bytes>,
-    delta_block: OnceLock<Bytes>,
+    /// response, one buffer for all streams (one resource: its field's parts).
+    sotw_block: OnceLock<Vec<Bytes>>,
+    delta_block: OnceLock<Vec<Bytes>>,
 }
 
 impl PartialEq for TypeSnapshot {
@@ -122,14 +124,14 @@ impl TypeSnapshot {
         self.entries.get(name)
     }
 
-    /// All entries as `DiscoveryResponse.resources` bytes.
-    pub fn sotw_block(&self) -> Bytes {
-        self.sotw_block.get_or_init(|| concat(self.entries.values().map(|e| &e.sotw_field))).clone()
+    /// All entries as `DiscoveryResponse.resources` bytes, in parts.
+    pub fn sotw_block(&self) -> &[Bytes] {
+        self.sotw_block.get_or_init(|| concat(self.entries.values().map(|e| &e.sotw_field)))
     }
 
-    /// All entries as `DeltaDiscoveryResponse.resources` bytes.
-    pub fn delta_block(&self) -> Bytes {
-        self.delta_block.get_or_init(|| concat(self.entries.values().map(|e| &e.delta_field))).clone()
+    /// All entries as `DeltaDiscoveryResponse.resources` bytes, in parts.
+    pub fn delta_block(&self) -> &[Bytes] {
+        self.delta_block.get_or_init(|| concat(self.entries.values().map(|e| &e.delta_field)))
     }
 }
 
@@ -160,17 +162,18 @@ impl<'p> Earlier<'p> {
     }
 }
 
-fn concat<'a>(parts: impl Iterator<Item = &'a Bytes> + Clone) -> Bytes {
-    let mut each = parts.clone();
+fn concat<'a>(fields: impl Iterator<Item = &'a Field> + Clone) -> Vec<Bytes> {
+    let mut each = fields.clone();
     if let (Some(only), None) = (each.next(), each.next()) {
-        // One resource (the RouteConfiguration of a listener, megabytes): its own buffer.
-        return only.clone();
+        // One resource (the RouteConfiguration of a listener, megabytes): its own buffers.
+        return only.parts().cloned().collect();
     }
+    let parts = fields.flat_map(Field::parts);
     let mut out = Vec::with_capacity(parts.clone().map(Bytes::len).sum());
     for part in parts {
         out.extend_from_slice(part);
     }
-    Bytes::from(out)
+    vec![Bytes::from(out)]
 }
 
 fn same_buffer(a: &Bytes, b: &Bytes) -> bool {
@@ -213,7 +216,9 @@ impl Snapshot {
             PerType::from_fn(|xds_type| previous.map(|p| p.history[xds_type].clone()).unwrap_or_default());
         let types = PerType::from_fn(|xds_type| {
             let old = previous.map(|p| p.of(xds_type));
-            if let Some(old) = old.filter(|old| old.holds_exactly(resources.of(xds_type))) {
+            // The very list the previous snapshot was built from, or its very buffers.
+            let same_list = previous.is_some_and(|p| p.resources.shares(&resources, xds_type));
+            if let Some(old) = old.filter(|old| same_list || old.holds_exactly(resources.of(xds_type))) {
                 return old.clone();
             }
             let fresh = TypeSnapshot::new(xds_type, resources.of(xds_type), old.map(|o| &**o));
@@ -281,7 +286,7 @@ mod tests {
         // The unchanged resource keeps its very buffers.
         let (old_a, new_a) =
             (first.of(XdsType::Cluster).get("a").unwrap(), changed.of(XdsType::Cluster).get("a").unwrap());
-        assert_eq!(old_a.sotw_field.as_ptr(), new_a.sotw_field.as_ptr());
+        assert!(old_a.sotw_field.parts().zip(new_a.sotw_field.parts()).all(|(a, b)| a.as_ptr() == b.as_ptr()));
         assert_ne!(changed.of(XdsType::Cluster).version, first.of(XdsType::Cluster).version);
         assert_eq!(
             changed.of(XdsType::Cluster).get("a").unwrap().version,
@@ -314,7 +319,7 @@ mod tests {
             for (name, body) in &order {
                 let (entry, old) = (next.get(name).unwrap(), first.get(name));
                 match old.filter(|old| old.body == *body) {
-                    Some(old) => assert_eq!(entry.sotw_field.as_ptr(), old.sotw_field.as_ptr(), "{name} is kept"),
+                    Some(old) => assert!(Arc::ptr_eq(&entry.0, &old.0), "{name} is kept"),
                     None => assert_ne!(Some(&entry.version), old.map(|o| &o.version), "{name} is new"),
                 }
             }
@@ -341,11 +346,17 @@ mod tests {
         let snapshot = Snapshot::new(resources(&[("a", b"xyz"), ("b", b"uvw")]), 1, None);
         let types = snapshot.of(XdsType::Cluster);
         let entry = types.get("a").unwrap();
-        let any = &DiscoveryResponse::decode(entry.sotw_field.clone()).unwrap().resources[0];
+        let any = &DiscoveryResponse::decode(entry.sotw_field.to_bytes()).unwrap().resources[0];
         assert_eq!((any.type_url.as_str(), any.value.as_slice()), (XdsType::Cluster.type_url(), &b"xyz"[..]));
-        let delta = &DeltaDiscoveryResponse::decode(entry.delta_field.clone()).unwrap().resources[0];
+        let delta = &DeltaDiscoveryResponse::decode(entry.delta_field.to_bytes()).unwrap().resources[0];
         assert_eq!((delta.name.as_str(), delta.version.as_str()), ("a", &*entry.version));
-        assert_eq!(DiscoveryResponse::decode(types.sotw_block()).unwrap().resources.len(), 2);
-        assert_eq!(DeltaDiscoveryResponse::decode(types.delta_block()).unwrap().resources.len(), 2);
+        let block = |parts: &[Bytes]| Bytes::from(parts.concat());
+        assert_eq!(DiscoveryResponse::decode(block(types.sotw_block())).unwrap().resources.len(), 2);
+        assert_eq!(DeltaDiscoveryResponse::decode(block(types.delta_block())).unwrap().resources.len(), 2);
+        // One resource: its framings' parts, the resource not copied.
+        let one = Snapshot::new(resources(&[("a", b"xyz")]), 1, None);
+        let (types, entry) = (one.of(XdsType::Cluster), one.of(XdsType::Cluster).get("a").unwrap());
+        assert!(types.sotw_block().iter().any(|part| part.as_ptr() == entry.body.as_ptr()));
+        assert_eq!(block(types.delta_block()), entry.delta_field.to_bytes());
     }
 }

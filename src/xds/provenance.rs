@@ -35,7 +35,7 @@ impl<T> Eq for Derived<T> {}
 /// Clusters, and where each is by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Clusters {
-    served: Vec<Arc<Cluster>>,
+    served: Arc<Vec<Arc<Cluster>>>,
     by_name: Derived<foldhash::HashMap<String, usize>>,
 }
 
@@ -63,8 +63,14 @@ impl ProvenanceIndex {
 
     /// A served cluster: what is behind it is its provenance.
     pub fn insert_cluster(&mut self, cluster: &Arc<Cluster>) {
-        self.clusters.served.push(cluster.clone());
+        Arc::make_mut(&mut self.clusters.served).push(cluster.clone());
         self.clusters.by_name = Derived::default();
+    }
+
+    /// The served clusters, all at once (an index that knows none yet).
+    pub fn set_clusters(&mut self, served: Arc<Vec<Arc<Cluster>>>) {
+        debug_assert!(self.clusters.served.is_empty());
+        self.clusters = Clusters { served, by_name: Derived::default() };
     }
 
     /// Takes over everything `other` knows.
@@ -74,7 +80,7 @@ impl ProvenanceIndex {
                 self.insert(xds_type, name, provenance.clone());
             }
         }
-        for cluster in &other.clusters.served {
+        for cluster in other.clusters.served.iter() {
             self.insert_cluster(cluster);
         }
         self.routes.extend(other.routes);

@@ -147,6 +147,12 @@ impl<K, I, O> Kept<K, I, O> {
     pub fn refreshed(&self) -> usize {
         self.refreshed
     }
+
+    /// Kept as it is by an admission that reused all of it without asking for any of it: every
+    /// result stays, and none was computed or refreshed.
+    pub fn untouched(self) -> Self {
+        Kept { computed: 0, refreshed: 0, ..self }
+    }
 }
 
 impl<K, I, O> Clone for Kept<K, I, O>

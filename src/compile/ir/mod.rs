@@ -9,6 +9,10 @@ pub use cluster::*;
 pub use listener::*;
 pub use route::*;
 
+/// Every cluster, sorted by name; shared with the compile's memo, so that an unchanged set is the
+/// same list from one compile to the next, known by address.
+pub type ClusterList = std::sync::Arc<[std::sync::Arc<Cluster>]>;
+
 use crate::diagnostic::Provenance;
 use crate::model::endpoint::EndpointTarget;
 use crate::model::Sensitive;
@@ -23,7 +27,7 @@ pub struct Ir {
     pub route_configs: Vec<RouteTable>,
     /// Sorted by name. Shared with the cluster claims they come from where they are the same
     /// (most of them), so that admission can tell an unchanged cluster by its address.
-    pub clusters: Vec<std::sync::Arc<Cluster>>,
+    pub clusters: ClusterList,
     /// Sorted by name.
     pub secrets: Vec<TlsSecret>,
     /// The Module's `regex_max_size` (at most the configured limit): regexes are checked
