@@ -150,15 +150,14 @@ impl<'p> GroupPass<'p> {
         place: &Placed<'p>,
         cluster_names: &EnvoyNames,
         build: impl FnOnce() -> Option<Vec<Route>>,
-    ) -> Option<Vec<Arc<Route>>> {
+    ) -> Option<&[Arc<Route>]> {
         let kept = match place.kept {
             Some(kept) if self.same_names => kept.clone(),
             _ => self.check_or_build(group, place, cluster_names, build)?,
         };
-        let routes = kept.routes.clone();
         self.formed[place.index] = Some(Formed { kept: kept.clone(), place: self.next.order.len() });
         self.next.order.push(kept);
-        Some(routes)
+        self.next.order.last().map(|kept| kept.routes.as_slice())
     }
 
     /// The kept group if the clusters its routes forward to have the names they had, else a

@@ -268,14 +268,7 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
         }
     }
 
-    // By route name, which each candidate was given when its Mapping compiled.
-    let origins = Origins::new(
-        all_mappings
-            .iter()
-            .zip(&compiled_mappings)
-            .filter_map(|(mapping, compiled)| Some((compiled.candidate.as_ref()?.name.as_str(), *mapping)))
-            .collect(),
-    );
+    let origins = Origins::new(&all_mappings, &compiled_mappings);
     let groups = group::group(&candidates, &mut diagnostics, &mut rejected);
     // The probe Mappings come first, so the groups they form are formed first.
     let probe_candidates =

@@ -47,7 +47,7 @@ pub fn order_routes(
             }
         });
         match (built, refused) {
-            (Some(built), _) => routes.extend(built),
+            (Some(built), _) => routes.extend_from_slice(built),
             (None, Some(Refused::Weights(group))) => rejected.push(group),
             (None, Some(Refused::Mirrors(shadow))) => {
                 let message = "`shadow`: no Mapping shares its match (prefix, headers, query parameters, method, precedence), so nothing is mirrored";
