@@ -47,7 +47,7 @@ use edge::Origins;
 use ir::Ir;
 use mapping::MappingCompiler;
 use mapping_memo::MappingMemo;
-use select::{processing_order, select, unique, ContextLookup};
+use select::{processing_order, select, unique, unique_in_order, ContextLookup};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use tls::{ResolvedContext, SecretIndex};
@@ -150,7 +150,7 @@ struct Pass {
 fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resolutions, mut memo: MappingMemo) -> Pass {
     let last_contexts = &last.contexts;
     let mut diagnostics = Vec::new();
-    let mappings = unique(select(&model.mappings, options), &mut diagnostics);
+    let mut mappings = select(&model.mappings, options);
     let contexts = unique(select(&model.tls_contexts, options), &mut diagnostics);
     let listeners = unique(select(&model.listeners, options), &mut diagnostics);
     let hosts = unique(select(&model.hosts, options), &mut diagnostics);
@@ -208,8 +208,8 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
     let mut memo = MappingMemo::continuing(memo, &memo_inputs);
     // Emissary processes Mappings in the order of their `name.namespace` keys; route order ties
     // depend on it, so we do the same. Its probe Mappings come first.
-    let mut ordered = mappings;
-    ordered.sort_by(|a, b| processing_order(a, b));
+    mappings.sort_by(|a, b| processing_order(a, b));
+    let ordered = unique_in_order(mappings, &mut diagnostics);
     let all_mappings: Vec<&Mapping> = settings.probes.iter().chain(ordered.iter().copied()).collect();
     let mut compiled_mappings = Vec::with_capacity(all_mappings.len());
     let mut clusters = cluster_set::ClusterSet::default();

@@ -37,14 +37,7 @@ pub fn unique<'a, S>(resources: Vec<&'a Resource<S>>, diagnostics: &mut Vec<Diag
     let mut kept = Vec::with_capacity(resources.len());
     for resource in resources {
         match first.get(&resource.meta.id) {
-            Some(origin) => diagnostics.push(
-                Diagnostic::error(
-                    Some(&resource.meta.origin),
-                    Some(&resource.meta.id),
-                    format!("duplicate name (first defined in {origin}); this one is ignored"),
-                )
-                .with_kind(Kind::Duplicate),
-            ),
+            Some(origin) => diagnostics.push(duplicate(resource, origin)),
             None => {
                 first.insert(&resource.meta.id, &resource.meta.origin);
                 kept.push(resource);
@@ -52,6 +45,33 @@ pub fn unique<'a, S>(resources: Vec<&'a Resource<S>>, diagnostics: &mut Vec<Diag
         }
     }
     kept
+}
+
+/// [`unique`] for Mappings already in processing order (sorted stably from source order): two
+/// with the same id have the same key, so a duplicate is found among the Mappings just before it
+/// with an equal key (there are more than one only when `a.b` in `c` meets `a` in `b.c`), not in a
+/// table of every id (building one on every reload was a twentieth of a one-Mapping reload at
+/// 50,000 Mappings).
+pub fn unique_in_order<'a>(mappings: Vec<&'a Mapping>, diagnostics: &mut Vec<Diagnostic>) -> Vec<&'a Mapping> {
+    let mut kept: Vec<&Mapping> = Vec::with_capacity(mappings.len());
+    for mapping in mappings {
+        let same_key = kept.iter().rev().take_while(|earlier| meta_order(&earlier.meta, &mapping.meta).is_eq());
+        let first = same_key.copied().find(|earlier| earlier.meta.id == mapping.meta.id);
+        match first {
+            Some(first) => diagnostics.push(duplicate(mapping, &first.meta.origin)),
+            None => kept.push(mapping),
+        }
+    }
+    kept
+}
+
+fn duplicate<S>(resource: &Resource<S>, first: &Origin) -> Diagnostic {
+    Diagnostic::error(
+        Some(&resource.meta.origin),
+        Some(&resource.meta.id),
+        format!("duplicate name (first defined in {first}); this one is ignored"),
+    )
+    .with_kind(Kind::Duplicate)
 }
 
 /// `tls: name` finds a TLSContext in the Mapping's namespace, else the only one of that name in
@@ -109,5 +129,34 @@ mod tests {
                 assert_eq!(processing_order(a, b), key(a).cmp(&key(b)), "{} vs {}", key(a), key(b));
             }
         }
+    }
+
+    /// After the stable sort, dropping duplicates among equal keys keeps what dropping them in
+    /// source order keeps, with the same diagnostics, ties of different ids on one key included.
+    #[test]
+    fn duplicates_found_in_processing_order_are_those_found_in_source_order() {
+        let pairs = [("a.b", "c"), ("a", "b.c"), ("x", "y"), ("a.b", "c"), ("a", "b.c"), ("a", "b.c"), ("x", "z")];
+        let mappings: Vec<Mapping> = pairs
+            .iter()
+            .enumerate()
+            .map(|(document, (name, namespace))| {
+                let mut mapping = mapping(name, namespace);
+                std::sync::Arc::make_mut(&mut mapping.meta).origin.document = document;
+                mapping
+            })
+            .collect();
+        let (mut by_table, mut in_order) = (Vec::new(), Vec::new());
+        let mut expected = unique(mappings.iter().collect(), &mut by_table);
+        expected.sort_by(|a, b| processing_order(a, b));
+        let mut sorted: Vec<&Mapping> = mappings.iter().collect();
+        sorted.sort_by(|a, b| processing_order(a, b));
+        let kept = unique_in_order(sorted, &mut in_order);
+        let documents = |list: &[&Mapping]| list.iter().map(|m| m.meta.origin.document).collect::<Vec<_>>();
+        assert_eq!(documents(&kept), documents(&expected));
+        assert_eq!(documents(&kept), [0, 1, 2, 6]);
+        by_table.sort();
+        in_order.sort();
+        assert_eq!(in_order, by_table);
+        assert_eq!(in_order.len(), 3);
     }
 }
