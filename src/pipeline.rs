@@ -5,12 +5,14 @@ use crate::compile::ir::EdsService;
 use crate::compile::{self, LastGood, Options};
 use crate::diagnostic::{self, Diagnostic};
 use crate::model::endpoint::EndpointTable;
+use crate::model::{Model, TlsFiles};
 use crate::source::files::{self, LoadError, LoadOptions, Loaded};
 use crate::xds::endpoint::{admit_endpoints, AdmittedEndpoints};
 use crate::xds::provenance::ProvenanceIndex;
 use crate::xds::validate::Limits;
 use crate::xds::{self, AdmitMemo, Resources, XdsType};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Translation {
@@ -91,19 +93,26 @@ pub fn endpoints(services: &[EdsService], table: &EndpointTable, options: &Optio
     admit_endpoints(services, table, &Limits { regex_program_size: options.max_regex_program_size })
 }
 
-/// [`translate`] without endpoints (the caller sets them, see [`Translation::set_endpoints`]),
+/// [`translate`] (of what was read: the model, the files its TLSContexts name, the problems found
+/// reading them) without endpoints (the caller sets them, see [`Translation::set_endpoints`]),
 /// falling back to the last good version of whatever does not compile now, and reusing what did
 /// not change (the serving controller); `last` becomes what the next reload starts from. What
 /// admission kept is taken over and updated in place; the last good versions are replaced only
 /// once the translation is done, so a translation that panics (a bug) leaves them as they were
 /// and loses only what would have been reused.
-pub fn translate_with(loaded: Loaded, options: &Options, last: &mut Remembered) -> Translation {
+pub fn translate_with(
+    model: Arc<Model>,
+    tls_files: &TlsFiles,
+    diagnostics: Vec<Diagnostic>,
+    options: &Options,
+    last: &mut Remembered,
+) -> Translation {
     let started = std::time::Instant::now();
     let admitted = std::mem::take(&mut last.admitted);
     let memo = last.last_good.take_compiled();
-    let (compiled, last_good) = compile::compile_with(loaded.model, &loaded.tls_files, options, &last.last_good, memo);
+    let (compiled, last_good) = compile::compile_with(model, tls_files, options, &last.last_good, memo);
     let compiled_at = started.elapsed();
-    let (translation, admitted) = finish(loaded.diagnostics, compiled, options, admitted);
+    let (translation, admitted) = finish(diagnostics, compiled, options, admitted);
     tracing::debug!(compile = ?compiled_at, admit = ?(started.elapsed() - compiled_at), "translated");
     *last = Remembered { last_good, admitted };
     translation

@@ -23,7 +23,7 @@ use crate::diagnostic::{self, Diagnostic, Kind, ResourceId};
 use crate::model::{Model, Rejected, Resource, TlsFiles};
 use foldhash::{HashMap, HashMapExt};
 use std::collections::{BTreeSet, HashSet};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// What the last reload accepted, per resource: the model it compiled (after putting back last
 /// good versions) without what it rejected. The model is kept as it was compiled and looked up
@@ -32,7 +32,7 @@ use std::sync::OnceLock;
 /// 50,000 Mappings, and a reload with nothing broken needs none.
 #[derive(Debug, Clone, Default)]
 pub struct LastGood {
-    recorded: Model,
+    recorded: Arc<Model>,
     /// What that reload rejected (Mappings, TCPMappings, Modules, Listeners, Hosts): not good,
     /// though in `recorded`.
     rejected: BTreeSet<ResourceId>,
@@ -126,7 +126,7 @@ impl LastGood {
     }
 
     /// What `pass` compiled, and what `model` (as compiled by it) leaves for the next reload.
-    fn record(model: Model, pass: Pass) -> (Compiled, LastGood) {
+    fn record(model: Arc<Model>, pass: Pass) -> (Compiled, LastGood) {
         let last_good = LastGood {
             recorded: model,
             rejected: pass.rejected,
@@ -197,7 +197,7 @@ fn restore_kind<S: Clone>(
 /// [`super::compile`], falling back to `last` for whatever does not compile now and reusing what
 /// `memo` remembers the Mappings compiled to; returns what the next reload falls back to.
 pub fn compile_with(
-    model: Model,
+    model: Arc<Model>,
     files: &TlsFiles,
     options: &Options,
     last: &LastGood,
@@ -213,7 +213,7 @@ pub fn compile_with(
     // Again, with the last good version of what was rejected, and without what was rejected
     // and never was good (so a new Mapping cannot take a canary group down with it).
     let good = last.index();
-    let mut retry = model;
+    let mut retry = Arc::unwrap_or_clone(model);
     let mut notes = Vec::new();
     substitute(&mut retry.mappings, &good.mappings, &first.rejected, &mut notes);
     substitute(&mut retry.listeners, &good.listeners, &first.rejected, &mut notes);
@@ -229,7 +229,7 @@ pub fn compile_with(
         .filter(|d| d.resource.as_ref().is_some_and(|id| first_rejected.contains(id)));
     second.compiled.diagnostics.extend(explained.chain(notes));
     diagnostic::normalize(&mut second.compiled.diagnostics);
-    LastGood::record(retry, second)
+    LastGood::record(Arc::new(retry), second)
 }
 
 fn substitute<S: Clone + PartialEq>(

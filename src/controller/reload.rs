@@ -3,8 +3,8 @@
 //! TLSContexts name, compile (falling back to last good versions), and build the snapshot.
 
 use super::endpoints::Endpoints;
-use super::{ControllerOptions, ReloadReport};
-use crate::diagnostic::{Diagnostic, Provenance, Severity};
+use super::{ControllerOptions, Inventory, ReloadReport};
+use crate::diagnostic::{Diagnostic, Severity};
 use crate::pipeline;
 use crate::snapshot::Snapshot;
 use crate::source::deadline::DeadlineReader;
@@ -40,7 +40,7 @@ pub(super) struct Compiler {
     /// beside its own).
     config_diagnostics: Vec<Diagnostic>,
     /// The last reload's inventory (an endpoint refresh reads no resources).
-    inventory: Arc<[Provenance]>,
+    inventory: Inventory,
 }
 
 /// Longest a reload waits for the files TLSContexts name.
@@ -68,7 +68,7 @@ impl Compiler {
             tls_reader: DeadlineReader::new(TLS_READ_DEADLINE),
             endpoints: Endpoints::new(endpoint_sources),
             config_diagnostics: Vec::new(),
-            inventory: Arc::default(),
+            inventory: Inventory::default(),
         }
     }
 
@@ -99,9 +99,11 @@ impl Compiler {
         let read = |paths: &[PathBuf]| self.tls_reader.read_all(paths, MAX_TLS_FILE_BYTES);
         loaded.tls_files = files::read_tls_files(&loaded.model, load, policy, &compile.ambassador_id, read);
         let tls_dirs = files::tls_file_dirs(&loaded.tls_files, load, policy);
-        let inventory: Arc<[Provenance]> = loaded.model.inventory().into();
+        let model = Arc::new(std::mem::take(&mut loaded.model));
+        let inventory = Inventory::of(model.clone());
         let prepared_at = started.elapsed();
-        let mut translation = pipeline::translate_with(loaded, compile, &mut self.remembered);
+        let mut translation =
+            pipeline::translate_with(model, &loaded.tls_files, loaded.diagnostics, compile, &mut self.remembered);
         let translated_at = started.elapsed();
         crate::generations::end_reload();
         self.config_diagnostics = translation.diagnostics.clone();

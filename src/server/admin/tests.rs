@@ -35,7 +35,7 @@ fn fixture() -> Fixture {
     // page shows them as given.
     let input = PathBuf::from("testdata/admin/input");
     let loaded = files::load(&[input], &LoadOptions::default(), &options.ambassador_id).unwrap();
-    let inventory = loaded.model.inventory().into();
+    let inventory = crate::controller::Inventory::of(Arc::new(loaded.model.clone()));
     let translation = crate::pipeline::translate(loaded, &options);
     let snapshot = Snapshot::new(translation.resources, 3, None).with_provenance(translation.provenance);
     let report = ReloadReport { diagnostics: translation.diagnostics, inventory };

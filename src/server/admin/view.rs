@@ -112,6 +112,7 @@ pub fn overview_at(snapshot: &Snapshot, ready: bool, report: &ReloadReport, regi
         resources: XdsType::ALL.iter().map(|t| (t.golden_field(), snapshot.of(*t).entries.len())).collect(),
         inventory: report
             .inventory
+            .list()
             .iter()
             .map(|p| InventoryRow {
                 kind: p.resource.kind.to_string(),
