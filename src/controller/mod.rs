@@ -242,13 +242,9 @@ impl Controller {
         if let Some(snapshot) = outcome.snapshot {
             self.outputs.snapshots.send_replace(Arc::new(snapshot));
         }
-        self.outputs.report.send_if_modified(|current| {
-            let changed = **current != outcome.report;
-            if changed {
-                *current = Arc::new(outcome.report);
-            }
-            changed
-        });
+        // Replaced as it is: no one waits for a change, and comparing it with the last one would
+        // list both inventories.
+        self.outputs.report.send_replace(Arc::new(outcome.report));
     }
 }
 

@@ -41,6 +41,10 @@ pub(super) struct Compiler {
     config_diagnostics: Vec<Diagnostic>,
     /// The last reload's inventory (an endpoint refresh reads no resources).
     inventory: Inventory,
+    /// The one before: by the next reload its report has been replaced, so it is dropped here,
+    /// on this thread, which can then reuse its memory (freed on the thread serving the admin
+    /// page, the model's lists were memory this thread faulted in afresh on every reload).
+    retired: Inventory,
 }
 
 /// Longest a reload waits for the files TLSContexts name.
@@ -69,6 +73,7 @@ impl Compiler {
             endpoints: Endpoints::new(endpoint_sources),
             config_diagnostics: Vec::new(),
             inventory: Inventory::default(),
+            retired: Inventory::default(),
         }
     }
 
@@ -107,7 +112,7 @@ impl Compiler {
         let translated_at = started.elapsed();
         crate::generations::end_reload();
         self.config_diagnostics = translation.diagnostics.clone();
-        self.inventory = inventory.clone();
+        self.retired = std::mem::replace(&mut self.inventory, inventory.clone());
         let services = std::mem::take(&mut translation.endpoint_services);
         translation.set_endpoints(self.endpoints.after_compile(services, compile));
         self.log_new_diagnostics(&translation.diagnostics);
