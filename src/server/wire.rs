@@ -24,7 +24,8 @@ use tonic::codec::{DecodeBuf, Decoder};
 pub enum Payload {
     /// Every resource of the type, in name order: sent as the snapshot's shared block.
     All(Arc<TypeSnapshot>),
-    /// These resources (each still the snapshot's shared bytes).
+    /// These resources (each still the snapshot's shared bytes), in name order too: make-before-break
+    /// walks a response beside the last one by name.
     Subset(Vec<Entry>),
 }
 

@@ -268,3 +268,30 @@ fn a_first_named_answer_waits_while_a_name_the_client_may_hold_is_missing() {
     // Once it lets go of `gone`, `s` is answered.
     assert_eq!(names(&only(ask(&mut stream, &request(Secret, &["s"], "v-from-elsewhere", ""), &snap))), ["s"]);
 }
+
+proptest::proptest! {
+    // A fixed seed: CI runs the same cases every time.
+    #![proptest_config(proptest::test_runner::Config {
+        rng_seed: proptest::test_runner::RngSeed::Fixed(16),
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    })]
+
+    /// The side-by-side walk finds exactly the names sent and no longer held, whatever the two
+    /// sets are (it replaced a set of every name, built on each ask).
+    #[test]
+    fn what_vanishes_is_what_was_sent_and_is_held_no_longer(
+        now in proptest::collection::btree_set("[a-d]{1,3}", 0..16),
+        then in proptest::collection::btree_set("[a-d]{1,3}", 0..16),
+    ) {
+        let of = |names: &BTreeSet<String>| {
+            let items: Vec<Item<'_>> = names.iter().map(|name| (Cluster, name.as_str(), "body")).collect();
+            snapshot(1, None, &items).of(Cluster).clone()
+        };
+        let (held, sent) = (of(&now), of(&then));
+        let found: Vec<String> =
+            vanished(held.entries.values(), sent.entries.values()).iter().map(|e| e.name.to_string()).collect();
+        let expected: Vec<String> = then.difference(&now).cloned().collect();
+        proptest::prop_assert_eq!(found, expected);
+    }
+}
