@@ -221,6 +221,7 @@ pub fn compile_with(
     substitute(&mut retry.modules, &good.modules, &first.rejected, &mut notes);
     substitute(&mut retry.tcp_mappings, &good.tcp_mappings, &first.rejected, &mut notes);
     let Pass { compiled: first_compiled, rejected: first_rejected, memo: first_memo, .. } = first;
+    let retry = Arc::new(retry);
     let mut second = compile_pass(&retry, files, options, &last.resolutions, first_memo);
     // The errors that explain the fallback stay visible.
     let explained = first_compiled
@@ -229,7 +230,7 @@ pub fn compile_with(
         .filter(|d| d.resource.as_ref().is_some_and(|id| first_rejected.contains(id)));
     second.compiled.diagnostics.extend(explained.chain(notes));
     diagnostic::normalize(&mut second.compiled.diagnostics);
-    LastGood::record(Arc::new(retry), second)
+    LastGood::record(retry, second)
 }
 
 fn substitute<S: Clone + PartialEq>(

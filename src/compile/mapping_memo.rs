@@ -20,6 +20,7 @@ use super::cluster_set::ClusterMemo;
 use super::group_memo::GroupMemo;
 use super::mapping::CompiledMapping;
 use super::module::Settings;
+use super::processing_order::ProcessingOrder;
 use super::select::processing_order;
 use super::tls::ResolvedContext;
 use super::Options;
@@ -142,6 +143,7 @@ pub struct MappingMemo {
     recompiled: usize,
     groups: GroupMemo,
     clusters: ClusterMemo,
+    processing_order: ProcessingOrder,
 }
 
 /// A Mapping as it was compiled, and what it compiled to.
@@ -160,10 +162,11 @@ impl MappingMemo {
         &self.groups
     }
 
-    /// Takes the groups' and clusters' memos out (what a compile reads after the Mappings),
-    /// leaving what the Mappings compiled to.
-    pub fn split(&mut self) -> (GroupMemo, ClusterMemo) {
-        (std::mem::take(&mut self.groups), std::mem::take(&mut self.clusters))
+    /// Takes the groups' and clusters' memos and the processing order out (what a compile reads
+    /// besides each Mapping's result), leaving what the Mappings compiled to.
+    pub fn split(&mut self) -> (GroupMemo, ClusterMemo, ProcessingOrder) {
+        let order = std::mem::take(&mut self.processing_order);
+        (std::mem::take(&mut self.groups), std::mem::take(&mut self.clusters), order)
     }
 }
 
@@ -256,12 +259,13 @@ impl MemoPass {
         }
     }
 
-    /// This compile's memo, with the routes of the groups it formed and the clusters it made.
-    pub fn finish(self, groups: GroupMemo, clusters: ClusterMemo) -> MappingMemo {
+    /// This compile's memo, with the routes of the groups it formed, the clusters it made and
+    /// the order it processed the Mappings in.
+    pub fn finish(self, groups: GroupMemo, clusters: ClusterMemo, processing_order: ProcessingOrder) -> MappingMemo {
         let (compiled, inputs_changed) = (self.next.recompiled, self.inputs_changed);
         let remembered = self.next.probes.len() + self.next.ordered.len() - compiled;
         let (contexts_changed, groups_built) = (self.changed_contexts.len(), groups.built());
         tracing::debug!(compiled, remembered, inputs_changed, contexts_changed, groups_built, "Mappings");
-        MappingMemo { groups, clusters, ..self.next }
+        MappingMemo { groups, clusters, processing_order, ..self.next }
     }
 }

@@ -27,6 +27,7 @@ mod module;
 pub mod names;
 pub mod order;
 mod policy;
+mod processing_order;
 mod redirect;
 mod resolver;
 mod select;
@@ -47,7 +48,7 @@ use edge::Origins;
 use ir::Ir;
 use mapping::MappingCompiler;
 use mapping_memo::MappingMemo;
-use select::{processing_order, select, unique, unique_in_order, ContextLookup};
+use select::{select, unique, unique_in_order, ContextLookup};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use tls::{ResolvedContext, SecretIndex};
@@ -118,7 +119,9 @@ pub const ROUTE_CONFIG_NAME: &str = "ambassador-routes";
 
 /// Compiles everything as it is now (what `translate` does): no earlier version to fall back to.
 pub fn compile(model: &Model, files: &TlsFiles, options: &Options) -> Compiled {
-    compile_pass(model, files, options, &Resolutions::default(), MappingMemo::default()).compiled
+    // Shared, as a reload's model is (its resources are, so this copies no resource).
+    let model = Arc::new(model.clone());
+    compile_pass(&model, files, options, &Resolutions::default(), MappingMemo::default()).compiled
 }
 
 /// TLS resolved by a pass, and what the next one falls back to while material is unusable.
@@ -147,10 +150,15 @@ struct Pass {
 /// Listeners and Hosts and resolve their TLS, build the TCPMappings' listeners, name clusters,
 /// group and order routes, collect the secrets in use, build the edge (listeners, Hosts,
 /// termination, route tables).
-fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resolutions, mut memo: MappingMemo) -> Pass {
+fn compile_pass(
+    model: &Arc<Model>,
+    files: &TlsFiles,
+    options: &Options,
+    last: &Resolutions,
+    mut memo: MappingMemo,
+) -> Pass {
     let last_contexts = &last.contexts;
     let mut diagnostics = Vec::new();
-    let mut mappings = select(&model.mappings, options);
     let contexts = unique(select(&model.tls_contexts, options), &mut diagnostics);
     let listeners = unique(select(&model.listeners, options), &mut diagnostics);
     let hosts = unique(select(&model.hosts, options), &mut diagnostics);
@@ -204,11 +212,11 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
         resolvers: &resolver_resources,
         resolved: &resolved,
     };
-    let (previous_groups, previous_clusters) = memo.split();
+    let (previous_groups, previous_clusters, previous_order) = memo.split();
     let mut memo = MappingMemo::continuing(memo, &memo_inputs);
     // Emissary processes Mappings in the order of their `name.namespace` keys; route order ties
     // depend on it, so we do the same. Its probe Mappings come first.
-    mappings.sort_by(|a, b| processing_order(a, b));
+    let (mappings, processing_order) = previous_order.sort(model, options);
     let ordered = unique_in_order(mappings, &mut diagnostics);
     let all_mappings: Vec<&Mapping> = settings.probes.iter().chain(ordered.iter().copied()).collect();
     let mut compiled_mappings = Vec::with_capacity(all_mappings.len());
@@ -278,7 +286,7 @@ fn compile_pass(model: &Model, files: &TlsFiles, options: &Options, last: &Resol
     let mut group_memo = group_memo::GroupPass::continuing(&previous_groups, &envoy_names);
     let (routes, rejected_groups) =
         order::order_routes(groups, probe_groups, &settings.defaults, &envoy_names, &mut group_memo, &mut diagnostics);
-    let memo = memo.finish(group_memo.finish(), made_clusters);
+    let memo = memo.finish(group_memo.finish(), made_clusters, processing_order);
     for group in rejected_groups {
         for member in &group.members {
             let meta = &origins.of(member).meta;
