@@ -1,7 +1,9 @@
-//! Results kept from one admission to the next, by name: building, validating and encoding a
-//! resource is most of the work of an admission, and a change to one Mapping changes one route
-//! and perhaps one cluster. A result is reused only when what it was computed from is equal to
-//! what it would be computed from now; the next admission keeps only what this one used.
+//! Results kept from one admission to the next: building, validating and encoding a resource is
+//! most of the work of an admission, and a change to one Mapping changes one route and perhaps
+//! one cluster. A result is reused only when what it was computed from is equal to what it would
+//! be computed from now; the next admission keeps only what this one used. Clusters' results are
+//! kept by name ([`Kept`]); routes', which an admission asks for in route order, in that order
+//! (`route_verdicts.rs`), both with what they were computed from as a [`Fingerprint`].
 //!
 //! What a result was computed from is kept as a [`digest`], not as a copy: a copy of every route
 //! and cluster would cost several KiB per Mapping between reloads. The names results are kept by
@@ -45,11 +47,16 @@ impl<T: Hash + ?Sized> Fingerprint<T> {
         Fingerprint { digest: digest(&**value), source: Arc::downgrade(value) }
     }
 
+    /// Whether `value` is the very value fingerprinted (by address; no hashing).
+    pub fn is(&self, value: &Arc<T>) -> bool {
+        std::ptr::eq(self.source.as_ptr(), Arc::as_ptr(value))
+    }
+
     /// Whether `value` is the value fingerprinted: the same one ([`Reuse::Kept`]), or an equal one
     /// at another address ([`Reuse::Refreshed`] with its fingerprint: remembering the new address
     /// is what spares the next admission the digest).
     pub fn compare(&self, value: &Arc<T>) -> Reuse<Fingerprint<T>> {
-        if std::ptr::eq(self.source.as_ptr(), Arc::as_ptr(value)) {
+        if self.is(value) {
             Reuse::Kept
         } else if self.digest == digest(&**value) {
             Reuse::Refreshed(Fingerprint { digest: self.digest, source: Arc::downgrade(value) })
@@ -172,8 +179,6 @@ where
 /// A result from [`Reusing::get`].
 pub struct Got<I, O> {
     pub kept: Arc<(I, O)>,
-    /// Whether this admission had already asked for this name (and got this result).
-    pub again: bool,
 }
 
 /// One admission's use of what the previous one kept.
@@ -198,9 +203,8 @@ impl<K: Hash + Eq, I, O: Clone> Reusing<K, I, O> {
         let refreshed = match self.kept.by_name.get_mut(&name) {
             Some(slot) => match reuse(&slot.kept.0) {
                 Reuse::Kept => {
-                    let again = slot.used == generation;
                     slot.used = generation;
-                    return Got { kept: slot.kept.clone(), again };
+                    return Got { kept: slot.kept.clone() };
                 }
                 Reuse::Refreshed(input) => {
                     self.kept.refreshed += 1;
@@ -217,7 +221,7 @@ impl<K: Hash + Eq, I, O: Clone> Reusing<K, I, O> {
         // The key is replaced too: it holds the value it names, and the old one is let go.
         self.kept.by_name.remove(&name);
         self.kept.by_name.insert(name, Slot { kept: replacement.clone(), used: generation });
-        Got { kept: replacement, again: false }
+        Got { kept: replacement }
     }
 
     /// What the next admission starts from: the results this one used.
@@ -244,9 +248,8 @@ mod tests {
 
     type Memo = Kept<NameOf<Value>, Fingerprint<Value>, u32>;
 
-    /// How a kept result was judged (`None`: there was none), the result, and whether it was
-    /// asked for again.
-    type Seen = (Option<&'static str>, u32, bool);
+    /// How a kept result was judged (`None`: there was none), and the result.
+    type Seen = (Option<&'static str>, u32);
 
     /// One admission asking for `values`: what it saw of each.
     fn admission(memo: Memo, values: &[&Arc<Value>]) -> (Memo, Vec<Seen>) {
@@ -267,7 +270,7 @@ mod tests {
                 },
                 || (Fingerprint::of(value), value.1 * 10),
             );
-            seen.push((judged, got.kept.1, got.again));
+            seen.push((judged, got.kept.1));
         }
         (reusing.finish(), seen)
     }
@@ -276,31 +279,31 @@ mod tests {
     fn an_equal_value_at_a_new_address_is_digested_once_then_known_by_address() {
         let first = Arc::new(Value("a", 1));
         let (memo, seen) = admission(Memo::default(), &[&first]);
-        assert_eq!(seen, [(None, 10, false)]);
+        assert_eq!(seen, [(None, 10)]);
         let (memo, seen) = admission(memo, &[&first]);
-        assert_eq!(seen, [(Some("kept"), 10, false)]);
+        assert_eq!(seen, [(Some("kept"), 10)]);
         // Rebuilt equal (a Module change compiles every Mapping again): the digest says equal once,
         // and from then on the address does; before, every later admission digested it again.
         let rebuilt = Arc::new(Value("a", 1));
         let (memo, seen) = admission(memo, &[&rebuilt]);
-        assert_eq!(seen, [(Some("refreshed"), 10, false)]);
+        assert_eq!(seen, [(Some("refreshed"), 10)]);
         drop(first);
         let (memo, seen) = admission(memo, &[&rebuilt]);
-        assert_eq!(seen, [(Some("kept"), 10, false)]);
+        assert_eq!(seen, [(Some("kept"), 10)]);
         assert_eq!(memo.computed(), 0);
         let changed = Arc::new(Value("a", 2));
         let (memo, seen) = admission(memo, &[&changed]);
-        assert_eq!((seen, memo.computed()), (vec![(Some("no"), 20, false)], 1));
+        assert_eq!((seen, memo.computed()), (vec![(Some("no"), 20)], 1));
     }
 
     #[test]
-    fn what_an_admission_did_not_ask_for_is_forgotten_and_a_second_ask_is_told() {
+    fn what_an_admission_did_not_ask_for_is_forgotten() {
         let (a, b) = (Arc::new(Value("a", 1)), Arc::new(Value("b", 2)));
         let (memo, seen) = admission(Memo::default(), &[&a, &b, &a]);
-        assert_eq!(seen, [(None, 10, false), (None, 20, false), (Some("kept"), 10, true)]);
+        assert_eq!(seen, [(None, 10), (None, 20), (Some("kept"), 10)]);
         let (memo, _) = admission(memo, &[&b]);
         assert_eq!(memo.by_name.len(), 1);
         let (_, seen) = admission(memo, &[&a, &b]);
-        assert_eq!(seen, [(None, 10, false), (Some("kept"), 20, false)]);
+        assert_eq!(seen, [(None, 10), (Some("kept"), 20)]);
     }
 }
