@@ -10,8 +10,8 @@ use super::matching::{MatchSpec, RouteWeight};
 use crate::diagnostic::{Diagnostic, ResourceId};
 use crate::model::policy::CorsSpec;
 use crate::model::Meta;
-use foldhash::{HashMap, HashMapExt};
 use indexmap::IndexMap;
+use smallvec::SmallVec;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -44,8 +44,64 @@ pub struct Candidate {
     pub core: Core,
     /// Its matcher's group id and route weight, computed once with the candidate (grouping and
     /// ordering every Mapping's candidate is done on every reload).
-    pub group_id: Arc<str>,
+    pub group_id: GroupId,
     pub route_weight: RouteWeight,
+}
+
+/// Emissary's group id (before hashing), and a hash of it: grouping looks every candidate's id
+/// up on every reload, and hashing each long id again was a twentieth of that.
+#[derive(Debug, Clone)]
+pub struct GroupId {
+    id: Arc<str>,
+    hash: u64,
+}
+
+impl GroupId {
+    pub fn new(id: &str) -> GroupId {
+        use std::hash::BuildHasher;
+        let hash = foldhash::fast::FixedState::with_seed(0).hash_one(id);
+        GroupId { id: Arc::from(id), hash }
+    }
+}
+
+impl std::ops::Deref for GroupId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.id
+    }
+}
+
+impl PartialEq for GroupId {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.id == other.id
+    }
+}
+
+impl Eq for GroupId {}
+
+impl std::hash::Hash for GroupId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// Hashes a [`GroupId`] as the hash it carries.
+#[derive(Default)]
+struct CarriedHash(u64);
+
+impl std::hash::Hasher for CarriedHash {
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("only group ids, which write their hash, are hashed with this")
+    }
+
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// Settings Emissary takes from the group rather than the Mapping: each member's value in
@@ -115,14 +171,14 @@ impl Core {
 #[derive(Debug)]
 pub struct Group<'c> {
     /// Emissary's group id (before hashing).
-    pub id: &'c Arc<str>,
+    pub id: &'c GroupId,
     /// The highest of its members'.
     pub weight: &'c RouteWeight,
     pub first_core: &'c Core,
     /// The candidate that formed the group (the first of its Mappings in processing order).
     pub formed_by: &'c Arc<Candidate>,
-    /// Routed members, in the order they joined.
-    pub members: Vec<&'c Arc<Candidate>>,
+    /// Routed members, in the order they joined (almost always one: held inline).
+    pub members: SmallVec<[&'c Arc<Candidate>; 1]>,
     pub redirect: Option<&'c Arc<Candidate>>,
     pub shadow: Option<&'c Arc<Candidate>>,
 }
@@ -148,10 +204,11 @@ pub fn group<'c>(
     rejected: &mut BTreeSet<ResourceId>,
 ) -> Vec<Group<'c>> {
     let mut groups: Vec<Group> = Vec::with_capacity(candidates.len());
-    let mut index: HashMap<&str, usize> = HashMap::with_capacity(candidates.len());
+    let mut index: std::collections::HashMap<&GroupId, usize, std::hash::BuildHasherDefault<CarriedHash>> =
+        std::collections::HashMap::with_capacity_and_hasher(candidates.len(), Default::default());
     for &candidate in candidates {
         let id = &candidate.group_id;
-        let Some(&at) = index.get(&**id) else {
+        let Some(&at) = index.get(id) else {
             index.insert(id, groups.len());
             let weight = &candidate.route_weight;
             let first_core = &candidate.core;
@@ -160,7 +217,7 @@ pub fn group<'c>(
                 weight,
                 first_core,
                 formed_by: candidate,
-                members: Vec::new(),
+                members: SmallVec::new(),
                 redirect: None,
                 shadow: None,
             };

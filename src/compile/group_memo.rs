@@ -13,7 +13,7 @@
 //! (and report) every time.
 
 use super::cluster_set::EnvoyNames;
-use super::group::{Candidate, Group};
+use super::group::{Candidate, Group, GroupId};
 use super::ir::{Route, RouteAction};
 use super::select::meta_order;
 use crate::model::Meta;
@@ -47,7 +47,7 @@ struct Formed {
 
 #[derive(Debug)]
 pub struct KeptGroup {
-    id: Arc<str>,
+    id: GroupId,
     /// The Mapping whose candidate formed the group.
     formed_by: Arc<Meta>,
     /// The routed members in the order they joined, then the redirect, then the shadow. Held,

@@ -5,7 +5,7 @@
 
 use super::cluster::{ClusterClaim, ClusterRequest, Transport};
 use super::cluster_options::{self, ClusterFields};
-use super::group::{Candidate, Role};
+use super::group::{Candidate, GroupId, Role};
 use super::ir::{ErrorResponses, Forward, RouteAction};
 use super::module::{self, Settings};
 use super::resolver::{ResolverRef, Resolvers};
@@ -142,7 +142,7 @@ impl<'a> MappingCompiler<'a> {
             _ => ErrorResponses::Inherit,
         };
         let core = group_fields::core(mapping, &matcher, self.settings);
-        let (matcher_group_id, route_weight) = (matcher.group_id().into(), matcher.weight());
+        let (matcher_group_id, route_weight) = (GroupId::new(&matcher.group_id()), matcher.weight());
 
         let mut runtime_key =
             names::mangle(&format!("fail_closed_{}_{}", mapping.meta.namespace(), mapping.meta.name()));

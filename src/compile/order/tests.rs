@@ -1,5 +1,5 @@
 use super::*;
-use crate::compile::group::{group, Core, Role};
+use crate::compile::group::{group, Core, GroupId, Role};
 use crate::compile::group_memo::GroupMemo;
 use crate::compile::matching::match_spec;
 use crate::diagnostic::{Origin, ResourceId};
@@ -8,7 +8,7 @@ use crate::model::{MappingSpec, Meta};
 fn candidate(name: &str, yaml: &str) -> Candidate {
     let spec: MappingSpec = serde_yaml::from_str(yaml).unwrap();
     let (matcher, _) = match_spec(&spec, spec.prefix.as_deref().unwrap()).unwrap();
-    let (group_id, route_weight) = (matcher.group_id().into(), matcher.weight());
+    let (group_id, route_weight) = (GroupId::new(&matcher.group_id()), matcher.weight());
     let role = if spec.shadow == Some(true) {
         Role::Shadow
     } else if spec.host_redirect == Some(true) {
