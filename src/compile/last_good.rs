@@ -102,11 +102,14 @@ const STALE_COMPILE: &str = "does not compile as it is now (see the error); its 
 impl LastGood {
     /// Puts back the last good version of what every [`Rejected`] input held (unless the model
     /// has that resource from elsewhere); returns a [`Kind::Stale`] warning per restored resource.
-    pub fn restore(&self, model: &mut Model) -> Vec<Diagnostic> {
+    /// The model is copied only when there is something to put back (it is shared with the
+    /// source that read it).
+    pub fn restore(&self, model: &mut Arc<Model>) -> Vec<Diagnostic> {
         let mut diagnostics = Vec::new();
         if model.rejected.is_empty() {
             return diagnostics;
         }
+        let model = Arc::make_mut(model);
         let last = self.index();
         let rejected = std::mem::take(&mut model.rejected);
         restore_kind(&mut model.mappings, &last.mappings, &rejected, &mut diagnostics);

@@ -5,6 +5,7 @@
 use super::endpoints::Endpoints;
 use super::{ControllerOptions, Inventory, ReloadReport};
 use crate::diagnostic::{Diagnostic, Severity};
+use crate::model::Model;
 use crate::pipeline;
 use crate::snapshot::Snapshot;
 use crate::source::deadline::DeadlineReader;
@@ -20,7 +21,21 @@ use std::time::Instant;
 /// A source and what it last contributed successfully.
 struct SourceSlot {
     source: Box<dyn Source>,
-    last_good: Option<Contribution>,
+    last_good: Option<Contributed>,
+}
+
+/// A source's contribution, its model shared: a reload with one source compiles that model as it
+/// is (copying 50,000 Mappings into a model of their own, and dropping the copy the reload after,
+/// was a twentieth of a one-Mapping reload).
+struct Contributed {
+    model: Arc<Model>,
+    diagnostics: Vec<crate::diagnostic::Diagnostic>,
+}
+
+impl From<Contribution> for Contributed {
+    fn from(contribution: Contribution) -> Contributed {
+        Contributed { model: Arc::new(contribution.model), diagnostics: contribution.diagnostics }
+    }
 }
 
 /// Everything a reload needs, moved to the blocking thread and back.
@@ -82,29 +97,44 @@ impl Compiler {
         futures::future::join_all(self.sources.iter().map(|slot| slot.source.ready())).await;
     }
 
+    /// What every source contributed last, in source order: one source's model as it is.
+    fn joined_model(&self) -> Arc<Model> {
+        let mut models = self.sources.iter().filter_map(|slot| slot.last_good.as_ref()).map(|c| &c.model);
+        let (first, second) = (models.next(), models.next());
+        let (first, second) = match (first, second) {
+            (None, _) => return Arc::default(),
+            (Some(only), None) => return only.clone(),
+            (Some(first), Some(second)) => (first, second),
+        };
+        let mut joined = Model::clone(first);
+        for model in std::iter::once(second).chain(models) {
+            joined.extend(Model::clone(model));
+        }
+        Arc::new(joined)
+    }
+
     pub fn reload(&mut self, previous: &Snapshot) -> Outcome {
         let started = Instant::now();
         let mut loaded = Loaded::default();
         for slot in &mut self.sources {
             match slot.source.read() {
-                Ok(contribution) => slot.last_good = Some(contribution),
+                Ok(contribution) => slot.last_good = Some(contribution.into()),
                 Err(problem) => {
                     // The source as a whole is unreadable: what it held before stays in service.
                     loaded.diagnostics.push(*problem);
                 }
             }
-            if let Some(contribution) = &slot.last_good {
-                loaded.model.extend(contribution.model.clone());
-                loaded.diagnostics.extend(contribution.diagnostics.iter().cloned());
+            if let Some(contributed) = &slot.last_good {
+                loaded.diagnostics.extend(contributed.diagnostics.iter().cloned());
             }
         }
+        let mut model = self.joined_model();
         let read_at = started.elapsed();
-        loaded.diagnostics.extend(self.remembered.last_good.restore(&mut loaded.model));
+        loaded.diagnostics.extend(self.remembered.last_good.restore(&mut model));
         let (load, policy, compile) = (&self.options.load, &self.options.tls_files, &self.options.compile);
         let read = |paths: &[PathBuf]| self.tls_reader.read_all(paths, MAX_TLS_FILE_BYTES);
-        loaded.tls_files = files::read_tls_files(&loaded.model, load, policy, &compile.ambassador_id, read);
+        loaded.tls_files = files::read_tls_files(&model, load, policy, &compile.ambassador_id, read);
         let tls_dirs = files::tls_file_dirs(&loaded.tls_files, load, policy);
-        let model = Arc::new(std::mem::take(&mut loaded.model));
         let inventory = Inventory::of(model.clone());
         let prepared_at = started.elapsed();
         let mut translation =
