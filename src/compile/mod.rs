@@ -319,7 +319,7 @@ fn compile_pass(
     let ir = Ir {
         listeners: edge.listeners,
         tcp_listeners,
-        route_configs: edge.route_configs,
+        route_configs: edge.route_configs.into_iter().map(Arc::new).collect(),
         clusters,
         secrets: secrets_out,
         endpoint_services,

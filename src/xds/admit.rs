@@ -174,22 +174,22 @@ pub fn admit(ir: &Ir, limits: &Limits, previous: AdmitMemo) -> (Admitted, AdmitM
     let mut routes = Vec::new();
     let mut verdicts = RouteVerdicts::continuing(previous.routes);
     for table in &ir.route_configs {
-        let mut provenance = Vec::with_capacity(table.virtual_hosts.len());
-        let mut hosts = Vec::with_capacity(table.virtual_hosts.len());
+        let mut dropped = Vec::with_capacity(table.virtual_hosts.len());
+        let mut spans = Vec::with_capacity(table.virtual_hosts.len());
         for host in &table.virtual_hosts {
-            let mut encoded = Vec::with_capacity(host.routes.len());
-            let mut behind = Vec::with_capacity(host.routes.len());
-            for route in &host.routes {
-                if let Some(bytes) = verdicts.admit(route, &dropped_clusters, limits, &mut out.diagnostics) {
-                    encoded.push(bytes);
-                    behind.push(route.route.clone());
+            let start = verdicts.asked();
+            let mut not_served = Vec::new();
+            for (at, route) in host.routes.iter().enumerate() {
+                if !verdicts.admit(route, &dropped_clusters, limits, &mut out.diagnostics) {
+                    not_served.push(at);
                 }
             }
-            hosts.push((host, encoded));
-            provenance.push(behind);
+            spans.push((host, start..verdicts.asked()));
+            dropped.push(not_served);
         }
-        out.provenance.insert_routes(&table.name, provenance);
-        let body = route::encode_route_configuration_from(&table.name, &hosts);
+        out.provenance.insert_routes(table, dropped);
+        let hosts: Vec<_> = spans.into_iter().map(|(host, span)| (host, verdicts.admitted(span).collect())).collect();
+        let body = route::encode_route_configuration_from::<&[u8]>(&table.name, &hosts);
         routes.push(Resource { name: table.name.clone(), body: Bytes::from(body) });
     }
 

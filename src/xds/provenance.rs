@@ -3,12 +3,12 @@
 //! namespace/name` a user can fix.
 
 use super::{PerType, XdsType};
-use crate::compile::ir::{Cluster, Route};
+use crate::compile::ir::{self, Cluster, Route};
 use crate::diagnostic::{Diagnostic, Kind, Provenance};
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProvenanceIndex {
     by_name: PerType<BTreeMap<String, Vec<Provenance>>>,
     /// Served clusters, shared with the compile: there is one per Mapping or so, and a reload
@@ -48,12 +48,24 @@ impl Clusters {
     }
 }
 
-/// The routes of one route configuration, shared with the compile (a reload copies no
-/// provenance), and everything behind them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// One route configuration as the compile built it, shared (a reload copies no provenance and
+/// touches none of its routes), with the routes admission dropped; and everything behind it.
+#[derive(Debug, Clone, PartialEq)]
 struct RouteTable {
-    hosts: Vec<Vec<Arc<Route>>>,
+    table: Arc<ir::RouteTable>,
+    /// Per virtual host, the places (in `table`) of the routes that are not served (their match
+    /// would be rejected): almost always none.
+    dropped: Vec<Vec<usize>>,
     all: Derived<Vec<Provenance>>,
+}
+
+impl RouteTable {
+    /// The routes of virtual host `host` as served.
+    fn served(&self, host: usize) -> impl Iterator<Item = &Route> {
+        let routes = self.table.virtual_hosts.get(host).map_or(&[][..], |host| &host.routes[..]);
+        let dropped = self.dropped.get(host).map_or(&[][..], Vec::as_slice);
+        routes.iter().enumerate().filter(move |(at, _)| !dropped.contains(at)).map(|(_, route)| &*route.route)
+    }
 }
 
 impl ProvenanceIndex {
@@ -86,22 +98,28 @@ impl ProvenanceIndex {
         self.routes.extend(other.routes);
     }
 
-    /// `hosts[v][r]`: route `r` of virtual host `v`, as served.
-    pub fn insert_routes(&mut self, config: &str, hosts: Vec<Vec<Arc<Route>>>) {
-        self.routes.insert(config.to_string(), RouteTable { hosts, all: Derived::default() });
+    /// A route configuration as compiled; `dropped[v]` are the places of the routes of virtual
+    /// host `v` that are not served.
+    pub fn insert_routes(&mut self, table: &Arc<ir::RouteTable>, dropped: Vec<Vec<usize>>) {
+        let served = RouteTable { table: table.clone(), dropped, all: Derived::default() };
+        self.routes.insert(table.name.clone(), served);
     }
 
-    /// The resources behind route `route` of virtual host `host` of a route configuration.
+    /// The resources behind route `route` of virtual host `host` of a route configuration, as
+    /// served.
     pub fn route(&self, config: &str, host: usize, route: usize) -> Option<&[Provenance]> {
-        Some(&self.routes.get(config)?.hosts.get(host)?.get(route)?.provenance)
+        Some(&self.routes.get(config)?.served(host).nth(route)?.provenance)
     }
 
     /// The resources behind one xDS resource.
     pub fn of(&self, xds_type: XdsType, name: &str) -> &[Provenance] {
         if let Some(table) = self.routes.get(name).filter(|_| xds_type == XdsType::Route) {
             return table.all.0.get_or_init(|| {
-                let mut all: Vec<Provenance> =
-                    table.hosts.iter().flatten().flat_map(|route| route.provenance.iter().cloned()).collect();
+                let hosts = 0..table.table.virtual_hosts.len();
+                let mut all: Vec<Provenance> = hosts
+                    .flat_map(|host| table.served(host))
+                    .flat_map(|route| route.provenance.iter().cloned())
+                    .collect();
                 all.sort();
                 all.dedup();
                 all
@@ -166,9 +184,9 @@ mod tests {
     }
 
     /// A route that only carries what is behind it.
-    fn behind(mapping: Provenance) -> Arc<Route> {
+    fn behind(mapping: Provenance) -> ir::HostRoute {
         use crate::compile::ir::{PathMatch, RouteAction, RouteMatch};
-        Arc::new(Route {
+        ir::HostRoute::as_written(Arc::new(Route {
             name: mapping.resource.name.to_string(),
             matcher: RouteMatch {
                 path: PathMatch::Prefix("/".into()),
@@ -180,16 +198,27 @@ mod tests {
             action: RouteAction::HttpsRedirect,
             policy: Default::default(),
             provenance: vec![mapping],
-        })
+        }))
+    }
+
+    fn table(hosts: Vec<Vec<ir::HostRoute>>) -> Arc<ir::RouteTable> {
+        let virtual_hosts = hosts
+            .into_iter()
+            .enumerate()
+            .map(|(at, routes)| ir::VirtualHost { name: format!("host-{at}"), domains: vec!["*".into()], routes })
+            .collect();
+        Arc::new(ir::RouteTable { name: "ambassador-routes".into(), virtual_hosts })
     }
 
     #[test]
     fn a_nack_naming_a_route_blames_its_mapping_only() {
         let mut index = ProvenanceIndex::default();
-        index.insert_routes(
-            "ambassador-routes",
-            vec![vec![behind(mapping("a")), behind(mapping("b"))], vec![behind(mapping("c")), behind(mapping("a"))]],
-        );
+        // The second host's first route (d) is not served: Envoy's indexes skip it.
+        let routes = table(vec![
+            vec![behind(mapping("a")), behind(mapping("b"))],
+            vec![behind(mapping("d")), behind(mapping("c")), behind(mapping("a"))],
+        ]);
+        index.insert_routes(&routes, vec![vec![], vec![0]]);
         // What is worked out when asked for takes no part in equality: a reload compares indexes
         // to know whether the same resources come from other files now.
         let untouched = index.clone();

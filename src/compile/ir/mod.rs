@@ -16,6 +16,7 @@ pub type ClusterList = std::sync::Arc<[std::sync::Arc<Cluster>]>;
 use crate::diagnostic::Provenance;
 use crate::model::endpoint::EndpointTarget;
 use crate::model::Sensitive;
+use std::sync::Arc;
 
 /// One `Ir` is one complete, consistent snapshot: every cluster a route names exists, every
 /// route configuration a listener names exists, and every secret a cluster or listener names exists.
@@ -24,7 +25,8 @@ pub struct Ir {
     pub listeners: Vec<HttpListener>,
     /// `TCPMapping`s, each port on a listener of its own.
     pub tcp_listeners: Vec<TcpListener>,
-    pub route_configs: Vec<RouteTable>,
+    /// Shared with the provenance of what is served (which follows a route by its place).
+    pub route_configs: Vec<Arc<RouteTable>>,
     /// Sorted by name. Shared with the cluster claims they come from where they are the same
     /// (most of them), so that admission can tell an unchanged cluster by its address.
     pub clusters: ClusterList,
