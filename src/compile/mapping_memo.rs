@@ -215,18 +215,27 @@ impl MemoPass {
         compile: impl FnOnce() -> CompiledMapping,
     ) -> Arc<CompiledMapping> {
         let remembered = if probe { self.remembered_probe(mapping) } else { self.remembered(mapping) };
-        let reads_changed_context = match &mapping.spec.tls {
-            Some(TlsSetting::Context(name)) => self.changed_contexts.contains(name),
-            _ => false,
-        };
-        let compiled = match remembered {
-            Some(kept) if same_resource(&kept.mapping, mapping) && !reads_changed_context => kept.compiled,
+        // Only asked when a context changed: reading the spec is a cache miss per Mapping.
+        let reads_changed_context = !self.changed_contexts.is_empty()
+            && match &mapping.spec.tls {
+                Some(TlsSetting::Context(name)) => self.changed_contexts.contains(name),
+                _ => false,
+            };
+        let kept = match remembered {
+            Some(kept) if same_resource(&kept.mapping, mapping) && !reads_changed_context => {
+                if Arc::ptr_eq(&kept.mapping.meta, &mapping.meta) && Arc::ptr_eq(&kept.mapping.spec, &mapping.spec) {
+                    // Moved on as it is: no reference count touched.
+                    kept
+                } else {
+                    Kept { mapping: mapping.clone(), compiled: kept.compiled }
+                }
+            }
             _ => {
                 self.next.recompiled += 1;
-                Arc::new(compile())
+                Kept { mapping: mapping.clone(), compiled: Arc::new(compile()) }
             }
         };
-        let kept = Kept { mapping: mapping.clone(), compiled: compiled.clone() };
+        let compiled = kept.compiled.clone();
         if probe {
             self.next.probes.push(kept)
         } else {
