@@ -196,9 +196,10 @@ impl Controller {
 
     /// One job on the worker thread; `Err` if shutdown came first (the job is abandoned).
     async fn run_job(&mut self, job: Job, shutdown: &mut watch::Receiver<bool>) -> Result<(), ShuttingDown> {
-        // What the sources freed on this thread while decoding the changes (memory.rs). The
-        // worker's own memory is kept for the next job until the controller is idle.
-        crate::memory::release_freed();
+        // What the sources freed on this thread while decoding the changes (memory.rs), without
+        // handing back what the worker freed and is about to build again: that waits until the
+        // controller is idle.
+        crate::memory::release_expired();
         let mut compiler = self.compiler.take().expect("one job at a time");
         let previous = self.outputs.snapshots.borrow().clone();
         let started = std::time::Instant::now();
