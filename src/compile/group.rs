@@ -80,6 +80,8 @@ impl PartialEq for GroupId {
 
 impl Eq for GroupId {}
 
+/// Writes only the carried hash: for tables of group ids, never for a digest of content (two ids
+/// may share it; equality compares the ids themselves).
 impl std::hash::Hash for GroupId {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         state.write_u64(self.hash);

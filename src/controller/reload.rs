@@ -29,7 +29,7 @@ struct SourceSlot {
 /// was a twentieth of a one-Mapping reload).
 struct Contributed {
     model: Arc<Model>,
-    diagnostics: Vec<crate::diagnostic::Diagnostic>,
+    diagnostics: Vec<Diagnostic>,
 }
 
 impl From<Contribution> for Contributed {

@@ -68,9 +68,7 @@ impl Asked {
         let admitted = decision.1 .0.clone();
         Asked { key, decision, admitted }
     }
-}
 
-impl Asked {
     fn is_for(&self, route: &HostRoute) -> bool {
         self.key.1 == route.variant && (self.decision.0.route.is(&route.route) || *self.key.0 == *route.route.name)
     }

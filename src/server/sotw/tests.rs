@@ -1,5 +1,6 @@
 //! The state-of-the-world machine, request in, responses out: one test per protocol rule.
 
+use super::vanishing::vanished;
 use super::*;
 use crate::server::fixture::{nack, request, snapshot, Item};
 use XdsType::{Cluster, Listener, Route, Secret};
