@@ -56,11 +56,16 @@ pub struct GroupId {
     hash: u64,
 }
 
+/// One seed for every group id of the process, chosen at random: the ids come from Mappings, and a
+/// seed anyone can know would let a Mapping author craft ids that collide. (Only lookups use the
+/// hash; what is served does not depend on it.)
+static GROUP_ID_HASHER: std::sync::LazyLock<foldhash::fast::RandomState> =
+    std::sync::LazyLock::new(foldhash::fast::RandomState::default);
+
 impl GroupId {
     pub fn new(id: &str) -> GroupId {
         use std::hash::BuildHasher;
-        let hash = foldhash::fast::FixedState::with_seed(0).hash_one(id);
-        GroupId { id: Arc::from(id), hash }
+        GroupId { id: Arc::from(id), hash: GROUP_ID_HASHER.hash_one(id) }
     }
 }
 
