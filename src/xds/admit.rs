@@ -236,7 +236,7 @@ fn admit_clusters(
             let cluster = Fingerprint::of(ir_cluster);
             (ClusterDecided { cluster, limits: *limits, lost_secret: lost.cloned() }, verdict)
         });
-        match &kept.kept.1 {
+        match &kept.1 {
             Ok(body) => {
                 served_clusters.push(ir_cluster.clone());
                 served.push(Resource { name: ir_cluster.name.clone(), body: body.clone() });

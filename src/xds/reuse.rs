@@ -176,11 +176,6 @@ where
     }
 }
 
-/// A result from [`Reusing::get`].
-pub struct Got<I, O> {
-    pub kept: Arc<(I, O)>,
-}
-
 /// One admission's use of what the previous one kept.
 pub struct Reusing<K, I, O> {
     kept: Kept<K, I, O>,
@@ -198,13 +193,18 @@ impl<K: Hash + Eq, I, O: Clone> Reusing<K, I, O> {
     /// The result `name` had last time if `reuse` says it was computed from what it would be
     /// computed from now, else `compute()`'s (with its input); either way the next admission can
     /// reuse it.
-    pub fn get(&mut self, name: K, reuse: impl FnOnce(&I) -> Reuse<I>, compute: impl FnOnce() -> (I, O)) -> Got<I, O> {
+    pub fn get(
+        &mut self,
+        name: K,
+        reuse: impl FnOnce(&I) -> Reuse<I>,
+        compute: impl FnOnce() -> (I, O),
+    ) -> Arc<(I, O)> {
         let generation = self.kept.generation;
         let refreshed = match self.kept.by_name.get_mut(&name) {
             Some(slot) => match reuse(&slot.kept.0) {
                 Reuse::Kept => {
                     slot.used = generation;
-                    return Got { kept: slot.kept.clone() };
+                    return slot.kept.clone();
                 }
                 Reuse::Refreshed(input) => {
                     self.kept.refreshed += 1;
@@ -221,7 +221,7 @@ impl<K: Hash + Eq, I, O: Clone> Reusing<K, I, O> {
         // The key is replaced too: it holds the value it names, and the old one is let go.
         self.kept.by_name.remove(&name);
         self.kept.by_name.insert(name, Slot { kept: replacement.clone(), used: generation });
-        Got { kept: replacement }
+        replacement
     }
 
     /// What the next admission starts from: the results this one used.
@@ -270,7 +270,7 @@ mod tests {
                 },
                 || (Fingerprint::of(value), value.1 * 10),
             );
-            seen.push((judged, got.kept.1));
+            seen.push((judged, got.1));
         }
         (reusing.finish(), seen)
     }

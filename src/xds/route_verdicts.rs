@@ -312,6 +312,30 @@ mod tests {
         admission(RouteMemo::default(), asked).0
     }
 
+    /// A route that is not served (its cluster is not) reports once per admission, however many
+    /// virtual hosts ask for it, and again in the next admission, which reuses its verdict.
+    #[test]
+    fn a_route_in_many_virtual_hosts_reports_once_per_admission() {
+        let routes = routes(3, None);
+        let RouteAction::Forward(forward) = &routes[0].route.action else { panic!("a forwarding route") };
+        let dropped = BTreeMap::from([(forward.cluster.as_str(), "its Secret is not served".to_string())]);
+        let limits = Limits::default();
+        let mut memo = RouteMemo::default();
+        for admission in 0..2 {
+            let mut verdicts = RouteVerdicts::continuing(memo);
+            let mut diagnostics = Vec::new();
+            for _host in 0..3 {
+                for route in &routes {
+                    assert!(verdicts.admit(route, &dropped, &limits, &mut diagnostics), "served (fail-closed or not)");
+                }
+            }
+            assert_eq!(diagnostics.len(), 1, "admission {admission}: {diagnostics:?}");
+            assert!(diagnostics[0].message.contains("is not served"), "{:?}", diagnostics[0]);
+            memo = verdicts.finish();
+            assert_eq!(memo.computed(), if admission == 0 { 3 } else { 0 });
+        }
+    }
+
     /// Routes that moved (near or far) or changed are found or decided, and get the verdicts a
     /// fresh admission gives; only what changed is decided. Routes asked for in more places
     /// than last time (another virtual host) are found once the walk has missed enough of them.
