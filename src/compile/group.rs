@@ -79,7 +79,8 @@ impl std::ops::Deref for GroupId {
 
 impl PartialEq for GroupId {
     fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash && self.id == other.id
+        // A candidate that was not compiled again shares its id with the group the memo kept.
+        self.hash == other.hash && (Arc::ptr_eq(&self.id, &other.id) || self.id == other.id)
     }
 }
 

@@ -30,8 +30,10 @@ pub struct GroupMemo {
     formed: Vec<Formed>,
     /// How many of `formed` the probe Mappings formed.
     probe_groups: usize,
-    /// The remembered groups in route order.
-    order: Vec<Arc<KeptGroup>>,
+    /// How many groups are in route order (each `Formed` knows its place). The groups are held
+    /// once, in `formed`, and moved from one compile's memo to the next: a second list of them
+    /// in route order, cloned and dropped every compile, touched every group twice more.
+    placed: usize,
     /// The cluster names the routes were checked against.
     names: Option<Arc<EnvoyNames>>,
     /// How many groups the compile that kept them built (rather than reused).
@@ -66,16 +68,17 @@ impl GroupMemo {
 }
 
 /// A group of this compile, in route order, and what the memo kept of it (the same candidates in
-/// the same order), if anything.
-pub struct Placed<'p> {
+/// the same order), if anything: moved out of the previous compile's memo.
+pub struct Placed {
     /// Its index among the groups as formed.
     pub index: usize,
-    kept: Option<&'p Arc<KeptGroup>>,
+    kept: Option<Arc<KeptGroup>>,
 }
 
-/// One compile's use of the memo: it reads the previous compile's and writes its own.
-pub struct GroupPass<'p> {
-    previous: &'p GroupMemo,
+/// One compile's use of the memo: it takes the previous compile's apart and writes its own.
+pub struct GroupPass {
+    /// The previous compile's memo, until [`GroupPass::order`] moves its groups out.
+    previous: GroupMemo,
     /// Whether every cluster renamed now was renamed, to the same name, last time (and no other
     /// one was): then a group with the same candidates forwards to clusters of the same names.
     same_names: bool,
@@ -85,15 +88,11 @@ pub struct GroupPass<'p> {
     next: GroupMemo,
 }
 
-impl<'p> GroupPass<'p> {
-    pub fn continuing(previous: &'p GroupMemo, names: &Arc<EnvoyNames>) -> Self {
+impl GroupPass {
+    pub fn continuing(previous: GroupMemo, names: &Arc<EnvoyNames>) -> Self {
         let same_names =
             previous.names.as_ref().is_some_and(|kept| Arc::ptr_eq(kept, names) || kept.same_renames(names));
-        let next = GroupMemo {
-            order: Vec::with_capacity(previous.order.len()),
-            names: Some(names.clone()),
-            ..GroupMemo::default()
-        };
+        let next = GroupMemo { names: Some(names.clone()), ..GroupMemo::default() };
         GroupPass { previous, same_names, formed: Vec::new(), probe_groups: 0, next }
     }
 
@@ -104,40 +103,42 @@ impl<'p> GroupPass<'p> {
     /// it was, so only the groups that are new (or changed) are sorted, and each is put into
     /// place by a binary search: sorting every group again was a twentieth of a one-Mapping
     /// reload at 50,000 Mappings.
-    pub fn order(&mut self, groups: &[Group<'_>], probe_groups: usize) -> Vec<Placed<'p>> {
-        let previous = self.previous;
+    pub fn order(&mut self, groups: &[Group<'_>], probe_groups: usize) -> Vec<Placed> {
+        let previous = std::mem::take(&mut self.previous);
         self.formed = Vec::with_capacity(groups.len());
         self.formed.resize_with(groups.len(), || None);
         self.probe_groups = probe_groups;
-        let mut at_place: Vec<Option<(usize, &'p Arc<KeptGroup>)>> = vec![None; previous.order.len()];
+        let mut at_place: Vec<Option<(usize, Arc<KeptGroup>)>> = Vec::with_capacity(previous.placed);
+        at_place.resize_with(previous.placed, || None);
         let mut fresh = Vec::new();
-        let (earlier_probes, earlier) = previous.formed.split_at(previous.probe_groups);
-        let mut earlier = earlier.iter().peekable();
+        let mut formed = previous.formed.into_iter();
+        let earlier_probes: Vec<Formed> = formed.by_ref().take(previous.probe_groups).collect();
+        let mut earlier = formed.peekable();
         for (index, group) in groups.iter().enumerate() {
             let remembered = if index < probe_groups {
-                earlier_probes.iter().find(|formed| *formed.kept.id == **group.id)
+                earlier_probes.iter().find(|formed| formed.kept.id == *group.id).cloned()
             } else {
                 remembered(&mut earlier, group)
             };
             match remembered {
                 Some(formed) if same_candidates(&formed.kept, group) => {
-                    at_place[formed.place] = Some((index, &formed.kept));
+                    at_place[formed.place] = Some((index, formed.kept));
                 }
                 _ => fresh.push(index),
             }
         }
         let before = |a: usize, b: usize| (groups[a].weight, a) > (groups[b].weight, b);
         fresh.sort_unstable_by(|&a, &b| (groups[b].weight, b).cmp(&(groups[a].weight, a)));
-        let kept: Vec<(usize, &'p Arc<KeptGroup>)> = at_place.into_iter().flatten().collect();
+        let kept: Vec<(usize, Arc<KeptGroup>)> = at_place.into_iter().flatten().collect();
         let mut placed = Vec::with_capacity(groups.len());
-        let mut from = 0;
+        let mut kept = kept.into_iter().peekable();
         for index in fresh {
-            let until = from + kept[from..].partition_point(|&(other, _)| before(other, index));
-            placed.extend(kept[from..until].iter().map(|&(index, kept)| Placed { index, kept: Some(kept) }));
+            while let Some((index, kept)) = kept.next_if(|&(other, _)| before(other, index)) {
+                placed.push(Placed { index, kept: Some(kept) });
+            }
             placed.push(Placed { index, kept: None });
-            from = until;
         }
-        placed.extend(kept[from..].iter().map(|&(index, kept)| Placed { index, kept: Some(kept) }));
+        placed.extend(kept.map(|(index, kept)| Placed { index, kept: Some(kept) }));
         placed
     }
 
@@ -147,17 +148,18 @@ impl<'p> GroupPass<'p> {
     pub fn routes(
         &mut self,
         group: &Group<'_>,
-        place: &Placed<'p>,
+        place: Placed,
         cluster_names: &EnvoyNames,
         build: impl FnOnce() -> Option<Vec<Route>>,
     ) -> Option<&[Arc<Route>]> {
+        let index = place.index;
         let kept = match place.kept {
-            Some(kept) if self.same_names => kept.clone(),
-            _ => self.check_or_build(group, place, cluster_names, build)?,
+            Some(kept) if self.same_names => kept,
+            kept => self.check_or_build(group, kept, cluster_names, build)?,
         };
-        self.formed[place.index] = Some(Formed { kept: kept.clone(), place: self.next.order.len() });
-        self.next.order.push(kept);
-        self.next.order.last().map(|kept| kept.routes.as_slice())
+        let formed = self.formed[index].insert(Formed { kept, place: self.next.placed });
+        self.next.placed += 1;
+        Some(&formed.kept.routes)
     }
 
     /// The kept group if the clusters its routes forward to have the names they had, else a
@@ -165,7 +167,7 @@ impl<'p> GroupPass<'p> {
     fn check_or_build(
         &mut self,
         group: &Group<'_>,
-        place: &Placed<'p>,
+        kept: Option<Arc<KeptGroup>>,
         cluster_names: &EnvoyNames,
         build: impl FnOnce() -> Option<Vec<Route>>,
     ) -> Option<Arc<KeptGroup>> {
@@ -185,8 +187,8 @@ impl<'p> GroupPass<'p> {
             (Some(kept), Some(now)) => kept.len() == now.len() && kept.iter().zip(now).all(|(a, b)| a == b),
             _ => false,
         };
-        if let Some(kept) = place.kept.filter(|kept| same_clusters(kept)) {
-            return Some(kept.clone());
+        if let Some(kept) = kept.filter(|kept| same_clusters(kept)) {
+            return Some(kept);
         }
         let routes = build()?.into_iter().map(Arc::new).collect();
         self.next.built += 1;
@@ -210,13 +212,10 @@ impl<'p> GroupPass<'p> {
 /// are gone. A group formed by another Mapping than last time, or by one whose place ties with
 /// another's, may be missed and is built again: reuse never depends on the walk, only on the
 /// group having the same candidates.
-fn remembered<'p>(
-    earlier: &mut std::iter::Peekable<std::slice::Iter<'p, Formed>>,
-    group: &Group<'_>,
-) -> Option<&'p Formed> {
+fn remembered(earlier: &mut std::iter::Peekable<impl Iterator<Item = Formed>>, group: &Group<'_>) -> Option<Formed> {
     loop {
         let formed = earlier.peek()?;
-        if *formed.kept.id == **group.id {
+        if formed.kept.id == *group.id {
             return earlier.next();
         }
         match meta_order(&formed.kept.formed_by, &group.formed_by.meta) {

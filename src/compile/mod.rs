@@ -283,7 +283,7 @@ fn compile_pass(
         &candidates[..compiled_mappings[..settings.probes.len()].iter().filter(|c| c.candidate.is_some()).count()];
     let probe_groups =
         groups.iter().take_while(|g| probe_candidates.iter().any(|c| Arc::ptr_eq(c, g.formed_by))).count();
-    let mut group_memo = group_memo::GroupPass::continuing(&previous_groups, &envoy_names);
+    let mut group_memo = group_memo::GroupPass::continuing(previous_groups, &envoy_names);
     let (routes, rejected_groups) =
         order::order_routes(groups, probe_groups, &settings.defaults, &envoy_names, &mut group_memo, &mut diagnostics);
     let memo = memo.finish(group_memo.finish(), made_clusters, processing_order);

@@ -31,7 +31,7 @@ pub fn order_routes(
     probe_groups: usize,
     defaults: &Defaults,
     cluster_names: &EnvoyNames,
-    memo: &mut GroupPass<'_>,
+    memo: &mut GroupPass,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> (Vec<Arc<Route>>, Vec<RejectedGroup>) {
     let mut routes = Vec::with_capacity(groups.len());
@@ -39,7 +39,7 @@ pub fn order_routes(
     for place in memo.order(&groups, probe_groups) {
         let group = &groups[place.index];
         let mut refused = None;
-        let built = memo.routes(group, &place, cluster_names, || match group_routes(group, defaults, cluster_names) {
+        let built = memo.routes(group, place, cluster_names, || match group_routes(group, defaults, cluster_names) {
             Ok(routes) => routes,
             Err(problem) => {
                 refused = Some(problem);

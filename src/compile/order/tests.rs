@@ -40,8 +40,14 @@ fn order(candidates: Vec<Candidate>) -> (Vec<Arc<Route>>, Vec<RejectedGroup>) {
     let groups = group(&members, &mut diagnostics, &mut Default::default());
     // Each test cluster's Envoy name is its identity.
     let names = Arc::new(candidates.iter().map(|c| (c.runtime_key.clone(), c.runtime_key.clone())).collect());
-    let memo = Default::default();
-    order_routes(groups, 0, &Defaults::default(), &names, &mut GroupPass::continuing(&memo, &names), &mut diagnostics)
+    order_routes(
+        groups,
+        0,
+        &Defaults::default(),
+        &names,
+        &mut GroupPass::continuing(GroupMemo::default(), &names),
+        &mut diagnostics,
+    )
 }
 
 /// `candidates` ordered with what `memo` remembers; the names of the routes, and the memo the
@@ -51,7 +57,7 @@ fn order_with(candidates: &[Arc<Candidate>], memo: &GroupMemo) -> (Vec<String>, 
     let members: Vec<&Arc<Candidate>> = candidates.iter().collect();
     let groups = group(&members, &mut diagnostics, &mut Default::default());
     let names = Arc::new(candidates.iter().map(|c| (c.runtime_key.clone(), c.runtime_key.clone())).collect());
-    let mut pass = GroupPass::continuing(memo, &names);
+    let mut pass = GroupPass::continuing(memo.clone(), &names);
     let (routes, _) = order_routes(groups, 0, &Defaults::default(), &names, &mut pass, &mut diagnostics);
     (routes.iter().map(|r| r.name.clone()).collect(), pass.finish())
 }
