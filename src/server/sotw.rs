@@ -28,7 +28,6 @@ use crate::snapshot::{Entry, Snapshot, TypeSnapshot};
 use crate::xds::XdsType;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
-use sha1::{Digest, Sha1};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use vanishing::with_vanishing;
@@ -317,14 +316,11 @@ fn recognise(state: &TypeState, xds_type: XdsType, snapshot: &Snapshot, claimed:
 /// Version of a set of resources: a hash over its names and versions (the same hash a type
 /// snapshot's version is, so the whole set has the same version either way).
 fn version_of(entries: &[Entry]) -> String {
-    let mut hasher = Sha1::new();
+    let mut hasher = crate::snapshot::VersionHasher::default();
     for entry in entries {
-        hasher.update(entry.name.as_bytes());
-        hasher.update([0]);
-        hasher.update(entry.version.as_bytes());
-        hasher.update([0]);
+        hasher.entry(&entry.name, &entry.version);
     }
-    hex::encode(&hasher.finalize()[..8])
+    hasher.finish()
 }
 
 impl super::StreamMachine for SotwStream {

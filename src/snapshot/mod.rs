@@ -6,13 +6,14 @@
 //! very same `Arc<TypeSnapshot>` as the previous snapshot, so streams can skip it by pointer.
 
 mod framing;
+mod version;
 
 pub use framing::Field;
+pub use version::VersionHasher;
 
 use crate::xds::provenance::ProvenanceIndex;
 use crate::xds::{PerType, Resource, Resources, XdsType};
 use bytes::Bytes;
-use sha1::{Digest, Sha1};
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
@@ -94,16 +95,13 @@ impl TypeSnapshot {
                 (entry.name.clone(), entry)
             })
             .collect();
-        let mut hasher = Sha1::new();
+        let mut hasher = VersionHasher::default();
         for entry in entries.values() {
-            hasher.update(entry.name.as_bytes());
-            hasher.update([0]);
-            hasher.update(entry.version.as_bytes());
-            hasher.update([0]);
+            hasher.entry(&entry.name, &entry.version);
         }
         TypeSnapshot {
             xds_type,
-            version: short_hash(hasher),
+            version: hasher.finish(),
             entries,
             sotw_block: OnceLock::new(),
             delta_block: OnceLock::new(),
@@ -180,14 +178,8 @@ fn same_buffer(a: &Bytes, b: &Bytes) -> bool {
     a.as_ptr() == b.as_ptr() && a.len() == b.len()
 }
 
-fn short_hash(hasher: Sha1) -> String {
-    hex::encode(&hasher.finalize()[..8])
-}
-
 fn body_version(body: &[u8]) -> Arc<str> {
-    let mut hasher = Sha1::new();
-    hasher.update(body);
-    Arc::from(short_hash(hasher))
+    Arc::from(version::of_body(body))
 }
 
 /// One complete configuration as served. Immutable; replaced as a whole.
