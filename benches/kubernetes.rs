@@ -59,7 +59,7 @@ struct Samples {
     sync: Vec<Duration>,
     rss_kib: Vec<u64>,
     peak_kib: Vec<u64>,
-    cpu_ms: Vec<u64>,
+    cpu_ms: Vec<f64>,
     elapsed_ms: Vec<f64>,
     publish_ms: Vec<f64>,
 }
@@ -197,7 +197,7 @@ fn measure(api: &FakeKube, work: &Path, run: usize, changes: usize, samples: &mu
 
     for change in 0..changes {
         let published = publish_lines(&log_path).len();
-        let (_, _, cpu_before) = common::process_usage(pid);
+        let cpu_before = common::ThreadCpu::of(pid);
         let written = Instant::now();
         let prefix = format!("/changed-{run}-{change}/");
         api.apply_value(json!({
@@ -208,8 +208,7 @@ fn measure(api: &FakeKube, work: &Path, run: usize, changes: usize, samples: &mu
         wait_for("the reload's log line", Duration::from_secs(30), || publish_lines(&log_path).len() > published);
         samples.publish_ms.push(written.elapsed().as_secs_f64() * 1000.0);
         std::thread::sleep(Duration::from_millis(300));
-        let (_, _, cpu_after) = common::process_usage(pid);
-        samples.cpu_ms.push(cpu_after - cpu_before);
+        samples.cpu_ms.push(common::ThreadCpu::of(pid).ms_since(&cpu_before));
         let line = publish_lines(&log_path).swap_remove(published);
         samples.elapsed_ms.push(elapsed_ms(&line).unwrap_or_else(|| panic!("no elapsed= in {line:?}")));
     }
@@ -253,7 +252,7 @@ fn median<T: PartialOrd + Copy>(samples: &[T]) -> T {
 fn row(population: &Population, samples: &Samples, helm_sent: usize) -> String {
     let mib = |kib: u64| kib as f64 / 1024.0;
     format!(
-        "| {} | {} | {:.2} | **{:.1}** | **{:.1}** | {} | {:.1} | {:.1} |",
+        "| {} | {} | {:.2} | **{:.1}** | **{:.1}** | {:.1} | {:.1} | {:.1} |",
         population.name,
         helm_sent,
         median(&samples.sync).as_secs_f64(),
@@ -274,8 +273,8 @@ fn write_table(rows: &[String], runs: usize) {
          Secrets with real EC certificates (`gen_config.py 5000`) and 8,900 small `Opaque` Secrets no one names, \
          in 5 namespaces, plus 1,000 Helm release Secrets (`helm.sh/release.v1`, 200 KiB of base64 each) where \
          stated. Initial sync: spawn until `/readyz` is 200. RSS: VmRSS 3 s after ready (the controller gives memory back after 2 s idle), and VmHWM. Then one \
-         Mapping's prefix changes {CHANGES} times through the fake: reload CPU is the process's utime+stime \
-         (10 ms ticks) from the write until 300 ms after the reload's `publishing configuration` line, elapsed \
+         Mapping's prefix changes {CHANGES} times through the fake: reload CPU is the process's CPU time (per \
+         thread, to the nanosecond) from the write until 300 ms after the reload's `publishing configuration` line, elapsed \
          is that line's `elapsed=`, and write to log line includes the 100 ms debounce. Medians of {runs} runs \
          (sync, RSS) and of {} changes. Machine: {}, shared with other builds.\n\n\
          | population | Helm Secrets sent to serve | initial sync s | RSS MiB | peak RSS MiB | reload CPU ms | reload elapsed ms | write to log line ms |\n\

@@ -78,6 +78,29 @@ pub fn process_usage(pid: u32) -> (u64, u64, u64) {
     (field("VmHWM:"), field("VmRSS:"), ticks * 1000 / hz)
 }
 
+/// The CPU time each thread of a process has used so far (ns, from `/proc/PID/task/*/schedstat`,
+/// which counts to the nanosecond where `/proc/PID/stat` counts 10 ms ticks).
+pub struct ThreadCpu(std::collections::HashMap<u32, u64>);
+
+impl ThreadCpu {
+    pub fn of(pid: u32) -> ThreadCpu {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten();
+        let times = tasks.filter_map(|task| {
+            let tid = task.file_name().to_str()?.parse().ok()?;
+            let schedstat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+            Some((tid, schedstat.split_whitespace().next()?.parse().ok()?))
+        });
+        ThreadCpu(times.collect())
+    }
+
+    /// CPU ms the process used since `earlier`: what each thread alive now used since then (a
+    /// thread that ended in between is not counted; tokio's blocking threads can end when idle).
+    pub fn ms_since(&self, earlier: &ThreadCpu) -> f64 {
+        let ns: u64 = self.0.iter().map(|(tid, now)| now.saturating_sub(*earlier.0.get(tid).unwrap_or(&0))).sum();
+        ns as f64 / 1e6
+    }
+}
+
 /// A child process killed (and reaped) when dropped, so a failing benchmark leaves nothing behind.
 pub struct Killed(pub Child);
 
