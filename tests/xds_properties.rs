@@ -1014,14 +1014,12 @@ fn settle_claim<C: ModelClient>(claim: &mut Option<(String, bool)>, snapshot: &S
                          older: &ambassador_xds::snapshot::TypeSnapshot| {
         let mut entries: BTreeMap<&str, &str> = older.entries.values().map(|e| (&*e.name, &*e.version)).collect();
         entries.extend(newer.entries.values().map(|e| (&*e.name, &*e.version)));
-        let mut hasher = <sha1::Sha1 as sha1::Digest>::new();
+        // The server's own version hash (what a type's version is made of is the point here).
+        let mut hasher = ambassador_xds::snapshot::VersionHasher::default();
         for (name, version) in entries {
-            sha1::Digest::update(&mut hasher, name.as_bytes());
-            sha1::Digest::update(&mut hasher, [0]);
-            sha1::Digest::update(&mut hasher, version.as_bytes());
-            sha1::Digest::update(&mut hasher, [0]);
+            hasher.entry(name, version);
         }
-        hex::encode(&sha1::Digest::finalize(hasher)[..8])
+        hasher.finish()
     };
     let known = contents.iter().any(|c| c.version == claimed)
         || contents

@@ -3,10 +3,12 @@
 //!
 //! BLAKE3, not SHA-1: a one-Mapping change at 50,000 Mappings hashes the whole 3.9 MB route
 //! table again, and with SHA-1 (even with the CPU's SHA instructions) that was a fifteenth of the
-//! reload. It stays a cryptographic hash because Mapping authors choose much of what is hashed:
-//! two contents they could make collide would be taken for one and never pushed.
+//! reload. It stays a cryptographic hash, and versions keep 128 bits of it, because Mapping authors
+//! choose much of what is hashed: two contents they could make collide would be taken for one and
+//! the second never pushed (at 64 bits, as the SHA-1 versions were, a birthday search for such a
+//! pair takes about 2^32 hashes).
 
-/// A version as Envoy sees it: the first 8 bytes of the hash, in hex.
+/// A version as Envoy sees it: the first 16 bytes of the hash, in hex.
 #[derive(Default)]
 pub struct VersionHasher(blake3::Hasher);
 
@@ -22,7 +24,7 @@ impl VersionHasher {
     }
 
     pub fn finish(&self) -> String {
-        hex::encode(&self.0.finalize().as_bytes()[..8])
+        hex::encode(&self.0.finalize().as_bytes()[..16])
     }
 }
 
