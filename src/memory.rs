@@ -5,9 +5,10 @@
 //! shortly after a free, but only from the thread that owns it, when that thread next allocates:
 //! what a reload freed on a thread that then sleeps stays resident. In the Kubernetes benchmark
 //! that was about 30 MiB of the 153 MiB resident after sync. So the controller collects what its
-//! own thread freed before each job (decoding the changes, the replaced snapshot), calls
-//! [`release_freed`] on its worker thread once it has been idle a while
-//! (`controller::RELEASE_WHEN_IDLE`), and the Kubernetes source calls it after each complete list.
+//! own thread freed before each job (decoding the changes), calls [`release_freed`] there after
+//! publishing (the replaced snapshot is dropped there) and on its worker thread once it has been
+//! idle a while (`controller::RELEASE_WHEN_IDLE`), and the Kubernetes source calls it after each
+//! complete list.
 //!
 //! Between those, `serve` lets freed memory stay committed for [`HOLD_FREED`] instead of
 //! mimalloc's 10 ms ([`hold_freed`]), and before each job the controller collects only what has
